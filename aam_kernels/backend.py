@@ -1,0 +1,135 @@
+"""The one place that decides how an op runs: Triton compiled, Triton interpreted, or plain torch.
+
+Resolution order for a call on tensor ``x``:
+1. the innermost active ``use_backend(name)`` context;
+2. the environment variable ``AAM_KERNELS_BACKEND`` (read at call time, never at import);
+3. automatic: Triton for CUDA tensors when Triton imports, the torch (CPU) path otherwise.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import contextvars
+import functools
+import os
+from dataclasses import dataclass
+from typing import Callable, Iterator
+
+import torch
+
+BACKENDS = ("torch", "triton", "interpret")
+ENV_VAR = "AAM_KERNELS_BACKEND"
+
+_forced: contextvars.ContextVar[str | None] = contextvars.ContextVar("aam_kernels_backend", default=None)
+_counters: list["LaunchCounter"] = []
+
+
+@functools.lru_cache(maxsize=1)
+def triton_import_error() -> str | None:
+    """None when Triton imports, else the reason it does not (shown to the user)."""
+    try:
+        import triton  # noqa: F401
+        import triton.language  # noqa: F401
+    except Exception as exc:  # ImportError, or a broken install raising anything
+        return f"{type(exc).__name__}: {exc}"
+    return None
+
+
+def _check_name(name: str, source: str) -> str:
+    if name not in BACKENDS:
+        raise ValueError(f"{source} must be one of {', '.join(BACKENDS)}; got {name!r}")
+    return name
+
+
+@contextlib.contextmanager
+def use_backend(name: str) -> Iterator[str]:
+    """Force every aam_kernels op inside the block onto one backend.
+
+    ``"torch"``: the pure-PyTorch path (any device). ``"triton"``: compiled Triton kernels (CUDA tensors).
+    ``"interpret"``: the same Triton kernels run by Triton's interpreter on CPU tensors (slow; for tests).
+    """
+    token = _forced.set(_check_name(name, "use_backend(name)"))
+    try:
+        yield name
+    finally:
+        _forced.reset(token)
+
+
+def requested_backend() -> str | None:
+    """The backend forced by a context or the environment, or None for automatic choice."""
+    forced = _forced.get()
+    if forced is not None:
+        return forced
+    env = os.environ.get(ENV_VAR, "").strip()
+    return _check_name(env, ENV_VAR) if env else None
+
+
+def resolve(x: torch.Tensor) -> str:
+    """The backend a call whose main input is ``x`` runs on; raises if a forced one cannot run."""
+    name = requested_backend()
+    if name is None:
+        return "triton" if x.is_cuda and triton_import_error() is None else "torch"
+    if name in ("triton", "interpret") and triton_import_error() is not None:
+        raise RuntimeError(f"aam_kernels backend {name!r} needs Triton, which does not import ({triton_import_error()})")
+    if name == "triton" and not x.is_cuda:
+        raise RuntimeError(
+            f"aam_kernels backend 'triton' needs CUDA tensors, got a tensor on {x.device}; "
+            "use 'interpret' to run the Triton kernels on CPU tensors"
+        )
+    if name == "interpret" and x.device.type != "cpu":
+        raise RuntimeError(f"aam_kernels backend 'interpret' runs on CPU tensors, got a tensor on {x.device}")
+    return name
+
+
+@dataclass
+class LaunchCounter:
+    """Counts Triton kernel launches (compiled or interpreted) made while it is active."""
+
+    count: int = 0
+
+
+@contextlib.contextmanager
+def count_launches() -> Iterator[LaunchCounter]:
+    """``with count_launches() as c: ...`` then ``c.count`` is the number of Triton launches inside."""
+    counter = LaunchCounter()
+    _counters.append(counter)
+    try:
+        yield counter
+    finally:
+        _counters.remove(counter)
+
+
+class TritonKernel:
+    """A Triton kernel wrapped twice, compiled and interpreted, so both run in one process.
+
+    Triton decides compiled vs interpreted when ``triton.jit`` runs (it reads ``TRITON_INTERPRET``
+    then), so switching at run time needs both wrappers of the same Python function.
+    """
+
+    def __init__(self, fn: Callable):
+        self.fn = fn
+        self.__name__ = fn.__name__
+
+    @functools.cached_property
+    def compiled(self):
+        import triton
+
+        return triton.jit(self.fn)
+
+    @functools.cached_property
+    def interpreted(self):
+        from triton.runtime.interpreter import InterpretedFunction
+
+        return InterpretedFunction(self.fn)
+
+    def launch(self, backend: str, grid: tuple, *args, **kwargs) -> None:
+        assert backend in ("triton", "interpret"), backend
+        kernel = self.compiled if backend == "triton" else self.interpreted
+        kernel[grid](*args, **kwargs)
+        for counter in _counters:
+            counter.count += 1
+
+
+def triton_kernel(fn: Callable) -> TritonKernel:
+    """Decorator used instead of ``@triton.jit`` for every kernel of this library."""
+    return TritonKernel(fn)
