@@ -1,0 +1,173 @@
+"""`AAMDataset` and its collate: per-sample ASV selection, and batches built as gathers.
+
+The table is kept as CSR with each sample's ASVs sorted by count (descending), and the distinct
+sequences are tokenized once into uint8 [n_features, L]. A batch is then a few vectorized numpy
+gathers: no per-ASV Python work, no dense per-sample columns.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Literal
+
+import numpy as np
+import torch
+from torch.utils.data import DataLoader, Dataset, Sampler
+
+from aam.data.batch import Batch
+from aam.data.encoders import CategoryEncoder
+from aam.data.study import Study
+from aam.data.tokenizer import tokenize
+
+
+@dataclass
+class SampleItem:
+    position: int  # row in the dataset (0..len-1)
+    features: np.ndarray  # int64 [n]: feature columns chosen for this sample, most abundant first
+    counts: np.ndarray  # float64 [n]: their read counts
+
+
+class AAMDataset(Dataset):
+    """Samples `indices` of `study` (all when None), ready to batch.
+
+    asv_sampling: "abundance" keeps each sample's top `token_limit` ASVs by count (ties by feature
+    order); "random" draws `token_limit` of them uniformly without replacement, anew each epoch,
+    from (seed, epoch, sample) -- in training only; evaluation (`train=False`) always uses the top ones.
+    encoders: the CategoryEncoder fitted on the training samples; when None it is fitted here, which
+    is only allowed for a training dataset (see `encoder` to reuse it).
+    """
+
+    def __init__(
+        self,
+        study: Study,
+        indices: Sequence[int] | np.ndarray | None = None,
+        *,
+        max_bp: int = 150,
+        token_limit: int = 1024,
+        asv_sampling: Literal["abundance", "random"] = "abundance",
+        train: bool = False,
+        encoders: CategoryEncoder | None = None,
+        start_token: bool = False,
+        seed: int = 0,
+    ) -> None:
+        if asv_sampling not in ("abundance", "random"):
+            raise ValueError(f"asv_sampling must be 'abundance' or 'random', got {asv_sampling!r}")
+        if token_limit < 1:
+            raise ValueError(f"token_limit must be >= 1, got {token_limit}")
+        self.indices = np.arange(study.n_samples) if indices is None else np.asarray(indices, dtype=np.int64)
+        self.sample_ids = [study.sample_ids[i] for i in self.indices]
+        self.token_limit, self.asv_sampling, self.train, self.seed = token_limit, asv_sampling, train, seed
+        self.epoch = 0
+        counts = study.counts[self.indices].tocsr()
+        n_nnz = counts.indptr[1:] - counts.indptr[:-1]
+        row = np.repeat(np.arange(len(self.indices)), n_nnz)
+        # Within each sample: count descending, then feature index, so "top k" is a prefix slice.
+        order = np.lexsort((counts.indices, -counts.data, row))
+        self._indptr = counts.indptr.astype(np.int64)
+        self._features = counts.indices[order].astype(np.int64)
+        self._counts = counts.data[order].astype(np.float64)
+        self._totals = np.asarray(counts.sum(axis=1), dtype=np.float64).ravel()  # all reads, not only kept ASVs
+        self.tokens = tokenize(study.sequences, max_bp, start_token)  # uint8 [n_features, L]
+        self.targets = study.targets[self.indices].astype(np.float32)  # [n, T]
+        if study.categorical_columns:
+            if encoders is None:
+                if not train:
+                    raise ValueError("an evaluation dataset needs the CategoryEncoder fitted on the training samples")
+                encoders = CategoryEncoder.fit(study.categorical_columns, study.categories[self.indices])
+            self.categories = encoders.transform(study.categories[self.indices])  # int64 [n, C]
+        else:
+            self.categories = np.zeros((len(self.indices), 0), dtype=np.int64)
+        self.encoder = encoders
+        self.target_columns = study.target_columns
+
+    def __len__(self) -> int:
+        return len(self.indices)
+
+    def set_epoch(self, epoch: int) -> None:
+        """Changes the random ASV draw (random sampling, training) and the loader's shuffle order."""
+        self.epoch = int(epoch)
+
+    def __getitem__(self, position: int) -> SampleItem:
+        start, end = self._indptr[position], self._indptr[position + 1]
+        n = end - start
+        if n <= self.token_limit:
+            pick = slice(start, end)
+        elif self.asv_sampling == "random" and self.train:
+            rng = np.random.default_rng((self.seed, self.epoch, int(self.indices[position])))
+            pick = start + np.sort(rng.choice(n, self.token_limit, replace=False))
+        else:
+            pick = slice(start, start + self.token_limit)
+        return SampleItem(position, self._features[pick], self._counts[pick])
+
+    def collate(self, items: Sequence[SampleItem]) -> Batch:
+        return collate(items, self)
+
+
+def collate(items: Sequence[SampleItem], dataset: AAMDataset) -> Batch:
+    """Batch from items of `dataset`: padded to the batch's own max ASV count, distinct ASVs tokenized once."""
+    positions = np.fromiter((it.position for it in items), dtype=np.int64, count=len(items))
+    lengths = np.fromiter((len(it.features) for it in items), dtype=np.int64, count=len(items))
+    width = int(lengths.max()) if len(items) else 0
+    features = np.concatenate([it.features for it in items]) if items else np.zeros(0, dtype=np.int64)
+    counts = np.concatenate([it.counts for it in items]) if items else np.zeros(0)
+    mask = np.arange(width)[None, :] < lengths[:, None]  # [B, A]; row-major True cells = concatenation order
+    # Distinct features via a presence flag over all features: O(n_features), cheaper than sorting.
+    present = np.zeros(dataset.tokens.shape[0], dtype=bool)
+    present[features] = True
+    distinct = np.flatnonzero(present)  # [U]
+    remap = np.zeros(dataset.tokens.shape[0], dtype=np.int64)
+    remap[distinct] = np.arange(len(distinct))
+    asv_index = np.zeros(mask.shape, dtype=np.int64)
+    asv_index[mask] = remap[features]
+    log_counts = np.zeros(mask.shape, dtype=np.float32)
+    log_counts[mask] = np.log1p(counts)
+    rel_abundance = np.zeros(mask.shape, dtype=np.float32)
+    rel_abundance[mask] = counts / np.repeat(dataset._totals[positions], lengths)
+    return Batch(
+        sample_ids=[dataset.sample_ids[p] for p in positions],
+        asv_tokens=torch.from_numpy(dataset.tokens[distinct]),
+        asv_index=torch.from_numpy(asv_index),
+        asv_mask=torch.from_numpy(mask),
+        log_counts=torch.from_numpy(log_counts),
+        rel_abundance=torch.from_numpy(rel_abundance),
+        targets=torch.from_numpy(dataset.targets[positions]),
+        categories=torch.from_numpy(dataset.categories[positions]),
+    )
+
+
+class EpochSampler(Sampler[int]):
+    """Positions of `dataset` in order, or shuffled from (seed, dataset.epoch): reproducible per epoch."""
+
+    def __init__(self, dataset: AAMDataset, shuffle: bool, seed: int) -> None:
+        self.dataset, self.shuffle, self.seed = dataset, shuffle, seed
+
+    def __len__(self) -> int:
+        return len(self.dataset)
+
+    def __iter__(self):
+        n = len(self.dataset)
+        if not self.shuffle:
+            return iter(range(n))
+        return iter(np.random.default_rng((self.seed, self.dataset.epoch)).permutation(n).tolist())
+
+
+def make_loader(
+    dataset: AAMDataset,
+    batch_size: int,
+    shuffle: bool,
+    seed: int = 0,
+    num_workers: int = 0,
+    drop_last: bool = False,
+    pin_memory: bool = False,
+) -> DataLoader:
+    """DataLoader yielding `Batch`; call `dataset.set_epoch(e)` before each epoch to reshuffle and redraw."""
+    return DataLoader(
+        dataset,
+        batch_size=batch_size,
+        sampler=EpochSampler(dataset, shuffle, seed),
+        collate_fn=dataset.collate,
+        num_workers=num_workers,
+        drop_last=drop_last,
+        pin_memory=pin_memory,
+    )

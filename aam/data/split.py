@@ -1,0 +1,68 @@
+"""Train/validation split, optionally grouped (no group on both sides), written as sample lists."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from aam.data.study import Study
+from aam.errors import UserError
+
+TRAIN_FILE = "train_samples.txt"
+VAL_FILE = "val_samples.txt"
+
+
+def split_samples(study: Study, test_size: float, seed: int, group_column: str | None = None
+                  ) -> tuple[np.ndarray, np.ndarray]:
+    """int64 positions into `study` for (train, validation). `test_size` is a fraction in (0, 1) or a
+    sample count >= 1. With `group_column` whole groups go to one side (a sample with a missing group
+    value is its own group) and the validation side holds about `test_size` of the samples."""
+    n = study.n_samples
+    n_val = int(round(test_size * n)) if 0 < test_size < 1 else int(test_size)
+    if test_size <= 0 or (test_size >= 1 and test_size != int(test_size)):
+        raise UserError(f"--test-size must be a fraction in (0, 1) or a whole number of samples, got {test_size}")
+    if not 1 <= n_val < n:
+        raise UserError(f"--test-size {test_size} leaves no samples on one side of the split ({n} samples)")
+    rng = np.random.default_rng(seed)
+    if group_column is None:
+        order = rng.permutation(n)
+        return np.sort(order[n_val:]), np.sort(order[:n_val])
+    labels = study.column(group_column, role="group")
+    keys = np.array([f"g:{v}" if v is not None else f"s:{i}" for i, v in enumerate(labels)], dtype=object)
+    groups, inverse, sizes = np.unique(keys, return_inverse=True, return_counts=True)
+    if len(groups) < 2:
+        raise UserError(f"group column '{group_column}' has a single group; cannot split by it")
+    order = rng.permutation(len(groups))
+    # Take shuffled groups until the validation side reaches the requested size.
+    filled = np.cumsum(sizes[order])
+    n_groups_val = int(np.searchsorted(filled, n_val)) + 1
+    n_groups_val = min(max(n_groups_val, 1), len(groups) - 1)
+    val_group = np.zeros(len(groups), dtype=bool)
+    val_group[order[:n_groups_val]] = True
+    is_val = val_group[inverse]
+    return np.flatnonzero(~is_val), np.flatnonzero(is_val)
+
+
+def write_split(output_dir: str | Path, study: Study, train_idx: np.ndarray, val_idx: np.ndarray) -> None:
+    """`train_samples.txt` and `val_samples.txt` in `output_dir`, one sample ID per line."""
+    output_dir = Path(output_dir)
+    output_dir.mkdir(parents=True, exist_ok=True)
+    for name, idx in ((TRAIN_FILE, train_idx), (VAL_FILE, val_idx)):
+        (output_dir / name).write_text("".join(f"{study.sample_ids[i]}\n" for i in idx))
+
+
+def read_sample_list(path: str | Path) -> list[str]:
+    path = Path(path)
+    if not path.is_file():
+        raise UserError(f"sample list not found: {path}")
+    return [line.strip() for line in path.read_text().splitlines() if line.strip()]
+
+
+def positions_of(study: Study, sample_ids: list[str], source: str | Path = "sample list") -> np.ndarray:
+    """int64 positions of `sample_ids` in `study`; UserError naming the first unknown ID."""
+    where = {s: i for i, s in enumerate(study.sample_ids)}
+    missing = [s for s in sample_ids if s not in where]
+    if missing:
+        raise UserError(f"{source}: sample '{missing[0]}' is not in the study ({len(missing)} unknown)")
+    return np.array([where[s] for s in sample_ids], dtype=np.int64)

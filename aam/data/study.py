@@ -1,0 +1,146 @@
+"""`load_study`: read a table, its sequences and metadata, check them, and join them per sample."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import scipy.sparse as sp
+
+from aam.data.fasta import read_sequences
+from aam.data.metadata import Metadata, read_metadata
+from aam.data.table import FeatureTable, read_table
+from aam.data.tokenizer import is_dna
+from aam.errors import UserError
+
+log = logging.getLogger("aam.data")
+
+
+@dataclass
+class Study:
+    counts: sp.csr_matrix  # float64 [n_samples, n_features]; features with no reads in kept samples removed
+    sample_ids: list[str]
+    feature_ids: list[str]
+    sequences: list[str]  # one DNA string per feature
+    target_columns: tuple[str, ...]
+    targets: np.ndarray  # float64 [n_samples, T], raw units, NaN = missing
+    categorical_columns: tuple[str, ...]
+    categories: np.ndarray  # object [n_samples, C]: raw string values, None = missing
+    metadata: pd.DataFrame | None  # metadata rows aligned with sample_ids (all columns), None without metadata
+    dropped: dict[str, int] = field(default_factory=dict)  # reason -> number of samples dropped
+
+    @property
+    def n_samples(self) -> int:
+        return len(self.sample_ids)
+
+    def column(self, name: str, role: str = "metadata") -> np.ndarray:
+        """object [n_samples]: raw values of a metadata column (None = missing)."""
+        if self.metadata is None or name not in self.metadata.columns:
+            raise UserError(f"{role} column '{name}' is not in the metadata")
+        return _as_objects(self.metadata[name])
+
+
+def resolve_sequences(table: FeatureTable, sequences: str | Path | None) -> list[str]:
+    """One sequence per table feature: from `sequences` when given, else the feature IDs if they are DNA."""
+    if sequences is None:
+        not_dna = [f for f in table.feature_ids if not is_dna(f)]
+        if not_dna:
+            raise UserError(
+                f"feature IDs in {table.path} are not DNA sequences (e.g. '{not_dna[0]}', {len(not_dna)} of "
+                f"{len(table.feature_ids)}; hashed IDs?): pass the representative sequences with --sequences "
+                "(FASTA or rep-seqs .qza)")
+        return list(table.feature_ids)
+    records = read_sequences(sequences)
+    missing = [f for f in table.feature_ids if f not in records]
+    if missing:
+        raise UserError(f"{len(missing)} of {len(table.feature_ids)} features in {table.path} have no sequence in "
+                        f"{sequences} (e.g. '{missing[0]}')")
+    return [records[f] for f in table.feature_ids]
+
+
+def load_study(
+    table: str | Path,
+    sequences: str | Path | None = None,
+    metadata: str | Path | None = None,
+    target_columns: Sequence[str] = (),
+    categorical_columns: Sequence[str] = (),
+    group_column: str | None = None,
+    require_targets: bool = True,
+) -> Study:
+    """Read and join a study. Drops (with a logged warning and a count in `Study.dropped`):
+    samples with zero reads; when `require_targets`, table samples without metadata and samples
+    whose targets are all missing. With `require_targets=False` (prediction) every table sample with
+    reads is kept and metadata is optional."""
+    target_columns, categorical_columns = tuple(target_columns), tuple(categorical_columns)
+    ftable = read_table(table)
+    meta = read_metadata(metadata) if metadata is not None else None
+    if meta is None and (target_columns or categorical_columns or group_column) and require_targets:
+        raise UserError("target, categorical and group columns need a metadata file (--metadata)")
+    dropped: dict[str, int] = {}
+    keep = np.ones(len(ftable.sample_ids), dtype=bool)
+    frame = None
+    if meta is not None:
+        for column in target_columns:
+            meta.require(column, "target")
+        for column in categorical_columns:
+            meta.require(column, "categorical")
+        if group_column is not None:
+            meta.require(group_column, "group")
+        in_meta = pd.Index(ftable.sample_ids).isin(meta.frame.index)
+        if not in_meta.any():
+            raise UserError(
+                f"no sample IDs shared between table {ftable.path} ({len(ftable.sample_ids)} samples, e.g. "
+                f"'{ftable.sample_ids[0] if ftable.sample_ids else ''}') and metadata {meta.path} "
+                f"({len(meta.frame)} samples, e.g. '{meta.frame.index[0] if len(meta.frame) else ''}')")
+        if require_targets:
+            _drop(keep, ~in_meta, dropped, "not in metadata")
+        frame = meta.frame.reindex(ftable.sample_ids)
+        numeric = np.column_stack([meta.numeric(c) for c in target_columns]) if target_columns else None
+    reads = np.asarray(ftable.counts.sum(axis=1)).ravel()
+    _drop(keep, reads <= 0, dropped, "zero reads")
+    if target_columns and meta is not None:
+        values = pd.DataFrame(numeric, index=meta.frame.index, columns=list(target_columns))
+        targets_all = values.reindex(ftable.sample_ids).to_numpy(dtype=np.float64)
+        if require_targets:
+            _drop(keep, np.isnan(targets_all).all(axis=1), dropped, "all targets missing")
+    else:
+        targets_all = np.zeros((len(ftable.sample_ids), 0))
+    if not keep.any():
+        raise UserError(f"no samples left in {ftable.path} after dropping: "
+                        + ", ".join(f"{n} {why}" for why, n in dropped.items()))
+    rows = np.flatnonzero(keep)
+    counts = ftable.counts[rows]
+    used = np.flatnonzero(np.asarray(counts.sum(axis=0)).ravel() > 0)
+    counts = counts[:, used].tocsr()
+    kept_table = FeatureTable(counts, [ftable.sample_ids[i] for i in rows],
+                              [ftable.feature_ids[j] for j in used], ftable.path)
+    seqs = resolve_sequences(kept_table, sequences)
+    if frame is not None:
+        frame = frame.iloc[rows]
+        categories = np.column_stack([_as_objects(frame[c]) for c in categorical_columns]) \
+            if categorical_columns else np.empty((len(rows), 0), dtype=object)
+    else:
+        categories = np.empty((len(rows), 0), dtype=object)
+    return Study(
+        counts=counts, sample_ids=kept_table.sample_ids, feature_ids=kept_table.feature_ids, sequences=seqs,
+        target_columns=target_columns, targets=targets_all[rows], categorical_columns=categorical_columns,
+        categories=categories, metadata=frame, dropped=dropped,
+    )
+
+
+def _drop(keep: np.ndarray, mask: np.ndarray, dropped: dict[str, int], reason: str) -> None:
+    newly = int((keep & mask).sum())
+    if newly:
+        dropped[reason] = newly
+        log.warning("dropped %d sample%s: %s", newly, "s" if newly != 1 else "", reason)
+    keep &= ~mask
+
+
+def _as_objects(values: pd.Series) -> np.ndarray:
+    out = values.to_numpy(dtype=object).copy()
+    out[pd.isna(values).to_numpy()] = None
+    return out
