@@ -1,0 +1,148 @@
+"""Run configuration: one dataclass per concern, built by the CLI, saved in every checkpoint.
+
+`RunConfig` bundles the four parts. `to_dict`/`from_dict` round-trip through JSON (config.json,
+checkpoints); `predict` rebuilds the model from the saved `ModelConfig` and nothing else.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from typing import Any
+
+from aam.errors import UserError
+
+LOSS_TYPES = ("mse", "mae", "huber")
+DEVICES = ("auto", "cpu", "cuda")
+
+
+@dataclass
+class DataConfig:
+    table: str = ""  # BIOM table (.biom HDF5/JSON) or QIIME 2 FeatureTable .qza
+    metadata: str = ""  # QIIME 2 style metadata TSV (first column = sample ID)
+    sequences: str | None = None  # FASTA / rep-seqs .qza, when feature IDs are not DNA
+    target_columns: tuple[str, ...] = ()  # numeric metadata columns to predict, one output each
+    categorical_columns: tuple[str, ...] = ()  # metadata columns embedded into the sample vector
+    group_column: str | None = None  # keep samples of one group (e.g. subject) on one side of the split
+    test_size: float = 0.2  # fraction of samples (or groups) held out for validation
+    max_bp: int = 150  # nucleotides kept per ASV (published AAM: 150)
+    token_limit: int = 1024  # ASVs kept per sample, the most abundant first (published AAM: 1024)
+    asv_sampling: str = "abundance"  # "abundance": the most abundant ASVs; "random": a new random subset each epoch (training only)
+
+
+@dataclass
+class ModelConfig:
+    embedding_dim: int = 128  # width of every vector in the model (published AAM: 128)
+    attention_heads: int = 4  # heads per attention layer (published AAM: 4)
+    asv_layers: int = 2  # transformer layers over the nucleotides of one ASV
+    sample_layers: int = 2  # transformer layers over the ASVs of one sample
+    feedforward_multiplier: int = 4  # feed-forward hidden width = multiplier * embedding_dim
+    dropout: float = 0.1  # dropout in the transformer blocks
+    regressor_hidden_dims: tuple[int, ...] = ()  # () = Linear head; (64, 32) = MLP with those hidden widths
+    regressor_dropout: float = 0.0  # dropout between MLP head layers
+    gradient_checkpointing: bool = False  # recompute transformer blocks in backward to save memory
+    # Filled from the data, not by the user: vocabulary of the categorical embeddings and output shape.
+    max_bp: int = 150  # positions of the nucleotide embedding (copied from DataConfig)
+    n_targets: int = 1
+    n_quantiles: int = 1
+    category_cardinalities: tuple[int, ...] = ()  # levels per categorical column, code 0 = unknown excluded
+
+
+@dataclass
+class LossConfig:
+    loss_type: str = "huber"  # mse | mae | huber, applied to the z-scored targets
+    huber_delta: float = 1.0  # Huber threshold in standard deviations of the target
+    categorical_loss_weights: str | None = None  # None, "auto" (balanced per level) or JSON {column: {level: w}}
+
+
+@dataclass
+class TrainConfig:
+    output_dir: str = ""  # where checkpoints, predictions, metrics and plots go
+    epochs: int = 100  # maximum number of passes over the training samples
+    batch_size: int = 8  # samples per step
+    lr: float = 1e-4  # peak AdamW learning rate (after warmup)
+    weight_decay: float = 0.01  # AdamW decoupled weight decay
+    warmup_steps: int | None = None  # linear warmup steps; None = 5% of all steps (at least 1)
+    max_grad_norm: float = 1.0  # gradient clipping by global norm; 0 = off
+    patience: int = 10  # stop after this many epochs without a better --best-metric; 0 = never stop early
+    best_metric: str = "mae"  # val_loss, or mae|rmse|r2|pearson of the first target, or <target>:<metric>
+    seed: int = 42  # seeds the split, initialization, shuffling and dropout: same seed + data = same run
+    device: str = "auto"  # auto (CUDA when present) | cpu | cuda
+    fused_kernels: bool = False  # aam_kernels fused ops (Triton on CUDA, CPU path on CPU) instead of the reference
+    num_workers: int = 0  # DataLoader worker processes
+    progress: bool = True  # tqdm bar per epoch
+
+
+@dataclass
+class RunConfig:
+    data: DataConfig = field(default_factory=DataConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    loss: LossConfig = field(default_factory=LossConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, values: dict[str, Any]) -> "RunConfig":
+        return cls(**{name: _build(part, values.get(name, {})) for name, part in _PART_TYPES.items()})
+
+    def validate(self) -> "RunConfig":
+        """Raise UserError for values no run can use; returns self."""
+        d, m, lo, t = self.data, self.model, self.loss, self.train
+        if not d.target_columns:
+            raise UserError("give at least one target column (--metadata-column)")
+        if len(set(d.target_columns)) != len(d.target_columns):
+            raise UserError(f"target columns repeat: {','.join(d.target_columns)}")
+        overlap = set(d.target_columns) & set(d.categorical_columns)
+        if overlap:
+            raise UserError(f"column(s) both target and categorical: {', '.join(sorted(overlap))}")
+        if not 0.0 < d.test_size < 1.0:
+            raise UserError(f"--test-size must be in (0, 1); got {d.test_size}")
+        _positive("--max-bp", d.max_bp)
+        _positive("--token-limit", d.token_limit)
+        if d.asv_sampling not in ("abundance", "random"):
+            raise UserError(f"--asv-sampling must be abundance or random; got {d.asv_sampling!r}")
+        _positive("--embedding-dim", m.embedding_dim)
+        _positive("--attention-heads", m.attention_heads)
+        if m.embedding_dim % m.attention_heads:
+            raise UserError(f"--embedding-dim {m.embedding_dim} is not divisible by --attention-heads {m.attention_heads}")
+        if m.asv_layers < 0 or m.sample_layers < 0:
+            raise UserError("layer counts must be >= 0")
+        if any(h < 1 for h in m.regressor_hidden_dims):
+            raise UserError(f"--regressor-hidden-dims must be positive; got {m.regressor_hidden_dims}")
+        for name, p in (("--dropout", m.dropout), ("--regressor-dropout", m.regressor_dropout)):
+            if not 0.0 <= p < 1.0:
+                raise UserError(f"{name} must be in [0, 1); got {p}")
+        if lo.loss_type not in LOSS_TYPES:
+            raise UserError(f"--loss-type must be one of {', '.join(LOSS_TYPES)}; got {lo.loss_type!r}")
+        if lo.huber_delta <= 0:
+            raise UserError(f"--huber-delta must be > 0; got {lo.huber_delta}")
+        _positive("--epochs", t.epochs)
+        _positive("--batch-size", t.batch_size)
+        if t.lr <= 0:
+            raise UserError(f"--lr must be > 0; got {t.lr}")
+        if t.warmup_steps is not None and t.warmup_steps < 0:
+            raise UserError(f"--warmup-steps must be >= 0; got {t.warmup_steps}")
+        if t.patience < 0:
+            raise UserError(f"--patience must be >= 0; got {t.patience}")
+        if t.device not in DEVICES:
+            raise UserError(f"--device must be one of {', '.join(DEVICES)}; got {t.device!r}")
+        return self
+
+
+_PART_TYPES = {"data": DataConfig, "model": ModelConfig, "loss": LossConfig, "train": TrainConfig}
+
+
+def _build(cls, values: dict[str, Any]):
+    """A dataclass from a JSON dict: lists become tuples, unknown keys are an error (newer version)."""
+    known = {f.name for f in dataclasses.fields(cls)}
+    unknown = set(values) - known
+    if unknown:
+        raise UserError(f"configuration has unknown {cls.__name__} fields {sorted(unknown)} (written by a newer aam?)")
+    return cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in values.items()})
+
+
+def _positive(flag: str, value: int) -> None:
+    if value < 1:
+        raise UserError(f"{flag} must be >= 1; got {value}")

@@ -1,0 +1,8 @@
+"""AAM model: ASV encoder, sample encoder, categorical embeddings, regression head.
+
+Public API: `AAMRegressor(ModelConfig)`; building blocks in blocks.py, encoders.py, heads.py.
+"""
+
+from aam.models.predictor import AAMRegressor
+
+__all__ = ["AAMRegressor"]

@@ -1,0 +1,86 @@
+"""Building blocks shared by both encoders: a pre-LN transformer block (PyTorch SDPA) and
+attention pooling of a padded set into one vector."""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torch.utils.checkpoint import checkpoint
+
+
+class SelfAttention(nn.Module):
+    def __init__(self, dim: int, heads: int, dropout: float):
+        super().__init__()
+        self.heads = heads
+        self.qkv = nn.Linear(dim, 3 * dim)
+        self.out = nn.Linear(dim, dim)
+        self.dropout = dropout
+
+    def forward(self, x: torch.Tensor, key_mask: torch.Tensor) -> torch.Tensor:
+        # x [N, S, D]; key_mask bool [N, S], True = a real token that may be attended to.
+        n, s, d = x.shape
+        q, k, v = self.qkv(x).view(n, s, 3, self.heads, d // self.heads).permute(2, 0, 3, 1, 4)  # 3 x [N, H, S, Dh]
+        attn_mask = key_mask[:, None, None, :]  # [N, 1, 1, S], broadcast over heads and queries
+        y = F.scaled_dot_product_attention(q, k, v, attn_mask=attn_mask, dropout_p=self.dropout if self.training else 0.0)
+        return self.out(y.transpose(1, 2).reshape(n, s, d))
+
+
+class TransformerBlock(nn.Module):
+    """x + Attn(LN(x)), then x + FFN(LN(x)) (pre-LN: stable without warmup tricks)."""
+
+    def __init__(self, dim: int, heads: int, ff_multiplier: int, dropout: float):
+        super().__init__()
+        self.norm1 = nn.LayerNorm(dim)
+        self.attn = SelfAttention(dim, heads, dropout)
+        self.norm2 = nn.LayerNorm(dim)
+        self.ff = nn.Sequential(
+            nn.Linear(dim, ff_multiplier * dim), nn.GELU(), nn.Dropout(dropout), nn.Linear(ff_multiplier * dim, dim)
+        )
+        self.drop = nn.Dropout(dropout)
+
+    def forward(self, x: torch.Tensor, key_mask: torch.Tensor) -> torch.Tensor:
+        x = x + self.drop(self.attn(self.norm1(x), key_mask))
+        return x + self.drop(self.ff(self.norm2(x)))
+
+
+class TransformerStack(nn.Module):
+    def __init__(self, layers: int, dim: int, heads: int, ff_multiplier: int, dropout: float, checkpointing: bool):
+        super().__init__()
+        self.blocks = nn.ModuleList(TransformerBlock(dim, heads, ff_multiplier, dropout) for _ in range(layers))
+        self.norm = nn.LayerNorm(dim)
+        self.checkpointing = checkpointing
+
+    def forward(self, x: torch.Tensor, key_mask: torch.Tensor) -> torch.Tensor:
+        for block in self.blocks:
+            if self.checkpointing and self.training and torch.is_grad_enabled():
+                x = checkpoint(block, x, key_mask, use_reentrant=False)
+            else:
+                x = block(x, key_mask)
+        return self.norm(x)
+
+
+class AttentionPooling(nn.Module):
+    """Weighted mean of a set: one learned score per element, softmax over the real elements."""
+
+    def __init__(self, dim: int):
+        super().__init__()
+        self.score = nn.Linear(dim, 1)
+
+    def forward(self, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        # x [N, S, D], mask bool [N, S] with at least one True per row -> [N, D]
+        scores = self.score(x).squeeze(-1).masked_fill(~mask, float("-inf"))
+        weights = torch.softmax(scores.float(), dim=-1).to(x.dtype)  # [N, S]
+        return torch.einsum("ns,nsd->nd", weights, x)
+
+
+def ensure_one_real(mask: torch.Tensor) -> torch.Tensor:
+    """The mask with slot 0 switched on in rows that have no real element (an empty sample or ASV).
+
+    Attention over an all-masked row is 0/0 = NaN; attending to one padding element instead keeps
+    the output finite without a host sync. Padding holds zeros, so such a row encodes "nothing".
+    """
+    empty = ~mask.any(dim=-1, keepdim=True)  # [N, 1]
+    first = torch.zeros_like(mask)
+    first[..., 0] = True
+    return mask | (empty & first)

@@ -1,0 +1,47 @@
+"""The two encoders: one vector per ASV from its nucleotides, one vector per sample from its ASVs."""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from aam.data.tokenizer import VOCAB_SIZE
+from aam.models.blocks import AttentionPooling, TransformerStack, ensure_one_real
+
+
+class ASVEncoder(nn.Module):
+    """Nucleotide embedding + learned positions -> pre-LN transformer -> attention pooling."""
+
+    def __init__(self, dim: int, heads: int, layers: int, ff_multiplier: int, dropout: float, max_bp: int,
+                 checkpointing: bool = False):
+        super().__init__()
+        self.nucleotides = nn.Embedding(VOCAB_SIZE, dim, padding_idx=0)  # 0 pad, ACGT 1..4, other IUPAC 5, start 6
+        self.positions = nn.Embedding(max_bp, dim)
+        self.stack = TransformerStack(layers, dim, heads, ff_multiplier, dropout, checkpointing)
+        self.pool = AttentionPooling(dim)
+
+    def forward(self, tokens: torch.Tensor) -> torch.Tensor:
+        # tokens uint8 [U, L] (L <= max_bp) -> [U, D]
+        tokens = tokens.long()
+        mask = ensure_one_real(tokens != 0)  # [U, L]
+        positions = torch.arange(tokens.shape[1], device=tokens.device)
+        x = self.nucleotides(tokens) + self.positions(positions)  # [U, L, D]
+        return self.pool(self.stack(x, mask), mask)
+
+
+class SampleEncoder(nn.Module):
+    """ASV vectors + log-count embedding -> transformer over the ASV set -> attention pooling."""
+
+    def __init__(self, dim: int, heads: int, layers: int, ff_multiplier: int, dropout: float,
+                 checkpointing: bool = False):
+        super().__init__()
+        self.counts = nn.Linear(1, dim)
+        self.stack = TransformerStack(layers, dim, heads, ff_multiplier, dropout, checkpointing)
+        self.pool = AttentionPooling(dim)
+
+    def forward(self, asv_vectors: torch.Tensor, mask: torch.Tensor, log_counts: torch.Tensor) -> torch.Tensor:
+        # asv_vectors [B, A, D], mask bool [B, A], log_counts [B, A] -> [B, D]
+        x = asv_vectors + self.counts(log_counts.unsqueeze(-1).to(asv_vectors.dtype))
+        x = x * mask.unsqueeze(-1)  # padding slots carry exact zeros, whatever the gather returned
+        mask = ensure_one_real(mask)
+        return self.pool(self.stack(x, mask), mask)

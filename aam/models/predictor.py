@@ -1,0 +1,58 @@
+"""`AAMRegressor`: the whole model, built from a `ModelConfig` alone (train and predict share it)."""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from aam.config import ModelConfig
+from aam.data.batch import Batch
+from aam.models.encoders import ASVEncoder, SampleEncoder
+from aam.models.heads import RegressionHead
+
+
+class AAMRegressor(nn.Module):
+    def __init__(self, config: ModelConfig):
+        super().__init__()
+        c = config
+        self.config = config
+        self.asv_encoder = ASVEncoder(c.embedding_dim, c.attention_heads, c.asv_layers, c.feedforward_multiplier,
+                                      c.dropout, c.max_bp, c.gradient_checkpointing)
+        self.sample_encoder = SampleEncoder(c.embedding_dim, c.attention_heads, c.sample_layers,
+                                            c.feedforward_multiplier, c.dropout, c.gradient_checkpointing)
+        # One embedding per categorical column; row 0 = unknown/unseen level, so new categories still work.
+        self.categories = nn.ModuleList(nn.Embedding(n + 1, c.embedding_dim) for n in c.category_cardinalities)
+        self.head = RegressionHead(c.embedding_dim, c.n_targets, c.n_quantiles, c.regressor_hidden_dims,
+                                   c.regressor_dropout)
+
+    def encode_asvs(self, asv_tokens: torch.Tensor, asv_index: torch.Tensor, asv_mask: torch.Tensor,
+                    per_slot: bool = False) -> torch.Tensor:
+        """ASV vectors for every (sample, slot): [B, A, D].
+
+        Default: encode the U distinct ASVs of the batch once and gather (`asv_vectors[asv_index]`).
+        `per_slot=True` encodes the sequence of every real slot separately (the naive way, kept to
+        test and measure the deduplication); padding slots get zeros.
+        """
+        if not per_slot:
+            return self.asv_encoder(asv_tokens)[asv_index]
+        real = asv_mask.nonzero(as_tuple=True)  # host sync; only on this comparison path
+        vectors = self.asv_encoder(asv_tokens[asv_index[real]])  # [n_real, D]
+        out = vectors.new_zeros(*asv_index.shape, vectors.shape[-1])
+        out[real] = vectors
+        return out
+
+    def sample_vectors(self, asv_tokens, asv_index, asv_mask, log_counts, categories, per_slot: bool = False):
+        """[B, D]: the sample encoding plus the embedding of each categorical column."""
+        asv_vectors = self.encode_asvs(asv_tokens, asv_index, asv_mask, per_slot)
+        x = self.sample_encoder(asv_vectors, asv_mask, log_counts)
+        for column, embedding in enumerate(self.categories):
+            x = x + embedding(categories[:, column])
+        return x
+
+    def forward(self, asv_tokens: torch.Tensor, asv_index: torch.Tensor, asv_mask: torch.Tensor,
+                log_counts: torch.Tensor, categories: torch.Tensor, per_slot: bool = False) -> torch.Tensor:
+        """Predictions [B, n_targets, n_quantiles] in z-scored target units."""
+        return self.head(self.sample_vectors(asv_tokens, asv_index, asv_mask, log_counts, categories, per_slot))
+
+    def forward_batch(self, batch: Batch, per_slot: bool = False) -> torch.Tensor:
+        return self(batch.asv_tokens, batch.asv_index, batch.asv_mask, batch.log_counts, batch.categories, per_slot)
