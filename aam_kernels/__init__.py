@@ -4,5 +4,12 @@ Standalone: depends on torch (and Triton where present), never on `aam`.
 """
 
 from aam_kernels.backend import count_launches, use_backend
+from aam_kernels.regression_loss.op import asymmetric_loss, pinball_loss, regression_loss
 
-__all__ = ["count_launches", "use_backend"]
+__all__ = [
+    "asymmetric_loss",
+    "count_launches",
+    "pinball_loss",
+    "regression_loss",
+    "use_backend",
+]

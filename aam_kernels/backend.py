@@ -124,10 +124,43 @@ class TritonKernel:
 
     def launch(self, backend: str, grid: tuple, *args, **kwargs) -> None:
         assert backend in ("triton", "interpret"), backend
-        kernel = self.compiled if backend == "triton" else self.interpreted
-        kernel[grid](*args, **kwargs)
+        if backend == "triton":
+            self.compiled[grid](*args, **kwargs)
+        else:
+            with _jit_calls_interpreted():
+                self.interpreted[grid](*args, **kwargs)
         for counter in _counters:
             counter.count += 1
+
+
+@contextlib.contextmanager
+def _jit_calls_interpreted() -> Iterator[None]:
+    """Let an interpreted kernel call ``@triton.jit`` library functions (``tl.sum``, ``tl.max``, ...).
+
+    Those were decorated while ``TRITON_INTERPRET`` was unset, so they are compiled-mode
+    JITFunctions that refuse calls outside a compiled kernel. For the duration of one interpreted
+    launch their ``__call__`` runs the function through the interpreter instead, as Triton does for
+    device functions when the whole process is in interpreter mode.
+    """
+    from triton.runtime.interpreter import InterpretedFunction
+    from triton.runtime.jit import JITFunction
+
+    original = JITFunction.__call__
+
+    def call_interpreted(jit_fn, *args, **kwargs):
+        wrapped = _INTERPRETED_HELPERS.get(jit_fn.fn)
+        if wrapped is None:
+            wrapped = _INTERPRETED_HELPERS.setdefault(jit_fn.fn, InterpretedFunction(jit_fn.fn))
+        return wrapped(*args, **kwargs)
+
+    JITFunction.__call__ = call_interpreted
+    try:
+        yield
+    finally:
+        JITFunction.__call__ = original
+
+
+_INTERPRETED_HELPERS: dict[Callable, object] = {}
 
 
 def triton_kernel(fn: Callable) -> TritonKernel:

@@ -1,0 +1,215 @@
+"""Autograd-aware, torch.compile-friendly regression loss op and its public functions.
+
+One custom op ``aam_kernels::regression_loss_fwd`` returns (elementwise, grad, col_sum, col_den);
+forward computes the gradient of sum(elementwise) while it computes the loss, backward only
+scales that saved gradient (per column for mean/sum, per element for "none"): no second pass over
+the inputs and no host sync.
+"""
+
+from __future__ import annotations
+
+from typing import Optional
+
+import torch
+
+from aam_kernels import backend
+from aam_kernels.regression_loss import cpu
+from aam_kernels.regression_loss.checks import (
+    ColumnParams,
+    ParamLike,
+    check_inputs,
+    check_pair,
+    check_quantiles,
+    column_params,
+)
+
+
+@torch.library.custom_op("aam_kernels::regression_loss_fwd", mutates_args=())
+def _regression_loss_fwd(
+    pred: torch.Tensor,
+    target: torch.Tensor,
+    weight: Optional[torch.Tensor],
+    under: torch.Tensor,
+    over: torch.Tensor,
+    delta: torch.Tensor,
+    power: torch.Tensor,
+    store_elementwise: bool,
+    compute_grad: bool,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    params = ColumnParams(under, over, delta, power)
+    name = backend.resolve(pred)
+    if name == "torch":
+        out = cpu.forward(pred, target, weight, params, store_elementwise, compute_grad)
+    else:
+        from aam_kernels.regression_loss import triton as triton_impl
+
+        out = triton_impl.forward(pred, target, weight, params, store_elementwise, compute_grad, name)
+    # custom ops may not return aliases of one another; only possible for empty outputs
+    elem, grad, col_sum, col_den = out
+    return elem.clone() if elem.numel() == 0 else elem, grad, col_sum, col_den
+
+
+@_regression_loss_fwd.register_fake
+def _(pred, target, weight, under, over, delta, power, store_elementwise, compute_grad):
+    n, k = pred.shape
+    acc = torch.float64 if pred.dtype == torch.float64 else torch.float32
+    return (
+        pred.new_empty((n, k) if store_elementwise else (0,)),
+        pred.new_empty((n, k) if compute_grad else (0,)),
+        pred.new_empty((k,), dtype=acc),
+        pred.new_empty((k,), dtype=acc),
+    )
+
+
+def _setup_context(ctx, inputs, output):
+    elem, grad, col_sum, col_den = output
+    ctx.save_for_backward(grad)
+    ctx.mark_non_differentiable(col_den)
+    ctx.set_materialize_grads(False)
+
+
+def _backward(ctx, g_elem, g_grad, g_col_sum, g_col_den):
+    (grad,) = ctx.saved_tensors
+    g_pred = None
+    if g_col_sum is not None:  # mean / sum: one scale per column, [K]
+        g_pred = grad * g_col_sum.to(grad.dtype)[None, :]
+    if g_elem is not None and g_elem.numel() > 0:  # "none": one scale per element, [N, K]
+        scaled = grad * g_elem
+        g_pred = scaled if g_pred is None else g_pred + scaled
+    if g_pred is None:
+        g_pred = torch.zeros_like(grad)
+    # r = target - pred, so d/dtarget = -d/dpred (0 where the target is missing)
+    return g_pred, -g_pred, None, None, None, None, None, None, None
+
+
+_regression_loss_fwd.register_autograd(_backward, setup_context=_setup_context)
+
+
+def regression_loss(
+    pred: torch.Tensor,
+    target: torch.Tensor,
+    *,
+    under: ParamLike,
+    over: ParamLike,
+    delta: ParamLike = None,
+    power: ParamLike = None,
+    weight: torch.Tensor | None = None,
+    reduction: str = "mean",
+    return_column_means: bool = False,
+):
+    """Every regression loss of the family, forward and gradient in one fused pass.
+
+    Args:
+        pred: [N, K] predictions (fp16 / bf16 / fp32 / fp64; any strides).
+        target: [N, K], or broadcastable to it; NaN marks a missing value (no loss, no gradient, not counted).
+        under, over: per-column weights for r = target - pred >= 0 (under-prediction) and r < 0;
+            scalars, sequences or tensors of length 1 or K, all >= 0.
+        delta: per-column Huber threshold (> 0 turns Huber on); default 0.
+        power: per-column 1 (absolute) or 2 (squared), used where delta is 0; default 1.
+        weight: optional [N] row weights.
+        reduction: "mean" = sum(weight*valid*loss) / sum(weight*valid) (0 if nothing is valid),
+            "sum", or "none" ([N, K] of weight*valid*loss in pred's dtype).
+        return_column_means: also return fp32 [K] per-column weighted means (detached, 0 for a column
+            with no valid value), computed in the same pass, for logging.
+
+    Losses: mse (1, 1, power 2), mae (1, 1, power 1), huber(d) (1, 1, delta d), pinball(tau)
+    (under tau, over 1 - tau), asymmetric (under p_u, over p_o), expectile(tau) (tau, 1 - tau, power 2),
+    smooth pinball (tau, 1 - tau, delta d).
+    """
+    pred, target, weight = check_inputs(pred, target, weight, reduction)
+    params = column_params(under, over, delta, power, pred.shape[1], pred.device)
+    compute_grad = torch.is_grad_enabled() and (pred.requires_grad or target.requires_grad)
+    elem, _, col_sum, col_den = torch.ops.aam_kernels.regression_loss_fwd(
+        pred, target, weight, params.under, params.over, params.delta, params.power, reduction == "none", compute_grad
+    )
+    if reduction == "none":
+        loss = elem
+    elif reduction == "sum":
+        loss = col_sum.sum().to(pred.dtype)
+    else:
+        # nothing valid -> col_sum is 0, so the clamp gives 0 rather than 0/0
+        loss = (col_sum.sum() / col_den.sum().clamp_min(1e-30)).to(pred.dtype)
+    if not return_column_means:
+        return loss
+    means = (col_sum.detach() / col_den.clamp_min(1e-30)).float()
+    return loss, means
+
+
+def pinball_loss(
+    pred: torch.Tensor,
+    target: torch.Tensor,
+    quantiles,
+    *,
+    weight: torch.Tensor | None = None,
+    reduction: str = "mean",
+):
+    """Quantile (pinball) loss: ``pred [..., Q]`` against ``target [...]`` repeated over the Q levels.
+
+    ``quantiles``: Q levels strictly inside (0, 1), sorted and unique. ``weight``: broadcastable to
+    ``target``'s shape. ``reduction="none"`` returns ``pred``'s shape.
+    """
+    levels = check_quantiles(quantiles)
+    check_pair(pred, target)
+    if pred.dim() < 1 or pred.shape[-1] != len(levels):
+        raise ValueError(f"pred's last dimension must equal len(quantiles) = {len(levels)}, got shape {tuple(pred.shape)}")
+    if target.shape != pred.shape[:-1]:
+        raise ValueError(f"target must have shape {tuple(pred.shape[:-1])} (pred without its last dim), got {tuple(target.shape)}")
+    rows = target.numel()
+    if weight is not None:
+        check_pair(pred, weight, "weight")
+        try:
+            weight = weight.expand(target.shape).reshape(rows)
+        except RuntimeError:
+            raise ValueError(f"weight shape {tuple(weight.shape)} does not broadcast to target shape {tuple(target.shape)}") from None
+    loss = regression_loss(
+        pred.reshape(rows, len(levels)),
+        target.reshape(rows, 1),
+        under=levels,
+        over=[1.0 - q for q in levels],
+        weight=weight,
+        reduction=reduction,
+    )
+    return loss.reshape(pred.shape) if reduction == "none" else loss
+
+
+def asymmetric_loss(
+    pred: torch.Tensor,
+    target: torch.Tensor,
+    *,
+    over_penalty: ParamLike = 1.0,
+    under_penalty: ParamLike = 1.0,
+    weight: torch.Tensor | None = None,
+    reduction: str = "mean",
+):
+    """``over_penalty * max(pred - target, 0) + under_penalty * max(target - pred, 0)``.
+
+    ``pred``: [N] or [N, K]; ``target``: same shape; penalties: scalars or length-K; ``weight``: [N].
+    """
+    check_pair(pred, target)
+    if pred.dim() not in (1, 2):
+        raise ValueError(f"pred must be [N] or [N, K], got shape {tuple(pred.shape)}")
+    if target.shape != pred.shape:
+        raise ValueError(f"target shape {tuple(target.shape)} must equal pred shape {tuple(pred.shape)}")
+    squeeze = pred.dim() == 1
+    loss = regression_loss(
+        pred.unsqueeze(1) if squeeze else pred,
+        target.unsqueeze(1) if squeeze else target,
+        under=_penalty("under_penalty", under_penalty),
+        over=_penalty("over_penalty", over_penalty),
+        weight=weight,
+        reduction=reduction,
+    )
+    return loss.squeeze(1) if squeeze and reduction == "none" else loss
+
+
+def _penalty(name: str, value: ParamLike) -> ParamLike:
+    """Name the penalty argument in errors instead of the generic under/over."""
+    values = value.tolist() if isinstance(value, torch.Tensor) else value
+    flat = values if isinstance(values, (list, tuple)) else [values]
+    try:
+        negative = any(float(v) < 0 for v in flat)
+    except (TypeError, ValueError):
+        raise TypeError(f"{name} must be a number or a sequence of numbers, got {value!r}") from None
+    if negative:
+        raise ValueError(f"{name} must be >= 0, got {value!r}")
+    return value

@@ -1,0 +1,149 @@
+"""Triton kernel: loss, d loss / d pred and per-column partial sums in ONE launch.
+
+Each program owns BLOCK_N rows and walks the K columns in tiles of BLOCK_K. It writes the
+(weighted, unnormalized) gradient and, per column, its partial weighted loss and weight into
+row ``i_n`` of two [P, K] buffers; the host sums those over P in a fixed order, so the
+reduction is bitwise deterministic (no float atomics).
+"""
+
+from __future__ import annotations
+
+import torch
+import triton
+import triton.language as tl
+
+from aam_kernels.backend import triton_kernel
+from aam_kernels.regression_loss.checks import ColumnParams
+
+# Elements per program: 4096 keeps a program's loads in flight for bandwidth on recent GPUs
+# (8 warps x 32 lanes x 16 elements) and makes the [P, K] partials ~1/4096 of the input.
+ELEMENTS_PER_PROGRAM = 4096
+MAX_BLOCK_K = 64
+NUM_WARPS = 8
+
+
+@triton_kernel
+def _regression_loss_fwd_kernel(
+    p_pred,  # [N, K] any strides, fp16/bf16/fp32/fp64
+    p_target,  # [N, K] any strides (0 where broadcast), NaN = missing
+    p_weight,  # [N] row weights (unused unless HAS_WEIGHT)
+    p_under,  # fp32 [K] weight where r >= 0
+    p_over,  # fp32 [K] weight where r < 0
+    p_delta,  # fp32 [K] Huber threshold, 0 = off
+    p_power,  # fp32 [K] 1.0 or 2.0
+    p_elem,  # [N, K] contiguous, pred dtype: weight * valid * loss (only if STORE_ELEM)
+    p_grad,  # [N, K] contiguous, pred dtype: d sum(elem) / d pred (only if STORE_GRAD)
+    p_part_sum,  # ACC [P, K] partial sums of elem per program
+    p_part_den,  # ACC [P, K] partial sums of weight * valid per program
+    N,
+    K,
+    s_pn,
+    s_pk,
+    s_tn,
+    s_tk,
+    s_w,
+    HAS_WEIGHT: tl.constexpr,
+    STORE_ELEM: tl.constexpr,
+    STORE_GRAD: tl.constexpr,
+    ACC: tl.constexpr,  # tl.float32, or tl.float64 for fp64 inputs
+    BLOCK_N: tl.constexpr,
+    BLOCK_K: tl.constexpr,
+):
+    i_n = tl.program_id(0).to(tl.int64)
+    o_n = i_n * BLOCK_N + tl.arange(0, BLOCK_N).to(tl.int64)  # [BN]
+    m_n = o_n < N
+    if HAS_WEIGHT:
+        b_rw = tl.load(p_weight + o_n * s_w, mask=m_n, other=0.0).to(ACC)  # [BN]
+    else:
+        b_rw = tl.where(m_n, 1.0, 0.0).to(ACC)  # [BN]
+    for k0 in range(0, K, BLOCK_K):
+        o_k = k0 + tl.arange(0, BLOCK_K).to(tl.int64)  # [BK]
+        m_k = o_k < K
+        m_nk = m_n[:, None] & m_k[None, :]  # [BN, BK]
+        b_under = tl.load(p_under + o_k, mask=m_k, other=0.0).to(ACC)[None, :]  # [1, BK]
+        b_over = tl.load(p_over + o_k, mask=m_k, other=0.0).to(ACC)[None, :]
+        b_delta = tl.load(p_delta + o_k, mask=m_k, other=0.0).to(ACC)[None, :]
+        b_power = tl.load(p_power + o_k, mask=m_k, other=1.0)[None, :]
+
+        b_pred = tl.load(p_pred + o_n[:, None] * s_pn + o_k[None, :] * s_pk, mask=m_nk, other=0.0).to(ACC)
+        b_tgt = tl.load(p_target + o_n[:, None] * s_tn + o_k[None, :] * s_tk, mask=m_nk, other=0.0).to(ACC)
+        b_valid = m_nk & (b_tgt == b_tgt)  # NaN != NaN marks a missing target
+        b_r = tl.where(b_valid, b_tgt - b_pred, 0.0)  # [BN, BK]; r = 0 gives loss 0, gradient 0
+
+        b_w = tl.where(b_r >= 0, b_under, b_over)
+        # power 1: loss = w |r|, dl/dr = w sign(r)
+        b_g = tl.where(b_r > 0, b_under, tl.where(b_r < 0, -b_over, 0.0))
+        b_loss = b_g * b_r
+        # power 2: loss = w r^2, dl/dr = 2 w r
+        is_sq = b_power == 2.0
+        b_loss = tl.where(is_sq, b_w * b_r * b_r, b_loss)
+        b_g = tl.where(is_sq, 2.0 * b_w * b_r, b_g)
+        # Huber: c = clamp(r, -delta, delta); loss = w c (r - c/2), dl/dr = w c
+        is_hub = b_delta > 0
+        b_c = tl.minimum(tl.maximum(b_r, -b_delta), b_delta)
+        b_loss = tl.where(is_hub, b_w * b_c * (b_r - 0.5 * b_c), b_loss)
+        b_g = tl.where(is_hub, b_w * b_c, b_g)
+
+        b_loss = b_loss * b_rw[:, None]
+        o_out = o_n[:, None] * K + o_k[None, :]  # [BN, BK] into contiguous outputs
+        if STORE_ELEM:
+            tl.store(p_elem + o_out, b_loss.to(p_elem.dtype.element_ty), mask=m_nk)
+        if STORE_GRAD:
+            tl.store(p_grad + o_out, (-b_g * b_rw[:, None]).to(p_grad.dtype.element_ty), mask=m_nk)
+        b_mass = tl.where(b_valid, b_rw[:, None], 0.0)
+        tl.store(p_part_sum + i_n * K + o_k, tl.sum(b_loss, axis=0), mask=m_k)
+        tl.store(p_part_den + i_n * K + o_k, tl.sum(b_mass, axis=0), mask=m_k)
+
+
+def forward(
+    pred: torch.Tensor,
+    target: torch.Tensor,
+    weight: torch.Tensor | None,
+    params: ColumnParams,
+    store_elementwise: bool,
+    compute_grad: bool,
+    backend: str,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Same outputs as ``cpu.forward``; ``backend`` is "triton" (CUDA) or "interpret" (CPU)."""
+    n, k = pred.shape
+    acc = torch.float64 if pred.dtype == torch.float64 else torch.float32
+    block_k = min(triton.next_power_of_2(max(k, 1)), MAX_BLOCK_K)
+    block_n = min(max(ELEMENTS_PER_PROGRAM // block_k, 1), triton.next_power_of_2(max(n, 1)))
+    n_programs = triton.cdiv(n, block_n)
+
+    elem = pred.new_empty((n, k) if store_elementwise else (0,))
+    grad = pred.new_empty((n, k) if compute_grad else (0,))
+    part_sum = torch.empty((n_programs, k), dtype=acc, device=pred.device)
+    part_den = torch.empty((n_programs, k), dtype=acc, device=pred.device)
+    if n > 0 and k > 0:
+        _regression_loss_fwd_kernel.launch(
+            backend,
+            (n_programs,),
+            pred,
+            target,
+            pred if weight is None else weight,
+            params.under,
+            params.over,
+            params.delta,
+            params.power,
+            elem,
+            grad,
+            part_sum,
+            part_den,
+            n,
+            k,
+            pred.stride(0),
+            pred.stride(1),
+            target.stride(0),
+            target.stride(1),
+            0 if weight is None else weight.stride(0),
+            HAS_WEIGHT=weight is not None,
+            STORE_ELEM=store_elementwise,
+            STORE_GRAD=compute_grad,
+            ACC=tl.float64 if acc == torch.float64 else tl.float32,
+            BLOCK_N=block_n,
+            BLOCK_K=block_k,
+            num_warps=NUM_WARPS,
+        )
+    # fixed-order sums over programs: deterministic
+    return elem, grad, part_sum.sum(0), part_den.sum(0)
