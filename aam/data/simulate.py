@@ -16,6 +16,8 @@ import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 
+from aam.errors import UserError
+
 # 16S V4 region start (515F side), a plausible root to evolve from; extended randomly to 250 nt.
 _ROOT_PREFIX = "TACGGAGGGTGCAAGCGTTAATCGGAATTACTGGGCGTAAAGCGCACGCAGGCGGTTTGTTAAGTCAGATGTGAAATCCCCGGGCTCAACCTGGGAACTGCATCTGATACTGGCAAGCTTGAGTCTCGTAGAGGGGGGTAGAATTCCAGG"
 _BASES = np.array(list("ACGT"))
@@ -174,7 +176,10 @@ def write_simulation(output_dir: str | Path, n_samples: int = 300, seed: int = 0
 
     study = simulate(n_samples, seed, **kwargs)
     output_dir = Path(output_dir)
-    output_dir.mkdir(parents=True, exist_ok=True)
+    try:
+        output_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise UserError(f"cannot create output folder {output_dir}: {exc.strerror}") from None
     table = biom.Table(study.counts.T.tocsr(), observation_ids=study.sequences, sample_ids=study.sample_ids)
     with h5py.File(output_dir / "table.biom", "w") as handle:
         table.to_hdf5(handle, generated_by="aam simulate")
