@@ -81,6 +81,28 @@ def resolve(x: torch.Tensor) -> str:
     return name
 
 
+_poison: contextvars.ContextVar[bool] = contextvars.ContextVar("aam_kernels_poison", default=False)
+
+
+@contextlib.contextmanager
+def poison_outputs() -> Iterator[None]:
+    """Testing aid: buffers from ``empty`` are filled with NaN (floats) or the minimum integer, so an
+    element a kernel forgets to write shows up in the result instead of passing by luck."""
+    token = _poison.set(True)
+    try:
+        yield
+    finally:
+        _poison.reset(token)
+
+
+def empty(shape, *, dtype: torch.dtype, device: torch.device) -> torch.Tensor:
+    """``torch.empty`` for kernel outputs; honours ``poison_outputs``."""
+    if not _poison.get():
+        return torch.empty(shape, dtype=dtype, device=device)
+    fill = float("nan") if dtype.is_floating_point else torch.iinfo(dtype).min
+    return torch.full(shape, fill, dtype=dtype, device=device)
+
+
 @dataclass
 class LaunchCounter:
     """Counts Triton kernel launches (compiled or interpreted) made while it is active."""

@@ -12,7 +12,7 @@ import torch
 import triton
 import triton.language as tl
 
-from aam_kernels.backend import triton_kernel
+from aam_kernels.backend import empty, triton_kernel
 from aam_kernels.regression_loss.checks import ColumnParams
 
 # Elements per program: 4096 keeps a program's loads in flight for bandwidth on recent GPUs
@@ -111,10 +111,10 @@ def forward(
     block_n = min(max(ELEMENTS_PER_PROGRAM // block_k, 1), triton.next_power_of_2(max(n, 1)))
     n_programs = triton.cdiv(n, block_n)
 
-    elem = pred.new_empty((n, k) if store_elementwise else (0,))
-    grad = pred.new_empty((n, k) if compute_grad else (0,))
-    part_sum = torch.empty((n_programs, k), dtype=acc, device=pred.device)
-    part_den = torch.empty((n_programs, k), dtype=acc, device=pred.device)
+    elem = empty((n, k) if store_elementwise else (0,), dtype=pred.dtype, device=pred.device)
+    grad = empty((n, k) if compute_grad else (0,), dtype=pred.dtype, device=pred.device)
+    part_sum = empty((n_programs, k), dtype=acc, device=pred.device)
+    part_den = empty((n_programs, k), dtype=acc, device=pred.device)
     if n > 0 and k > 0:
         _regression_loss_fwd_kernel.launch(
             backend,

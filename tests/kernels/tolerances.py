@@ -1,0 +1,22 @@
+"""One table of (atol, rtol) per dtype for comparing an op with its fp32/fp64 reference.
+
+Low precision bounds are ~2x the error PyTorch itself makes when it rounds an fp32 result
+to that dtype (one rounding of a value of magnitude ~1: 2^-8 for bf16, 2^-11 for fp16).
+"""
+
+import torch
+
+TOLERANCES = {
+    torch.float64: (1e-10, 1e-10),
+    torch.float32: (1e-5, 1e-5),
+    torch.float16: (2e-3, 2e-3),
+    torch.bfloat16: (1.6e-2, 1.6e-2),
+}
+
+
+def assert_close(actual: torch.Tensor, expected: torch.Tensor, dtype: torch.dtype, scale: float = 1.0) -> None:
+    """Compare in fp64; ``scale`` widens the bound for sums over many elements."""
+    atol, rtol = TOLERANCES[dtype]
+    torch.testing.assert_close(
+        actual.detach().double(), expected.detach().double(), atol=atol * scale, rtol=rtol * scale, equal_nan=True
+    )
