@@ -36,6 +36,8 @@ def read_table(path: str | Path) -> FeatureTable:
         except OSError as exc:
             raise UserError(f"cannot read table file {path}: {exc.strerror}") from None
     table = _parse_biom(raw, path)
+    if table.shape[1] == 0:
+        raise UserError(f"table {path} has no samples")
     counts = sp.csr_matrix(table.matrix_data.T, dtype=np.float64)
     counts.sum_duplicates()
     counts.sort_indices()
@@ -57,8 +59,8 @@ def _parse_biom(raw: bytes, path: Path):
             with h5py.File(io.BytesIO(raw), "r") as handle:
                 return biom.Table.from_hdf5(handle)
         text = raw.decode("utf-8")
-        if not text.strip():
-            raise ValueError("the file is empty")
+        if not text.lstrip().startswith("{"):
+            raise ValueError("expected BIOM HDF5 or BIOM JSON" if text.strip() else "the file is empty")
         return parse_biom_table(io.StringIO(text))
     except Exception as exc:  # biom raises many types for malformed input; all mean "not a BIOM table"
         reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
