@@ -1,6 +1,9 @@
 """CPU path: pure PyTorch, loss and closed-form gradient in one sweep of elementwise ops.
 
 Returns the same four tensors as the Triton launcher (see ``forward``), so ``op.py`` treats both alike.
+Written for few passes over memory: broadcasting a per-column [K] vector through ``torch.where``,
+or multiplying by a bool mask, is slow on CPU, so the side-dependent weight is built
+arithmetically from sign(r).
 The gradient at r == 0 is 0 for power-1 columns, as autograd's |r|' = sign(r) gives.
 """
 
@@ -13,6 +16,23 @@ from aam_kernels.regression_loss.checks import ColumnParams
 
 def _acc_dtype(dtype: torch.dtype) -> torch.dtype:
     return torch.float64 if dtype == torch.float64 else torch.float32
+
+
+def _kind_terms(kind: str, r, sign, under, over, delta):
+    """(loss, d loss / d pred) for one kind of column, all [N, K]; r = target - pred, sign = sign(r)."""
+    if kind == "linear":
+        # w sign(r) = sign * (a + sign * b), a = (under + over) / 2, b = (under - over) / 2:
+        # under for r > 0, -over for r < 0, 0 at r == 0, with no bool->float copies
+        d_dr = (sign * ((under - over) * 0.5)).add_((under + over) * 0.5).mul_(sign)
+        return d_dr * r, d_dr.neg_()
+    # w = under where r >= 0, over where r < 0; sign is -1 exactly where r < 0
+    w = (sign.le(-1) * (over - under)).add_(under)
+    if kind == "square":
+        wr = w.mul_(r)
+        return wr * r, wr.mul_(-2.0)
+    clipped = torch.maximum(torch.minimum(r, delta), -delta)  # clamp(r, -delta, delta)
+    wc = w.mul_(clipped)
+    return wc * (r - 0.5 * clipped), wc.neg_()  # 0.5 r^2 inside, delta (|r| - delta/2) outside
 
 
 def forward(
@@ -30,49 +50,41 @@ def forward(
     """
     acc = _acc_dtype(pred.dtype)
     n, k = pred.shape
-    r = target.to(acc) - pred.to(acc)  # [N, K], NaN where the target is missing
+    r = target.to(acc) - pred.to(acc)
     missing = torch.isnan(target)
-    r.masked_fill_(missing, 0.0)  # r = 0 gives loss 0 and gradient 0 in every branch below
+    # On CPU asking whether anything is missing costs no device sync and saves passes when nothing is.
+    any_missing = pred.device.type != "cpu" or bool(missing.any())
+    if any_missing:
+        r.masked_fill_(missing, 0.0)  # r = 0 gives loss 0 and gradient 0 in every branch
+    sign = torch.sign(r)
     under, over, delta, power = (t.to(acc) for t in (params.under, params.over, params.delta, params.power))
 
     huber_cols = delta > 0
     square_cols = (power == 2) & ~huber_cols
-    linear_cols = ~(huber_cols | square_cols)
-    kinds = [bool(m.any()) for m in (linear_cols, square_cols, huber_cols)]
-
-    # loss and g = dl/dr for each kind of column; mixed configurations select per column
-    loss = g = None
-    if kinds[0]:
-        g_lin = torch.where(r > 0, under, torch.where(r < 0, -over, 0.0))  # w * sign(r)
-        loss_lin = g_lin * r
-        loss, g = loss_lin, g_lin
-    if kinds[1]:
-        w = torch.where(r >= 0, under, over)
-        loss_sq = w * r * r
-        g_sq = 2.0 * w * r
-        loss = loss_sq if loss is None else torch.where(square_cols, loss_sq, loss)
-        g = g_sq if g is None else torch.where(square_cols, g_sq, g)
-    if kinds[2]:
-        w = torch.where(r >= 0, under, over)
-        clipped = torch.maximum(torch.minimum(r, delta), -delta)  # clamp(r, -delta, delta)
-        loss_hub = w * clipped * (r - 0.5 * clipped)  # 0.5 r^2 inside, delta (|r| - delta/2) outside
-        g_hub = w * clipped
-        loss = loss_hub if loss is None else torch.where(huber_cols, loss_hub, loss)
-        g = g_hub if g is None else torch.where(huber_cols, g_hub, g)
+    masks = {"linear": ~(huber_cols | square_cols), "square": square_cols, "huber": huber_cols}
+    loss = grad = None
+    for kind, cols in masks.items():
+        if k == 0 or not bool(cols.any()):
+            continue
+        kind_loss, kind_grad = _kind_terms(kind, r, sign, under, over, delta)
+        if loss is None:  # the common case: one kind for every column
+            loss, grad = kind_loss, kind_grad
+        else:
+            loss, grad = torch.where(cols, kind_loss, loss), torch.where(cols, kind_grad, grad)
     if loss is None:  # K == 0
-        loss = g = r
+        loss, grad = r.clone(), r.clone()
 
-    valid = (~missing).to(acc)
     if weight is None:
-        col_sum, col_den = loss.sum(0), valid.sum(0)
+        col_sum = loss.sum(0)
+        col_den = n - missing.sum(0, dtype=acc) if any_missing else torch.full((k,), float(n), dtype=acc)
     else:
         row_w = weight.to(acc)
-        col_sum, col_den = row_w @ loss, row_w @ valid  # [K]: one pass each, no [N, K] temporary
-    elementwise = pred.new_empty(0)
-    if store_elementwise:
-        elementwise = (loss if weight is None else loss * row_w[:, None]).to(pred.dtype)
-    grad = pred.new_empty(0)
-    if compute_grad:
-        g = g.neg_() if weight is None else g.mul_(-row_w[:, None])  # d/dpred = -d/dr
-        grad = g.to(pred.dtype)
+        col_sum = row_w @ loss  # [K], no [N, K] temporary
+        col_den = row_w @ (~missing).to(acc) if any_missing else row_w.sum().expand(k).clone()
+        if store_elementwise:
+            loss.mul_(row_w[:, None])
+        if compute_grad:
+            grad.mul_(row_w[:, None])
+    elementwise = loss.to(pred.dtype) if store_elementwise else pred.new_empty(0)
+    grad = grad.to(pred.dtype) if compute_grad else pred.new_empty(0)
     return elementwise, grad, col_sum, col_den
