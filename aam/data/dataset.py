@@ -60,10 +60,10 @@ class AAMDataset(Dataset):
         self.token_limit, self.asv_sampling, self.train, self.seed = token_limit, asv_sampling, train, seed
         self.epoch = 0
         counts = study.counts[self.indices].tocsr()
-        n_nnz = counts.indptr[1:] - counts.indptr[:-1]
-        row = np.repeat(np.arange(len(self.indices)), n_nnz)
+        counts.sort_indices()
+        row = np.repeat(np.arange(len(self.indices), dtype=np.int64), np.diff(counts.indptr))
         # Within each sample: count descending, then feature index, so "top k" is a prefix slice.
-        order = np.lexsort((counts.indices, -counts.data, row))
+        order = np.argsort(_row_count_key(row, counts.data), kind="stable")
         self._indptr = counts.indptr.astype(np.int64)
         self._features = counts.indices[order].astype(np.int64)
         self._counts = counts.data[order].astype(np.float64)
@@ -94,14 +94,37 @@ class AAMDataset(Dataset):
         if n <= self.token_limit:
             pick = slice(start, end)
         elif self.asv_sampling == "random" and self.train:
-            rng = np.random.default_rng((self.seed, self.epoch, int(self.indices[position])))
-            pick = start + np.sort(rng.choice(n, self.token_limit, replace=False))
+            # A uniform subset without replacement: the k smallest hash priorities of (seed, epoch, sample,
+            # feature). Same draw in any worker or batch order; far cheaper than seeding a Generator per sample.
+            base = _splitmix64(np.array([self.seed, self.epoch, int(self.indices[position])], dtype=np.uint64))
+            salt = _splitmix64(base[:1] ^ _splitmix64(base[1:2] ^ base[2:]))  # [1]
+            priority = _splitmix64(self._features[start:end].astype(np.uint64) ^ salt)
+            pick = start + np.sort(np.argpartition(priority, self.token_limit)[: self.token_limit])
         else:
             pick = slice(start, start + self.token_limit)
         return SampleItem(position, self._features[pick], self._counts[pick])
 
     def collate(self, items: Sequence[SampleItem]) -> Batch:
         return collate(items, self)
+
+
+def _row_count_key(row: np.ndarray, counts: np.ndarray) -> np.ndarray:
+    """int64 key ordering entries by (row, count descending); a stable sort keeps feature order for ties.
+    One stable sort on it is several times faster than lexsort on three keys."""
+    top = float(counts.max()) if counts.size else 0.0
+    if np.array_equal(counts, np.floor(counts)) and (top + 1) * (int(row[-1]) + 1 if row.size else 1) < 2**62:
+        return row * np.int64(top + 1) + (np.int64(top) - counts.astype(np.int64))
+    # Fractional counts (e.g. rarefied or normalized tables): rank them first.
+    levels, rank = np.unique(-counts, return_inverse=True)
+    return row * len(levels) + rank.ravel()
+
+
+def _splitmix64(x: np.ndarray) -> np.ndarray:
+    """SplitMix64 finalizer on uint64 (wrapping arithmetic): a cheap, well-mixed hash."""
+    x = np.atleast_1d(np.asarray(x, dtype=np.uint64))  # arrays wrap silently; numpy scalars would warn
+    x = (x ^ (x >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
+    x = (x ^ (x >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
+    return x ^ (x >> np.uint64(31))
 
 
 def collate(items: Sequence[SampleItem], dataset: AAMDataset) -> Batch:

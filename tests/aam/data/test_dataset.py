@@ -8,7 +8,7 @@ import torch
 from aam.data import AAMDataset, Batch, CategoryEncoder, Study, TargetScaler, make_loader, tokenize
 
 
-def random_study(n: int = 40, n_features: int = 60, seed: int = 0) -> Study:
+def random_study(n: int = 40, n_features: int = 60, seed: int = 0, scale: float = 1.0) -> Study:
     rng = np.random.default_rng(seed)
     dense = rng.integers(0, 50, (n, n_features)) * (rng.random((n, n_features)) < 0.3)
     dense[:, 0] += 1  # every sample has reads
@@ -18,7 +18,7 @@ def random_study(n: int = 40, n_features: int = 60, seed: int = 0) -> Study:
     targets = rng.normal(size=(n, 2))
     targets[1, 0] = np.nan
     cats = rng.choice(np.array(["x", "y", "z", None], dtype=object), (n, 2))
-    return Study(counts=sp.csr_matrix(dense.astype(float)), sample_ids=[f"s{i}" for i in range(n)],
+    return Study(counts=sp.csr_matrix(dense * scale), sample_ids=[f"s{i}" for i in range(n)],
                  feature_ids=seqs, sequences=seqs, target_columns=("a", "b"), targets=targets,
                  categorical_columns=("c1", "c2"), categories=cats, metadata=None)
 
@@ -32,9 +32,10 @@ def reference_sample(study: Study, row: int, token_limit: int):
     return top, [dense[j] for j in top], dense.sum()
 
 
+@pytest.mark.parametrize("scale", [1.0, 1 / 3], ids=["integer-counts", "fractional-counts"])
 @pytest.mark.parametrize("token_limit", [1, 4, 1024])
-def test_collate_matches_reference(token_limit):
-    study = random_study()
+def test_collate_matches_reference(token_limit, scale):
+    study = random_study(scale=scale)
     indices = np.array([7, 3, 0, 12, 25])
     ds = AAMDataset(study, indices, max_bp=12, token_limit=token_limit, train=True)
     batch = ds.collate([ds[i] for i in range(len(indices))])
