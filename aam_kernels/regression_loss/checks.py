@@ -73,6 +73,11 @@ def _check_values(name: str, values: list[float] | torch.Tensor, rule: str) -> N
         raise ValueError(f"{name} must be {need} for every column, got {shown}")
 
 
+# Python-number parameters -> tensors on a device: a training loop passes the same few every step,
+# and building them (plus a host-to-device copy on GPU) would cost more than the op on small batches.
+_PARAM_CACHE: dict[tuple, ColumnParams] = {}
+
+
 def column_params(under: ParamLike, over: ParamLike, delta: ParamLike, power: ParamLike, k: int, device) -> ColumnParams:
     """Broadcast scalars / sequences / tensors of length 1 or K to fp32 [K] parameters on ``device``."""
     raw = {
@@ -85,14 +90,22 @@ def column_params(under: ParamLike, over: ParamLike, delta: ParamLike, power: Pa
         _check_values(name, raw[name], "nonnegative")
     _check_values("power", raw["power"], "power")
     if all(isinstance(v, list) for v in raw.values()):
+        key = (tuple(tuple(v) for v in raw.values()), str(device))
+        cached = None if torch.compiler.is_compiling() else _PARAM_CACHE.get(key)
+        if cached is not None:
+            return cached
         # one host-to-device copy for all four rows
         table = torch.tensor(list(raw.values()), dtype=torch.float32, device=device).reshape(4, k)
-        rows = table.unbind(0)
-    else:
-        rows = [
-            (torch.tensor(v, dtype=torch.float32) if isinstance(v, list) else v).to(device).contiguous()
-            for v in raw.values()
-        ]
+        params = ColumnParams(*table.unbind(0))
+        if not torch.compiler.is_compiling():
+            if len(_PARAM_CACHE) >= 256:
+                _PARAM_CACHE.clear()
+            _PARAM_CACHE[key] = params
+        return params
+    rows = [
+        (torch.tensor(v, dtype=torch.float32) if isinstance(v, list) else v).to(device).contiguous()
+        for v in raw.values()
+    ]
     return ColumnParams(*rows)
 
 

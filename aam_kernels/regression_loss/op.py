@@ -1,6 +1,7 @@
 """Autograd-aware, torch.compile-friendly regression loss op and its public functions.
 
-One custom op ``aam_kernels::regression_loss_fwd`` returns (elementwise, grad, col_sum, col_den);
+One forward ``aam_kernels::regression_loss_fwd`` (a torch.library op for torch.compile, an
+autograd Function in eager mode, both over the same implementation) returns (elementwise, grad, col_sum, col_den);
 forward computes the gradient of sum(elementwise) while it computes the loss, backward only
 scales that saved gradient (per column for mean/sum, per element for "none"): no second pass over
 the inputs and no host sync.
@@ -24,6 +25,16 @@ from aam_kernels.regression_loss.checks import (
 )
 
 
+def _forward_impl(pred, target, weight, under, over, delta, power, store_elementwise, compute_grad):
+    params = ColumnParams(under, over, delta, power)
+    name = backend.resolve(pred)
+    if name == "torch":
+        return cpu.forward(pred, target, weight, params, store_elementwise, compute_grad)
+    from aam_kernels.regression_loss import triton as triton_impl
+
+    return triton_impl.forward(pred, target, weight, params, store_elementwise, compute_grad, name)
+
+
 @torch.library.custom_op("aam_kernels::regression_loss_fwd", mutates_args=())
 def _regression_loss_fwd(
     pred: torch.Tensor,
@@ -36,16 +47,10 @@ def _regression_loss_fwd(
     store_elementwise: bool,
     compute_grad: bool,
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
-    params = ColumnParams(under, over, delta, power)
-    name = backend.resolve(pred)
-    if name == "torch":
-        out = cpu.forward(pred, target, weight, params, store_elementwise, compute_grad)
-    else:
-        from aam_kernels.regression_loss import triton as triton_impl
-
-        out = triton_impl.forward(pred, target, weight, params, store_elementwise, compute_grad, name)
+    elem, grad, col_sum, col_den = _forward_impl(
+        pred, target, weight, under, over, delta, power, store_elementwise, compute_grad
+    )
     # custom ops may not return aliases of one another; only possible for empty outputs
-    elem, grad, col_sum, col_den = out
     return elem.clone() if elem.numel() == 0 else elem, grad, col_sum, col_den
 
 
@@ -64,7 +69,7 @@ def _(pred, target, weight, under, over, delta, power, store_elementwise, comput
 def _setup_context(ctx, inputs, output):
     elem, grad, col_sum, col_den = output
     ctx.save_for_backward(grad)
-    ctx.mark_non_differentiable(col_den)
+    ctx.mark_non_differentiable(grad, col_den)
     ctx.set_materialize_grads(False)
 
 
@@ -83,6 +88,24 @@ def _backward(ctx, g_elem, g_grad, g_col_sum, g_col_den):
 
 
 _regression_loss_fwd.register_autograd(_backward, setup_context=_setup_context)
+
+
+class _EagerRegressionLoss(torch.autograd.Function):
+    """The same forward/backward without the torch.library dispatcher, whose Python overhead
+    (hundreds of microseconds) would dominate the small batches of real training. Used outside
+    torch.compile; under compile the registered op is traced instead."""
+
+    @staticmethod
+    def forward(*args):
+        return _forward_impl(*args)
+
+    @staticmethod
+    def setup_context(ctx, inputs, output):
+        _setup_context(ctx, inputs, output)
+
+    @staticmethod
+    def backward(ctx, *grads):
+        return _backward(ctx, *grads)
 
 
 def regression_loss(
@@ -119,7 +142,8 @@ def regression_loss(
     pred, target, weight = check_inputs(pred, target, weight, reduction)
     params = column_params(under, over, delta, power, pred.shape[1], pred.device)
     compute_grad = torch.is_grad_enabled() and (pred.requires_grad or target.requires_grad)
-    elem, _, col_sum, col_den = torch.ops.aam_kernels.regression_loss_fwd(
+    fwd = torch.ops.aam_kernels.regression_loss_fwd if torch.compiler.is_compiling() else _EagerRegressionLoss.apply
+    elem, _, col_sum, col_den = fwd(
         pred, target, weight, params.under, params.over, params.delta, params.power, reduction == "none", compute_grad
     )
     if reduction == "none":
