@@ -74,61 +74,61 @@ def load_study(
     """Read and join a study. Drops (with a logged warning and a count in `Study.dropped`):
     samples with zero reads; when `require_targets`, table samples without metadata and samples
     whose targets are all missing. With `require_targets=False` (prediction) every table sample with
-    reads is kept and metadata is optional."""
+    reads is kept, metadata is optional, and target or categorical columns it lacks read as missing
+    (with a warning), so `targets` and `categories` always have one column per name given."""
     target_columns, categorical_columns = tuple(target_columns), tuple(categorical_columns)
     ftable = read_table(table)
     meta = read_metadata(metadata) if metadata is not None else None
     if meta is None and (target_columns or categorical_columns or group_column) and require_targets:
         raise UserError("target, categorical and group columns need a metadata file (--metadata)")
+    n = len(ftable.sample_ids)
     dropped: dict[str, int] = {}
-    keep = np.ones(len(ftable.sample_ids), dtype=bool)
+    keep = np.ones(n, dtype=bool)
+    targets = np.full((n, len(target_columns)), np.nan)
+    categories = np.full((n, len(categorical_columns)), None, dtype=object)
     frame = None
     if meta is not None:
-        for column in target_columns:
-            meta.require(column, "target")
-        for column in categorical_columns:
-            meta.require(column, "categorical")
-        if group_column is not None:
+        for column, role in [(c, "target") for c in target_columns] + [(c, "categorical") for c in categorical_columns]:
+            if require_targets:
+                meta.require(column, role)
+            elif column not in meta.frame.columns:
+                log.warning("%s column '%s' is not in metadata %s; read as missing", role, column, meta.path)
+        if group_column is not None and require_targets:
             meta.require(group_column, "group")
         in_meta = pd.Index(ftable.sample_ids).isin(meta.frame.index)
         if not in_meta.any():
             raise UserError(
-                f"no sample IDs shared between table {ftable.path} ({len(ftable.sample_ids)} samples, e.g. "
+                f"no sample IDs shared between table {ftable.path} ({n} samples, e.g. "
                 f"'{ftable.sample_ids[0] if ftable.sample_ids else ''}') and metadata {meta.path} "
                 f"({len(meta.frame)} samples, e.g. '{meta.frame.index[0] if len(meta.frame) else ''}')")
         if require_targets:
             _drop(keep, ~in_meta, dropped, "not in metadata")
         frame = meta.frame.reindex(ftable.sample_ids)
-        numeric = np.column_stack([meta.numeric(c) for c in target_columns]) if target_columns else None
+        for i, column in enumerate(target_columns):
+            if column in meta.frame.columns:
+                values = pd.Series(meta.numeric(column), index=meta.frame.index)
+                targets[:, i] = values.reindex(ftable.sample_ids).to_numpy(dtype=np.float64)
+        for i, column in enumerate(categorical_columns):
+            if column in frame.columns:
+                categories[:, i] = _as_objects(frame[column])
     reads = np.asarray(ftable.counts.sum(axis=1)).ravel()
     _drop(keep, reads <= 0, dropped, "zero reads")
-    if target_columns and meta is not None:
-        values = pd.DataFrame(numeric, index=meta.frame.index, columns=list(target_columns))
-        targets_all = values.reindex(ftable.sample_ids).to_numpy(dtype=np.float64)
-        if require_targets:
-            _drop(keep, np.isnan(targets_all).all(axis=1), dropped, "all targets missing")
-    else:
-        targets_all = np.zeros((len(ftable.sample_ids), 0))
+    if target_columns and require_targets:
+        _drop(keep, np.isnan(targets).all(axis=1), dropped, "all targets missing")
     if not keep.any():
         raise UserError(f"no samples left in {ftable.path} after dropping: "
-                        + ", ".join(f"{n} {why}" for why, n in dropped.items()))
+                        + ", ".join(f"{count} {why}" for why, count in dropped.items()))
     rows = np.flatnonzero(keep)
     counts = ftable.counts[rows]
     used = np.flatnonzero(np.asarray(counts.sum(axis=0)).ravel() > 0)
     counts = counts[:, used].tocsr()
     kept_table = FeatureTable(counts, [ftable.sample_ids[i] for i in rows],
                               [ftable.feature_ids[j] for j in used], ftable.path)
-    seqs = resolve_sequences(kept_table, sequences)
-    if frame is not None:
-        frame = frame.iloc[rows]
-        categories = np.column_stack([_as_objects(frame[c]) for c in categorical_columns]) \
-            if categorical_columns else np.empty((len(rows), 0), dtype=object)
-    else:
-        categories = np.empty((len(rows), 0), dtype=object)
     return Study(
-        counts=counts, sample_ids=kept_table.sample_ids, feature_ids=kept_table.feature_ids, sequences=seqs,
-        target_columns=target_columns, targets=targets_all[rows], categorical_columns=categorical_columns,
-        categories=categories, metadata=frame, dropped=dropped,
+        counts=counts, sample_ids=kept_table.sample_ids, feature_ids=kept_table.feature_ids,
+        sequences=resolve_sequences(kept_table, sequences), target_columns=target_columns, targets=targets[rows],
+        categorical_columns=categorical_columns, categories=categories[rows],
+        metadata=frame.iloc[rows] if frame is not None else None, dropped=dropped,
     )
 
 

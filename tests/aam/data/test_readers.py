@@ -130,3 +130,12 @@ def test_metadata_missing_file_and_non_numeric_target(tmp_path):
         read_metadata(path).numeric("ph")
     with pytest.raises(UserError, match="target column 'temp' is not in metadata .*columns: ph"):
         read_metadata(path).numeric("temp")
+
+
+def test_package_imports_without_loading_biom_format():
+    """A GPU box without biom-format must still import aam.data: biom is imported inside the readers."""
+    import subprocess
+    import sys
+
+    code = "import sys, aam.data; assert 'biom' not in sys.modules and 'h5py' not in sys.modules"
+    subprocess.run([sys.executable, "-c", code], check=True)

@@ -92,3 +92,16 @@ def test_every_sample_dropped(tmp_path):
     table = write_biom(tmp_path / "t.biom", np.zeros((1, 2)), ["ACGT"], ["a", "b"], "hdf5")
     with pytest.raises(UserError, match="no samples left .*2 zero reads"):
         load_study(table)
+
+
+def test_prediction_reads_absent_columns_as_missing(hashed_study, caplog):
+    with caplog.at_level(logging.WARNING, logger="aam.data"):
+        study = load_study(hashed_study["table"], hashed_study["sequences"], hashed_study["metadata"],
+                           target_columns=["ph", "salinity"], categorical_columns=["site", "soil"],
+                           require_targets=False)
+    assert "target column 'salinity' is not in metadata" in caplog.text
+    assert study.targets.shape == (3, 2) and np.isnan(study.targets[:, 1]).all()
+    assert study.categories.tolist() == [["A", None], ["B", None], [None, None]]
+    bare = load_study(hashed_study["table"], hashed_study["sequences"], target_columns=["ph"],
+                      categorical_columns=["site"], require_targets=False)
+    assert bare.targets.shape == (3, 1) and bare.categories.shape == (3, 1) and bare.metadata is None
