@@ -269,6 +269,7 @@ def test_bad_input_names_the_argument(name, exc, call):
         call(p, t)
 
 
+@pytest.mark.cuda
 @pytest.mark.skipif(not HAS_CUDA, reason="no CUDA")
 def test_device_mismatch_is_reported():
     with pytest.raises(ValueError, match="target"):
