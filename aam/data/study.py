@@ -12,7 +12,7 @@ import pandas as pd
 import scipy.sparse as sp
 
 from aam.data.fasta import read_sequences
-from aam.data.metadata import Metadata, read_metadata
+from aam.data.metadata import read_metadata
 from aam.data.table import FeatureTable, read_table
 from aam.data.tokenizer import is_dna
 from aam.errors import UserError

@@ -2,7 +2,7 @@
 
 import numpy as np
 import pytest
-from conftest import COUNTS, SAMPLES, SEQS, write_biom, write_fasta, write_qza
+from data_fixtures import COUNTS, SAMPLES, SEQS, write_biom, write_fasta, write_qza
 
 from aam.data.fasta import read_sequences
 from aam.data.metadata import read_metadata

@@ -5,7 +5,7 @@ import hashlib
 import numpy as np
 import pandas as pd
 
-from conftest import MOUSE, UDCA, require
+from data_fixtures import MOUSE, UDCA, require
 
 from aam.data import AAMDataset, load_study, make_loader, split_samples
 from aam.data.summary import summarize

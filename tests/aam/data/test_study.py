@@ -4,7 +4,7 @@ import logging
 
 import numpy as np
 import pytest
-from conftest import COUNTS, SEQS, write_biom
+from data_fixtures import COUNTS, SEQS, write_biom
 
 from aam.data import load_study
 from aam.errors import UserError
