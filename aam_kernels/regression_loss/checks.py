@@ -58,10 +58,11 @@ def _values(name: str, value: ParamLike, k: int, default: float) -> list[float] 
 
 
 def _check_values(name: str, values: list[float] | torch.Tensor, rule: str) -> None:
-    """``rule`` is "nonnegative" or "power". Python input is checked on the host; tensor input
-    eagerly (skipped while torch.compile traces, where reading values would break the graph)."""
+    """``rule`` is "nonnegative" or "power". Python input is checked on the host; CPU tensors
+    eagerly. Accelerator tensors are trusted: reading them would sync the device every step, and
+    torch.compile could not trace the read."""
     if isinstance(values, torch.Tensor):
-        if torch.compiler.is_compiling():
+        if torch.compiler.is_compiling() or values.device.type != "cpu":
             return
         ok = (values >= 0) if rule == "nonnegative" else (values == 1) | (values == 2)
         bad, shown = not bool((ok & torch.isfinite(values)).all()), values.tolist()

@@ -126,7 +126,8 @@ def regression_loss(
         pred: [N, K] predictions (fp16 / bf16 / fp32 / fp64; any strides).
         target: [N, K], or broadcastable to it; NaN marks a missing value (no loss, no gradient, not counted).
         under, over: per-column weights for r = target - pred >= 0 (under-prediction) and r < 0;
-            scalars, sequences or tensors of length 1 or K, all >= 0.
+            scalars, sequences or tensors of length 1 or K, all >= 0. Python numbers and CPU tensors
+            are checked; values of tensors already on the GPU are trusted (checking would sync).
         delta: per-column Huber threshold (> 0 turns Huber on); default 0.
         power: per-column 1 (absolute) or 2 (squared), used where delta is 0; default 1.
         weight: optional [N] row weights.
