@@ -120,3 +120,15 @@ def test_encoders_round_trip_and_unknown_levels():
     assert scaler.mean == [2.0] and scaler.std == [1.0]
     restored = TargetScaler.from_dict(scaler.to_dict())
     np.testing.assert_allclose(restored.inverse(restored.transform(np.array([[5.0]]))), [[5.0]])
+
+
+def test_worker_processes_give_the_same_batches():
+    study = random_study(n=24, n_features=80)
+    ds = AAMDataset(study, max_bp=8, token_limit=6, asv_sampling="random", train=True, seed=2)
+    ds.set_epoch(3)
+
+    def batches(workers):
+        return [(b.sample_ids, b.asv_tokens[b.asv_index].tolist())
+                for b in make_loader(ds, 5, shuffle=True, seed=9, num_workers=workers)]
+
+    assert batches(0) == batches(2)

@@ -139,3 +139,11 @@ def test_package_imports_without_loading_biom_format():
 
     code = "import sys, aam.data; assert 'biom' not in sys.modules and 'h5py' not in sys.modules"
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_metadata_with_windows_line_endings_and_bom(tmp_path):
+    path = tmp_path / "m.tsv"
+    path.write_bytes("\ufeffsample_id\tph\r\na\t6.5\r\nb\t\r\n".encode("utf-8"))
+    meta = read_metadata(path)
+    assert list(meta.frame.columns) == ["ph"] and list(meta.frame.index) == ["a", "b"]
+    np.testing.assert_array_equal(meta.numeric("ph"), [6.5, np.nan])
