@@ -6,11 +6,12 @@ import torch
 from torch import nn
 
 from aam.data.tokenizer import VOCAB_SIZE
-from aam.models.blocks import AttentionPooling, TransformerStack, ensure_one_real
+from aam.models.blocks import ASVBatchNorm, AttentionPooling, TransformerStack, ensure_one_real
 
 
 class ASVEncoder(nn.Module):
-    """Nucleotide embedding + learned positions -> pre-LN transformer -> attention pooling."""
+    """Nucleotide embedding + learned positions -> pre-LN transformer -> attention pooling -> BatchNorm
+    over the batch's distinct ASVs (see `ASVBatchNorm` for why)."""
 
     def __init__(self, dim: int, heads: int, layers: int, ff_multiplier: int, dropout: float, max_bp: int,
                  checkpointing: bool = False):
@@ -19,6 +20,7 @@ class ASVEncoder(nn.Module):
         self.positions = nn.Embedding(max_bp, dim)
         self.stack = TransformerStack(layers, dim, heads, ff_multiplier, dropout, checkpointing)
         self.pool = AttentionPooling(dim)
+        self.norm = ASVBatchNorm(dim)
 
     def forward(self, tokens: torch.Tensor) -> torch.Tensor:
         # tokens uint8 [U, L] (L <= max_bp) -> [U, D]
@@ -26,7 +28,7 @@ class ASVEncoder(nn.Module):
         mask = ensure_one_real(tokens != 0)  # [U, L]
         positions = torch.arange(tokens.shape[1], device=tokens.device)
         x = self.nucleotides(tokens) + self.positions(positions)  # [U, L, D]
-        return self.pool(self.stack(x, mask), mask)
+        return self.norm(self.pool(self.stack(x, mask), mask))
 
 
 class SampleEncoder(nn.Module):
