@@ -1,0 +1,46 @@
+"""`aam baseline`: random forest (500 trees) on relative abundances, same split as an `aam train` run."""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+
+from aam.config import DataConfig
+
+HELP = "random-forest baseline on the same split as a training run"
+
+
+def add_parser(subparsers) -> None:
+    from aam.cli.train import DATA_FLAGS, add_flags
+
+    parser = subparsers.add_parser(
+        "baseline", help=HELP,
+        description=HELP.capitalize() + ". With --train-dir, the table, targets and split of that run are "
+                    "used (flags given here override its data settings); otherwise the split comes from "
+                    "--seed/--test-size/--group-column like `aam train`.")
+    parser.add_argument("--train-dir", help="an `aam train` output folder whose split to reuse")
+    parser.add_argument("--output-dir", required=True, help="folder for metrics.json and val_predictions.tsv")
+    parser.add_argument("--trees", type=int, default=500, help="trees per forest (default: 500)")
+    parser.add_argument("--seed", type=int, default=42, help="split and forest seed (default: 42)")
+    parser.add_argument("--n-jobs", type=int, default=-1, help="parallel jobs (default: all cores)")
+    parser.add_argument("--overwrite", action="store_true", help="replace a previous baseline in --output-dir")
+    add_flags(parser, [("data (as for aam train)", [f for f in DATA_FLAGS if f[2] not in ("max_bp", "token_limit",
+                                                                                          "asv_sampling")])])
+    parser.set_defaults(run=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from aam.cli.train import DATA_FLAGS
+    from aam.training.baseline import BaselineConfig, data_config_of_run, run_baseline
+
+    base = data_config_of_run(args.train_dir) if args.train_dir else DataConfig()
+    given = {name: getattr(args, name) for _, _, name, _, _ in DATA_FLAGS if getattr(args, name, None) is not None}
+    data = dataclasses.replace(base, **given)
+    config = BaselineConfig(args.output_dir, args.train_dir, args.trees, args.seed, args.n_jobs)
+    metrics = run_baseline(data, config, overwrite=args.overwrite)
+    print(f"random forest ({args.trees} trees), validation metrics:")
+    for target, values in metrics.items():
+        print(f"  {target}: MAE {values['mae']:.4g}  RMSE {values['rmse']:.4g}  R2 {values['r2']:.3f}  "
+              f"Pearson {values['pearson']:.3f}  (n={values['n']})")
+    print(f"wrote {args.output_dir}/metrics.json and val_predictions.tsv")
+    return 0

@@ -1,0 +1,149 @@
+"""`aam train`: parse flags into the run config dataclasses and call `aam.training.train`."""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import signal
+
+from aam.config import LOSS_TYPES, DataConfig, LossConfig, ModelConfig, RunConfig, TrainConfig
+from aam.errors import UserError
+
+HELP = "train a model on a table + metadata column(s)"
+
+
+def _names(text: str) -> tuple[str, ...]:
+    return tuple(part.strip() for part in text.split(",") if part.strip())
+
+
+def _ints(text: str) -> tuple[int, ...]:
+    try:
+        return tuple(int(part) for part in _names(text))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected comma-separated integers, got {text!r}") from None
+
+
+# flag -> (dataclass, field, type, help); defaults come from the dataclasses (shown by --help).
+DATA_FLAGS = [
+    ("--table", DataConfig, "table", str, "feature table: BIOM (HDF5/JSON) or QIIME 2 .qza"),
+    ("--metadata", DataConfig, "metadata", str, "QIIME 2 style metadata TSV (first column = sample ID)"),
+    ("--sequences", DataConfig, "sequences", str, "FASTA or rep-seqs .qza, when feature IDs are not DNA"),
+    ("--metadata-column", DataConfig, "target_columns", _names, "numeric target column(s), comma-separated"),
+    ("--categorical-columns", DataConfig, "categorical_columns", _names,
+     "categorical metadata column(s) embedded into the sample vector, comma-separated"),
+    ("--group-column", DataConfig, "group_column", str, "keep each group (e.g. subject) on one side of the split"),
+    ("--test-size", DataConfig, "test_size", float, "fraction of samples held out for validation"),
+    ("--max-bp", DataConfig, "max_bp", int, "nucleotides kept per ASV"),
+    ("--token-limit", DataConfig, "token_limit", int, "ASVs kept per sample (most abundant first)"),
+    ("--asv-sampling", DataConfig, "asv_sampling", str,
+     "abundance (top ASVs) or random (a new random subset each training epoch)"),
+]
+MODEL_FLAGS = [
+    ("--embedding-dim", ModelConfig, "embedding_dim", int, "width of the model's vectors"),
+    ("--attention-heads", ModelConfig, "attention_heads", int, "attention heads per layer"),
+    ("--asv-layers", ModelConfig, "asv_layers", int, "transformer layers over each ASV's nucleotides"),
+    ("--sample-layers", ModelConfig, "sample_layers", int, "transformer layers over each sample's ASVs"),
+    ("--dropout", ModelConfig, "dropout", float, "dropout in the transformer blocks"),
+    ("--regressor-hidden-dims", ModelConfig, "regressor_hidden_dims", _ints,
+     "hidden widths of an MLP head, e.g. 64,32 (default: a Linear head)"),
+    ("--regressor-dropout", ModelConfig, "regressor_dropout", float, "dropout between MLP head layers"),
+]
+LOSS_FLAGS = [
+    ("--loss-type", LossConfig, "loss_type", str, f"one of {', '.join(LOSS_TYPES)} (on z-scored targets)"),
+    ("--huber-delta", LossConfig, "huber_delta", float, "Huber threshold, in target standard deviations"),
+    ("--categorical-loss-weights", LossConfig, "categorical_loss_weights", str,
+     "'auto' (balance the levels of each categorical column) or JSON {column: {level: weight}}"),
+]
+TRAIN_FLAGS = [
+    ("--output-dir", TrainConfig, "output_dir", str, "folder for the model, predictions, metrics and plots"),
+    ("--epochs", TrainConfig, "epochs", int, "maximum epochs"),
+    ("--batch-size", TrainConfig, "batch_size", int, "samples per step"),
+    ("--lr", TrainConfig, "lr", float, "peak AdamW learning rate"),
+    ("--weight-decay", TrainConfig, "weight_decay", float, "AdamW weight decay"),
+    ("--warmup-steps", TrainConfig, "warmup_steps", int, "linear warmup steps (default: 5%% of all steps)"),
+    ("--max-grad-norm", TrainConfig, "max_grad_norm", float, "gradient clipping norm (0 = off)"),
+    ("--patience", TrainConfig, "patience", int, "early stopping: epochs without improvement (0 = off)"),
+    ("--best-metric", TrainConfig, "best_metric", str,
+     "val_loss, or mae|rmse|r2|pearson of the first target, or <target>:<metric>"),
+    ("--seed", TrainConfig, "seed", int, "random seed: same seed + data = same run"),
+    ("--device", TrainConfig, "device", str, "auto | cpu | cuda"),
+    ("--num-workers", TrainConfig, "num_workers", int, "data loader worker processes"),
+]
+ALL_FLAGS = DATA_FLAGS + MODEL_FLAGS + LOSS_FLAGS + TRAIN_FLAGS
+
+
+def _default(cls, name):
+    return {f.name: f for f in dataclasses.fields(cls)}[name].default
+
+
+def add_flags(parser: argparse.ArgumentParser, groups) -> None:
+    """Every flag defaults to None, so the config dataclass default applies unless the user set it."""
+    for title, flags in groups:
+        group = parser.add_argument_group(title)
+        for flag, cls, name, kind, text in flags:
+            default = _default(cls, name)
+            shown = ",".join(map(str, default)) if isinstance(default, tuple) else default
+            group.add_argument(flag, dest=name, type=kind, default=None, metavar=flag[2:].upper().replace("-", "_"),
+                               help=f"{text} (default: {shown if shown not in ('', (), None) else 'none'})")
+
+
+def config_from_args(args: argparse.Namespace, flags=ALL_FLAGS) -> RunConfig:
+    parts = {}
+    for cls in (DataConfig, ModelConfig, LossConfig, TrainConfig):
+        given = {name: getattr(args, name) for flag, c, name, _, _ in flags
+                 if c is cls and getattr(args, name, None) is not None}
+        parts[cls] = cls(**given)
+    train = parts[TrainConfig]
+    if getattr(args, "gradient_checkpointing", False):
+        parts[ModelConfig] = dataclasses.replace(parts[ModelConfig], gradient_checkpointing=True)
+    train = dataclasses.replace(train, fused_kernels=bool(getattr(args, "fused_kernels", False)),
+                                progress=not getattr(args, "no_progress", False))
+    return RunConfig(parts[DataConfig], parts[ModelConfig], parts[LossConfig], train)
+
+
+def add_parser(subparsers) -> None:
+    parser = subparsers.add_parser("train", help=HELP, description=HELP.capitalize() + ".")
+    add_flags(parser, [("data", DATA_FLAGS), ("model", MODEL_FLAGS), ("loss", LOSS_FLAGS), ("training", TRAIN_FLAGS)])
+    run_group = parser.add_argument_group("run")
+    run_group.add_argument("--gradient-checkpointing", action="store_true",
+                           help="recompute transformer blocks in backward (less memory, ~30%% slower)")
+    run_group.add_argument("--fused-kernels", action="store_true",
+                           help="use the fused aam_kernels loss (Triton on CUDA, CPU path on CPU)")
+    run_group.add_argument("--no-progress", action="store_true", help="no progress bars")
+    run_group.add_argument("--resume", action="store_true",
+                           help="continue the run in --output-dir from its last.pt (same flags, or only --output-dir)")
+    run_group.add_argument("--overwrite", action="store_true", help="replace a previous run in --output-dir")
+    parser.set_defaults(run=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from aam.training import resume_config, train
+
+    if args.resume and args.overwrite:
+        raise UserError("--resume and --overwrite exclude each other")
+    if args.batch_size is not None and args.batch_size < 1:
+        raise UserError(f"--batch-size must be >= 1; got {args.batch_size}")
+    if args.resume and args.table is None:
+        if args.output_dir is None:
+            raise UserError("--resume needs --output-dir")
+        changes = {k: getattr(args, k) for k in ("device", "num_workers") if getattr(args, k) is not None}
+        config = resume_config(args.output_dir, progress=not args.no_progress, **changes)
+    else:
+        config = config_from_args(args)
+    result = train(config, resume=args.resume, overwrite=args.overwrite)
+    if result.interrupted_by is not None:
+        return 128 + result.interrupted_by  # shell convention: 130 for SIGINT, 143 for SIGTERM
+    print_result(result)
+    return 0
+
+
+def print_result(result) -> None:
+    print(f"best epoch {result.best_epoch} of {result.epochs_run}; validation metrics of the best model:")
+    for target, values in result.metrics.items():
+        print(f"  {target}: MAE {values['mae']:.4g}  RMSE {values['rmse']:.4g}  R2 {values['r2']:.3f}  "
+              f"Pearson {values['pearson']:.3f}  (n={values['n']})")
+    print(f"model: {result.output_dir / 'model.pt'}")
+    print("plots: " + ", ".join(str(p) for p in result.plots))
+
+
+assert signal.SIGINT == 2 and signal.SIGTERM == 15  # the exit codes above follow these numbers

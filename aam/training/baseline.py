@@ -1,0 +1,82 @@
+"""Random-forest baseline on relative abundances, on the same split as an `aam train` run.
+
+The field's standard comparison: if the transformer does not beat this, say so.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import scipy.sparse as sp
+
+from aam.config import DataConfig, RunConfig
+from aam.data.split import TRAIN_FILE, VAL_FILE, positions_of, read_sample_list, split_samples, write_split
+from aam.errors import UserError
+from aam.training import outputs
+from aam.training.data import load_training_study
+from aam.training.inference import predictions_frame
+from aam.training.metrics import metrics_table
+
+
+@dataclass
+class BaselineConfig:
+    output_dir: str = ""  # where metrics.json, val_predictions.tsv and the split go
+    train_dir: str | None = None  # an `aam train` output folder: reuse its data settings and split
+    n_estimators: int = 500  # trees per forest (one forest per target)
+    seed: int = 42  # split seed (without train_dir) and forest seed
+    n_jobs: int = -1  # parallel tree building; -1 = all cores
+
+
+def data_config_of_run(train_dir: str | Path) -> DataConfig:
+    path = Path(train_dir) / "config.json"
+    if not path.is_file():
+        raise UserError(f"--train-dir {train_dir}: no config.json (not an `aam train` output folder?)")
+    return RunConfig.from_dict(json.loads(path.read_text())).data
+
+
+def relative_abundance(counts: sp.csr_matrix) -> sp.csr_matrix:
+    """Rows scaled to sum 1 (samples with reads only reach here)."""
+    totals = np.asarray(counts.sum(axis=1)).ravel()
+    return sp.diags(1.0 / totals) @ counts
+
+
+def run_baseline(data: DataConfig, config: BaselineConfig, overwrite: bool = False) -> dict[str, dict[str, float]]:
+    """Fit one forest per target on the training samples, write and return validation metrics."""
+    from sklearn.ensemble import RandomForestRegressor
+
+    if not config.output_dir:
+        raise UserError("give an output folder (--output-dir)")
+    if config.n_estimators < 1:
+        raise UserError(f"--trees must be >= 1; got {config.n_estimators}")
+    out = Path(config.output_dir)
+    if out.is_dir() and any(out.iterdir()) and not overwrite:
+        raise UserError(f"--output-dir {out} is not empty: pass --overwrite or choose another folder")
+    study = load_training_study(data)
+    if config.train_dir is not None:
+        train_idx = positions_of(study, read_sample_list(Path(config.train_dir) / TRAIN_FILE), TRAIN_FILE)
+        val_idx = positions_of(study, read_sample_list(Path(config.train_dir) / VAL_FILE), VAL_FILE)
+    else:
+        train_idx, val_idx = split_samples(study, data.test_size, config.seed, data.group_column)
+    x = relative_abundance(study.counts)
+    predicted = np.full((len(val_idx), len(study.target_columns)), np.nan)
+    for t in range(len(study.target_columns)):
+        y = study.targets[train_idx, t]
+        known = ~np.isnan(y)
+        if not known.any():
+            continue
+        forest = RandomForestRegressor(n_estimators=config.n_estimators, random_state=config.seed,
+                                       n_jobs=config.n_jobs)
+        forest.fit(x[train_idx[known]], y[known])
+        predicted[:, t] = forest.predict(x[val_idx])
+    observed = study.targets[val_idx]
+    out.mkdir(parents=True, exist_ok=True)
+    write_split(out, study, train_idx, val_idx)
+    val_ids = [study.sample_ids[i] for i in val_idx]
+    outputs.write_tsv(out / "val_predictions.tsv",
+                      predictions_frame(val_ids, predicted, study.target_columns, observed))
+    metrics = metrics_table(predicted, observed, study.target_columns)
+    outputs.write_json(out / "metrics.json", metrics)
+    return metrics

@@ -1,0 +1,100 @@
+"""Checkpoint files: written atomically, checked on load.
+
+`model.pt` (best model) and `last.pt` (resume state) hold plain Python/tensor data only, so they
+load with `torch.load(weights_only=True)`: no pickled code runs when a user opens a checkpoint.
+"""
+
+from __future__ import annotations
+
+import os
+import random
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from aam import __version__
+from aam.errors import UserError
+
+FORMAT = "aam-checkpoint"
+FORMAT_VERSION = 1  # bump when the saved structure or the model architecture changes incompatibly
+BEST_FILE = "model.pt"
+LAST_FILE = "last.pt"
+
+
+def atomic_write(path: str | Path, write) -> None:
+    """Call `write(file_object)` on a temp file in the same folder, then rename over `path`.
+
+    os.replace is atomic on POSIX within one file system, so a reader (or a resume after SIGKILL)
+    sees either the old file or the new one, never half of one.
+    """
+    path = Path(path)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            write(f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def atomic_write_text(path: str | Path, text: str) -> None:
+    atomic_write(path, lambda f: f.write(text.encode()))
+
+
+def save_checkpoint(path: str | Path, payload: dict[str, Any]) -> None:
+    payload = {"format": FORMAT, "format_version": FORMAT_VERSION, "aam_version": __version__, **payload}
+    atomic_write(path, lambda f: torch.save(payload, f))
+
+
+def load_checkpoint(path: str | Path, map_location="cpu") -> dict[str, Any]:
+    """The checkpoint's dict; UserError when the file is missing, not an AAM checkpoint, or too new/old."""
+    path = Path(path)
+    if not path.is_file():
+        raise UserError(f"checkpoint not found: {path}")
+    try:
+        payload = torch.load(path, map_location=map_location, weights_only=True)
+    except Exception as exc:  # any unpickling/zip error means "not a checkpoint we wrote"
+        raise UserError(f"{path} is not an AAM model checkpoint ({type(exc).__name__})") from None
+    if not isinstance(payload, dict) or payload.get("format") != FORMAT:
+        raise UserError(f"{path} is not an AAM model checkpoint")
+    if payload.get("format_version") != FORMAT_VERSION:
+        raise UserError(f"{path} was written by aam {payload.get('aam_version', '?')} (checkpoint format "
+                        f"{payload.get('format_version')}); this aam {__version__} reads format {FORMAT_VERSION}")
+    return payload
+
+
+def rng_state() -> dict[str, Any]:
+    """torch (CPU and CUDA), numpy and Python RNG states, in weights_only-loadable types."""
+    kind, keys, pos, has_gauss, gauss = np.random.get_state()
+    state = {
+        "torch": torch.get_rng_state(),
+        "numpy": {"kind": kind, "keys": torch.from_numpy(keys.astype(np.int64)), "pos": int(pos),
+                  "has_gauss": int(has_gauss), "gauss": float(gauss)},
+        "python": _to_lists(random.getstate()),
+    }
+    if torch.cuda.is_available():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def set_rng_state(state: dict[str, Any]) -> None:
+    torch.set_rng_state(state["torch"])
+    n = state["numpy"]
+    np.random.set_state((n["kind"], n["keys"].numpy().astype(np.uint32), n["pos"], n["has_gauss"], n["gauss"]))
+    random.setstate(_to_tuples(state["python"]))
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+
+def _to_lists(value):
+    return [_to_lists(v) for v in value] if isinstance(value, (tuple, list)) else value
+
+
+def _to_tuples(value):
+    return tuple(_to_tuples(v) for v in value) if isinstance(value, list) else value

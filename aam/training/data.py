@@ -1,0 +1,59 @@
+"""From a `DataConfig` to training and validation datasets, with the transforms fitted on train only."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from aam.config import DataConfig
+from aam.data.dataset import AAMDataset
+from aam.data.encoders import CategoryEncoder, TargetScaler
+from aam.data.split import positions_of, split_samples
+from aam.data.study import Study, load_study
+from aam.errors import UserError
+
+
+@dataclass
+class PreparedData:
+    study: Study
+    train_idx: np.ndarray  # int64 positions into study
+    val_idx: np.ndarray
+    encoder: CategoryEncoder | None  # fitted on the training samples; None without categorical columns
+    scaler: TargetScaler  # z-score per target, fitted on the training samples
+    train_set: AAMDataset
+    val_set: AAMDataset
+
+    @property
+    def train_ids(self) -> list[str]:
+        return [self.study.sample_ids[i] for i in self.train_idx]
+
+    @property
+    def val_ids(self) -> list[str]:
+        return [self.study.sample_ids[i] for i in self.val_idx]
+
+
+def load_training_study(config: DataConfig) -> Study:
+    if not config.table:
+        raise UserError("give the feature table (--table)")
+    if not config.metadata:
+        raise UserError("give the metadata file with the target column(s) (--metadata)")
+    return load_study(config.table, config.sequences, config.metadata, config.target_columns,
+                      config.categorical_columns, config.group_column, require_targets=True)
+
+
+def prepare_data(config: DataConfig, seed: int, split: tuple[list[str], list[str]] | None = None) -> PreparedData:
+    """Load, split (or reuse `split` = (train IDs, val IDs), as on resume), fit the transforms on train."""
+    study = load_training_study(config)
+    if split is None:
+        train_idx, val_idx = split_samples(study, config.test_size, seed, config.group_column)
+    else:
+        train_idx, val_idx = positions_of(study, split[0], "train split"), positions_of(study, split[1], "val split")
+    encoder = None
+    if study.categorical_columns:
+        encoder = CategoryEncoder.fit(study.categorical_columns, study.categories[train_idx])
+    scaler = TargetScaler.fit(study.target_columns, study.targets[train_idx])
+    options = dict(max_bp=config.max_bp, token_limit=config.token_limit, encoders=encoder, seed=seed)
+    train_set = AAMDataset(study, train_idx, asv_sampling=config.asv_sampling, train=True, **options)
+    val_set = AAMDataset(study, val_idx, train=False, **options)
+    return PreparedData(study, train_idx, val_idx, encoder, scaler, train_set, val_set)

@@ -1,0 +1,37 @@
+"""`run_demo`: simulate a small study and train a small model on CPU in a few minutes."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from aam.config import DataConfig, LossConfig, ModelConfig, RunConfig, TrainConfig
+from aam.data.simulate import write_simulation
+from aam.errors import UserError
+from aam.training.run import TrainResult, train
+
+DEMO_SAMPLES = 300
+DEMO_FEATURES = 128
+
+
+def demo_config(data_dir: Path, run_dir: Path, epochs: int = 25, progress: bool = True) -> RunConfig:
+    """Two targets (ph, temperature), location as a category; a model small enough for a laptop CPU."""
+    return RunConfig(
+        data=DataConfig(table=str(data_dir / "table.biom"), metadata=str(data_dir / "metadata.tsv"),
+                        target_columns=("ph", "temperature"), categorical_columns=("location",),
+                        max_bp=100, token_limit=128),
+        model=ModelConfig(embedding_dim=32, attention_heads=4, asv_layers=1, sample_layers=1, dropout=0.0),
+        loss=LossConfig(loss_type="huber"),
+        train=TrainConfig(output_dir=str(run_dir), epochs=epochs, batch_size=16, lr=2e-3, patience=0, seed=0,
+                          device="cpu", progress=progress),
+    )
+
+
+def run_demo(output_dir: str | Path = "aam-demo", epochs: int = 25, overwrite: bool = False,
+             progress: bool = True) -> TrainResult:
+    """Writes `output_dir/data` (simulated study) and `output_dir/run` (the trained model and reports)."""
+    output_dir = Path(output_dir)
+    if output_dir.is_dir() and any(output_dir.iterdir()) and not overwrite:
+        raise UserError(f"--output-dir {output_dir} is not empty: pass --overwrite or choose another folder")
+    data_dir, run_dir = output_dir / "data", output_dir / "run"
+    write_simulation(data_dir, n_samples=DEMO_SAMPLES, seed=0, n_features=DEMO_FEATURES)
+    return train(demo_config(data_dir, run_dir, epochs, progress), overwrite=True)

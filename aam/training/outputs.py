@@ -1,0 +1,108 @@
+"""Files a run leaves behind besides checkpoints: config.json, history.tsv, val_predictions.tsv,
+metrics.json and plots/ (matplotlib, Agg backend: no display needed)."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from aam.training.checkpoint import atomic_write_text
+
+RUN_FILES = ("model.pt", "last.pt", "config.json", "history.tsv", "train_samples.txt", "val_samples.txt",
+             "val_predictions.tsv", "metrics.json")
+
+
+def _json_safe(value):
+    """NaN/inf -> null so the JSON is standard (R^2 of a constant target is undefined)."""
+    if isinstance(value, dict):
+        return {k: _json_safe(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_json_safe(v) for v in value]
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    return value
+
+
+def write_json(path: Path, value) -> None:
+    atomic_write_text(path, json.dumps(_json_safe(value), indent=2) + "\n")
+
+
+def write_tsv(path: Path, frame: pd.DataFrame) -> None:
+    atomic_write_text(path, frame.to_csv(sep="\t", index=False, float_format="%.9g", na_rep="NaN"))
+
+
+def write_history(path: Path, history: list[dict]) -> None:
+    write_tsv(path, pd.DataFrame(history))
+
+
+def history_row(epoch: int, result, lr: float, seconds: float, target_columns, n_quantiles: int = 1) -> dict:
+    """One history.tsv row: losses (total and per target), learning rate, time, validation metrics."""
+    row = {"epoch": epoch, "train_loss": result.train_loss, "val_loss": result.val_loss, "lr": lr,
+           "seconds": round(seconds, 3)}
+    for i, name in enumerate(target_columns):
+        cols = slice(i * n_quantiles, (i + 1) * n_quantiles)
+        row[f"train_loss_{name}"] = float(np.mean(result.train_column_loss[cols]))
+        row[f"val_loss_{name}"] = float(np.mean(result.val_column_loss[cols]))
+    for name, values in result.metrics.items():
+        for metric in ("mae", "rmse", "r2", "pearson"):
+            row[f"{name}_{metric}"] = values[metric]
+    return row
+
+
+def plot_predictions(plots_dir: Path, predicted: np.ndarray, observed: np.ndarray, target_columns) -> list[Path]:
+    """One scatter per target: predicted vs observed, with the identity line."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    plots_dir.mkdir(parents=True, exist_ok=True)
+    paths = []
+    for i, name in enumerate(target_columns):
+        ok = ~np.isnan(observed[:, i])
+        x, y = observed[ok, i], predicted[ok, i]
+        fig, ax = plt.subplots(figsize=(4.5, 4.5))
+        ax.scatter(x, y, s=12, alpha=0.7)
+        if ok.any():
+            lo, hi = float(min(x.min(), y.min())), float(max(x.max(), y.max()))
+            ax.plot([lo, hi], [lo, hi], color="black", linewidth=1, label="identity")
+            ax.legend(loc="upper left")
+        ax.set_xlabel(f"observed {name}")
+        ax.set_ylabel(f"predicted {name}")
+        ax.set_title(f"{name}: validation samples (n={int(ok.sum())})")
+        fig.tight_layout()
+        path = plots_dir / f"pred_vs_observed_{_safe(name)}.png"
+        fig.savefig(path, dpi=100)
+        plt.close(fig)
+        paths.append(path)
+    return paths
+
+
+def plot_losses(plots_dir: Path, history: list[dict]) -> Path:
+    """Train and validation loss per epoch."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    plots_dir.mkdir(parents=True, exist_ok=True)
+    frame = pd.DataFrame(history)
+    fig, ax = plt.subplots(figsize=(6, 4))
+    ax.plot(frame["epoch"], frame["train_loss"], label="train")
+    ax.plot(frame["epoch"], frame["val_loss"], label="validation")
+    ax.set_xlabel("epoch")
+    ax.set_ylabel("loss (z-scored targets)")
+    ax.legend()
+    fig.tight_layout()
+    path = plots_dir / "loss_curves.png"
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return path
+
+
+def _safe(name: str) -> str:
+    return "".join(ch if ch.isalnum() or ch in "-_." else "_" for ch in name)

@@ -1,0 +1,169 @@
+"""`Trainer`: optimizer, schedule and the per-epoch loops (train step, validation pass).
+
+It knows nothing about files: `aam.training.run` decides what is saved where.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import signal
+import sys
+import threading
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import torch
+from tqdm.auto import tqdm
+
+from aam.config import TrainConfig
+from aam.data.encoders import TargetScaler
+from aam.models import AAMRegressor
+from aam.training.device import autocast
+from aam.training.inference import inverse_scale, point_predictions, run_model
+from aam.training.losses import RegressionLoss
+from aam.training.metrics import metrics_table
+from aam.training.schedule import default_warmup_steps, warmup_cosine
+from aam.training.weights import row_weights
+
+
+class TrainingInterrupted(Exception):
+    """SIGINT/SIGTERM arrived; the epoch in progress is dropped, the last checkpoint stays valid."""
+
+    def __init__(self, signum: int):
+        super().__init__(signal.Signals(signum).name)
+        self.signum = signum
+
+
+class StopFlag:
+    """Turns SIGINT/SIGTERM into a flag checked between steps, so no checkpoint is cut in half."""
+
+    def __init__(self):
+        self.signum: int | None = None
+
+    @contextlib.contextmanager
+    def installed(self):
+        if threading.current_thread() is not threading.main_thread():
+            yield self
+            return
+        previous = {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM)}
+
+        def handler(signum, frame):
+            self.signum = signum
+
+        for s in previous:
+            signal.signal(s, handler)
+        try:
+            yield self
+        finally:
+            for s, h in previous.items():
+                signal.signal(s, h)
+
+    def check(self) -> None:
+        if self.signum is not None:
+            raise TrainingInterrupted(self.signum)
+
+
+@dataclass
+class EpochResult:
+    train_loss: float
+    train_column_loss: list[float]  # per output column [T*Q], mean over the epoch's samples
+    val_loss: float
+    val_column_loss: list[float]
+    metrics: dict[str, dict[str, float]]  # {target: {mae, rmse, r2, pearson, n}}
+
+
+@dataclass
+class TrainerState:
+    """Progress that --resume restores besides model/optimizer/scheduler/RNG."""
+
+    epoch: int = 0  # epochs completed
+    best_value: float | None = None
+    best_epoch: int = 0
+    bad_epochs: int = 0
+    history: list[dict[str, Any]] = field(default_factory=list)
+
+
+class Trainer:
+    def __init__(self, model: AAMRegressor, loss_fn: RegressionLoss, config: TrainConfig, scaler: TargetScaler,
+                 target_columns: tuple[str, ...], device: torch.device, steps_per_epoch: int,
+                 weight_tables: list[torch.Tensor] | None = None):
+        self.model, self.loss_fn, self.config, self.scaler = model, loss_fn.to(device), config, scaler
+        self.target_columns, self.device, self.weight_tables = target_columns, device, weight_tables
+        self.mean = torch.tensor(scaler.mean, dtype=torch.float32, device=device)  # [T]
+        self.std = torch.tensor(scaler.std, dtype=torch.float32, device=device)
+        self.optimizer = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
+        total = max(1, config.epochs * steps_per_epoch)
+        warmup = default_warmup_steps(total) if config.warmup_steps is None else config.warmup_steps
+        self.scheduler = warmup_cosine(self.optimizer, warmup, total)
+        self.stop = StopFlag()
+
+    def normalize(self, raw_targets: torch.Tensor) -> torch.Tensor:
+        return (raw_targets - self.mean) / self.std  # [B, T]; NaN stays NaN (missing)
+
+    def train_epoch(self, loader, epoch: int) -> tuple[float, list[float]]:
+        """One pass over `loader`; returns the sample-weighted mean loss and per-column means."""
+        self.model.train()
+        total = torch.zeros((), device=self.device)
+        columns = torch.zeros(self.loss_fn.under.numel(), device=self.device)
+        seen = 0
+        bar = tqdm(loader, desc=f"epoch {epoch}/{self.config.epochs}", leave=False, file=sys.stderr,
+                   disable=not self.config.progress, unit="batch")
+        for step, batch in enumerate(bar):
+            batch = batch.to(self.device, non_blocking=True)
+            with autocast(self.device):
+                pred = self.model.forward_batch(batch)
+            loss, column_means = self.loss_fn(pred.float(), self.normalize(batch.targets),
+                                              row_weights(self.weight_tables, batch.categories))
+            self.optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            if self.config.max_grad_norm > 0:
+                torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.config.max_grad_norm)
+            self.optimizer.step()
+            self.scheduler.step()
+            total += loss.detach() * len(batch)
+            columns += column_means.to(self.device) * len(batch)
+            seen += len(batch)
+            if step % 10 == 0 and self.config.progress:
+                bar.set_postfix(loss=f"{loss.item():.4f}")  # a host sync every 10 steps only
+            self.stop.check()
+        return (total / max(seen, 1)).item(), (columns / max(seen, 1)).tolist()
+
+    def validate(self, loader) -> tuple[float, list[float], np.ndarray, np.ndarray, list[str]]:
+        """Validation loss (one loss call over all samples) and predictions in original units."""
+        out = run_model(self.model, loader, self.device)
+        with torch.no_grad():
+            z_targets = self.normalize(out.targets.to(self.device))
+            weights = row_weights(self.weight_tables, out.categories.to(self.device))
+            loss, column_means = self.loss_fn(out.pred_z.to(self.device), z_targets, weights)
+        predicted = inverse_scale(self.scaler, point_predictions(out.pred_z))
+        return loss.item(), column_means.tolist(), predicted, out.targets.double().numpy(), out.sample_ids
+
+    def run_epoch(self, train_loader, val_loader, epoch: int) -> EpochResult:
+        train_loss, train_columns = self.train_epoch(train_loader, epoch)
+        val_loss, val_columns, predicted, observed, _ = self.validate(val_loader)
+        return EpochResult(train_loss, train_columns, val_loss, val_columns,
+                           metrics_table(predicted, observed, self.target_columns))
+
+    @property
+    def lr(self) -> float:
+        return self.optimizer.param_groups[0]["lr"]
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"optimizer": self.optimizer.state_dict(), "scheduler": self.scheduler.state_dict()}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.scheduler.load_state_dict(state["scheduler"])
+
+
+def is_better(value: float, best: float | None, higher_is_better: bool) -> bool:
+    """NaN never improves; anything beats "no best yet"."""
+    if best is None:
+        return True
+    if math.isnan(value):
+        return False
+    if math.isnan(best):
+        return True
+    return value > best if higher_is_better else value < best
