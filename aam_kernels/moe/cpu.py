@@ -1,0 +1,179 @@
+"""CPU path: pure PyTorch, closed-form backward, no Python loop over experts.
+
+The (token, slot) pairs are sorted by expert once (stable argsort) and scattered into a padded
+[E, cap, D] batch, so each layer of every expert is one batched matmul (``torch.baddbmm``). On CPU
+``cap`` is the largest expert's pair count (reading it is free there: nothing is asynchronous);
+on other devices it is the static bound T (each token picks an expert at most once), so the path
+never synchronizes with the device. Padding rows hold finite filler (a copy of pair 0) and get a
+zero output gradient, so they add nothing to the weight and bias sums.
+
+Same return values as the Triton launcher (``forward``/``backward`` below), so ``op.py`` treats both
+alike; ``route`` here is the expert-sorted pair order [T*k] int32.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+from aam_kernels.moe.reference import topk_lowest_index
+
+_SQRT_HALF = 0.7071067811865476
+_INV_SQRT_2PI = 0.3989422804014327
+
+
+def _acc_dtype(dtype: torch.dtype) -> torch.dtype:
+    return torch.float64 if dtype == torch.float64 else torch.float32
+
+
+def _act(a: torch.Tensor, activation: str) -> torch.Tensor:
+    if activation == "gelu":
+        return F.gelu(a, approximate="none")
+    return F.relu(a) if activation == "relu" else F.silu(a)
+
+
+def _act_backward(g_h: torch.Tensor, a: torch.Tensor, activation: str) -> torch.Tensor:
+    """g_h * act'(a) with ATen's fused backward kernels (relu' = 0 at a = 0, as autograd)."""
+    if activation == "gelu":
+        return torch.ops.aten.gelu_backward(g_h, a, approximate="none")
+    if activation == "relu":
+        return torch.ops.aten.threshold_backward(g_h, a, 0)
+    return torch.ops.aten.silu_backward(g_h, a)
+
+
+def _small_n_bmm(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """a [E, M, K] @ b [E, K, N] for tiny N (the O outputs): computed as (b^T a^T)^T, which BLAS
+    runs several times faster than an N = 3 product (measured on x86-64, 1 core)."""
+    return torch.bmm(b.transpose(1, 2), a.transpose(1, 2)).transpose(1, 2)
+
+
+def route(router_logits: torch.Tensor, top_k: int, renormalize: bool):
+    """probs [T, E] fp32 (fp64 for fp64 logits), topi [T, k] int64, gates [T, k], counts [E] int64, order [T*k]."""
+    T, E = router_logits.shape
+    probs = torch.softmax(router_logits.to(_acc_dtype(router_logits.dtype)), dim=-1)
+    topi = topk_lowest_index(router_logits, top_k)  # [T, k]
+    v = probs.gather(1, topi)
+    gates = v / v.sum(-1, keepdim=True) if renormalize else v
+    flat = topi.reshape(-1)  # pair p = t * k + j -> its expert
+    order = torch.argsort(flat, stable=True)  # pairs sorted by expert, then by pair id
+    counts = torch.bincount(flat, minlength=E)
+    return probs, topi, gates, counts, order
+
+
+def _padded_slots(topi: torch.Tensor, counts: torch.Tensor, order: torch.Tensor, T: int):
+    """(cap, dest [T*k], row_pair [E*cap]): pair p sits at row dest[p] of the padded [E * cap] batch,
+    and padded row r holds pair row_pair[r] (padding rows point at pair 0: finite filler whose
+    output is never read and whose output gradient is zero, so it adds nothing to any gradient)."""
+    E = counts.shape[0]
+    if topi.device.type == "cpu":
+        cap = int(counts.max()) if counts.numel() else 0
+    else:
+        cap = T
+    flat = topi.reshape(-1)
+    starts = torch.cumsum(counts, 0) - counts  # [E] first sorted position of each expert
+    e_sorted = flat[order]
+    rank = torch.arange(order.numel(), device=topi.device) - starts[e_sorted]  # position inside the segment
+    dest = torch.empty_like(order)
+    dest[order] = e_sorted * cap + rank  # order is a permutation: every entry is written
+    row_pair = torch.zeros(E * cap, dtype=torch.int64, device=topi.device)
+    row_pair[dest] = torch.arange(order.numel(), device=topi.device)
+    return cap, dest, row_pair
+
+
+def _expert_inputs(x: torch.Tensor, k: int, E: int, cap: int, row_pair: torch.Tensor, acc) -> torch.Tensor:
+    """The padded batch xp [E, cap, D] of the gathered token rows (pair p = t * k + j reads x[t])."""
+    return x.to(acc).index_select(0, row_pair // k).view(E, cap, x.shape[1])
+
+
+def forward(x, router_logits, w1, b1, w2, b2, top_k: int, activation: str, renormalize: bool):
+    """(y [T, O] x.dtype, probs [T, E] fp32, counts [E] int64, topi [T, k] int64, gates [T, k] fp32,
+    o_tk [T, k, O] fp32 (unweighted expert output per pair, for the router gradient),
+    route [T*k] int32 (expert-sorted pair order), a_pairs [T*k, H] (pre-activations in pair order,
+    saved so backward skips the first layer's matmul; empty for Linear experts)).
+
+    fp64 inputs are computed in fp64 (o_tk and a_pairs too); everything else in fp32.
+    """
+    T, E = router_logits.shape
+    O = w2.shape[2]
+    acc = _acc_dtype(x.dtype)
+    probs, topi, gates, counts, order = route(router_logits, top_k, renormalize)
+    cap, dest, row_pair = _padded_slots(topi, counts, order, T)
+    xp = _expert_inputs(x, top_k, E, cap, row_pair, acc)  # [E, cap, D]
+    if w1 is None:
+        hidden = xp
+        a_pairs = x.new_empty(0, dtype=acc)
+    else:
+        a = torch.baddbmm(b1.to(acc)[:, None, :], xp, w1.to(acc))  # [E, cap, H]
+        hidden = _act(a, activation)
+        a_pairs = a.view(E * cap, w1.shape[2]).index_select(0, dest)  # [T*k, H]
+    out = _small_n_bmm(hidden, w2.to(acc)) + b2.to(acc)[:, None, :]  # [E, cap, O]
+    o_tk = out.reshape(E * cap, O).index_select(0, dest).view(T, top_k, O)
+    y = (gates.to(acc)[:, :, None] * o_tk).sum(1)  # fixed slot order
+    return (
+        y.to(x.dtype),
+        probs.float(),
+        counts,
+        topi,
+        gates.float(),
+        o_tk if acc == torch.float64 else o_tk.float(),
+        order.to(torch.int32),
+        a_pairs,
+    )
+
+
+def router_backward(gy, gprobs, probs, topi, gates, o_tk, renormalize: bool, acc):
+    """d loss / d router_logits [T, E] from the gate path (through g) and a gradient on probs."""
+    g_gate = torch.einsum("to,tko->tk", gy.to(acc), o_tk.to(acc))  # [T, k] d loss / d g
+    gates = gates.to(acc)
+    if renormalize:
+        # g = v / s with s = sum v: d/dv_j = (dg_j - sum_i dg_i g_i) / s, and s = v_j / g_j.
+        v = probs.to(acc).gather(1, topi)
+        s = v.sum(-1, keepdim=True)
+        g_v = (g_gate - (g_gate * gates).sum(-1, keepdim=True)) / s
+    else:
+        g_v = g_gate
+    g_p = torch.zeros_like(probs, dtype=acc).scatter(1, topi, g_v)  # experts of a row are distinct
+    if gprobs is not None:
+        g_p = g_p + gprobs.to(acc)
+    p = probs.to(acc)
+    return p * (g_p - (g_p * p).sum(-1, keepdim=True))  # softmax backward
+
+
+def backward(gy, gprobs, x, router_logits, w1, b1, w2, b2, probs, topi, gates, o_tk, route_, a_pairs, top_k, activation, renormalize):
+    """(gx, g_logits, gw1, gb1, gw2, gb2) in their inputs' dtypes; gw1 = gb1 = None for Linear experts."""
+    T, E = router_logits.shape
+    D = x.shape[1]
+    O = w2.shape[2]
+    acc = _acc_dtype(x.dtype)
+    order = route_.long()
+    counts = torch.bincount(topi.reshape(-1), minlength=E)
+    g_logits = router_backward(gy, gprobs, probs, topi, gates, o_tk, renormalize, acc)
+
+    cap, dest, row_pair = _padded_slots(topi, counts, order, T)
+    xp = _expert_inputs(x, top_k, E, cap, row_pair, acc)  # [E, cap, D]
+    # d loss / d out per pair: its gate times the token's output gradient; zero in padding rows.
+    g_out = torch.zeros(E * cap, O, dtype=acc, device=x.device)
+    g_out.index_copy_(0, dest, (gates.to(acc)[:, :, None] * gy.to(acc)[:, None, :]).reshape(-1, O))
+    g_out = g_out.view(E, cap, O)
+    w2c = w2.to(acc)
+    if w1 is None:
+        gw2 = torch.bmm(g_out.transpose(1, 2), xp).transpose(1, 2)  # [E, D, O]
+        g_xp = torch.bmm(g_out, w2c.transpose(1, 2))  # [E, cap, D]
+        gw1 = gb1 = None
+    else:
+        a = a_pairs.index_select(0, row_pair).view(E, cap, a_pairs.shape[1])
+        gw2 = torch.bmm(g_out.transpose(1, 2), _act(a, activation)).transpose(1, 2)  # [E, H, O]
+        g_a = _act_backward(torch.bmm(g_out, w2c.transpose(1, 2)), a, activation)  # [E, cap, H]
+        gw1 = torch.bmm(xp.transpose(1, 2), g_a).to(w1.dtype)  # [E, D, H]
+        gb1 = g_a.sum(1).to(b1.dtype)
+        g_xp = torch.bmm(g_a, w1.to(acc).transpose(1, 2).contiguous())  # [E, cap, D]
+    gb2 = g_out.sum(1)
+    gx = g_xp.view(E * cap, D).index_select(0, dest).view(T, top_k, D).sum(1)  # fixed slot order
+    return (
+        gx.to(x.dtype),
+        g_logits.to(router_logits.dtype),
+        gw1,
+        gb1,
+        gw2.to(w2.dtype),
+        gb2.to(b2.dtype),
+    )

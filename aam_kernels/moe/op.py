@@ -1,0 +1,232 @@
+"""Public ``moe_mlp`` op: argument checks, backend dispatch, torch.library registration and autograd.
+
+Forward and backward are two custom ops (``aam_kernels::moe_mlp_fwd`` / ``moe_mlp_bwd``) with fake
+implementations, so ``torch.compile(fullgraph=True)`` traces through without graph breaks. The
+backend is resolved in Python (``backend.resolve``) and passed to the op as a string; the Triton
+module is imported only when a Triton backend runs, so ``aam_kernels`` imports without Triton.
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple, Optional
+
+import torch
+from torch import Tensor
+
+from aam_kernels.backend import resolve
+from aam_kernels.moe import cpu
+from aam_kernels.moe.reference import ACTIVATIONS
+
+
+class MoEOutput(NamedTuple):
+    y: Tensor  # [T, O], x's dtype
+    probs: Tensor  # [T, E] fp32 softmax of the router logits (for the balance loss)
+    tokens_per_expert: Tensor  # [E] int64, (token, slot) pairs routed to each expert
+
+
+@torch.compiler.assume_constant_result
+def _backend_for(device: torch.device) -> str:
+    """``backend.resolve`` for a tensor on ``device``. Under torch.compile it is evaluated once while
+    tracing (Dynamo cannot trace the ContextVar that ``use_backend`` sets) and baked into the graph."""
+    return resolve(torch.empty(0, device=device))
+
+
+def _impl(backend: str):
+    if backend == "torch":
+        return cpu
+    from aam_kernels.moe import triton as moe_triton  # needs Triton; imported only here
+
+    return moe_triton
+
+
+def _route_numel(backend: str, T: int, k: int, E: int) -> int:
+    if backend == "torch":
+        return T * k
+    return _impl(backend).route_numel(T, k, E, backend)
+
+
+@torch.library.custom_op("aam_kernels::moe_mlp_fwd", mutates_args=())
+def _moe_fwd(
+    x: Tensor,
+    router_logits: Tensor,
+    w1: Optional[Tensor],
+    b1: Optional[Tensor],
+    w2: Tensor,
+    b2: Tensor,
+    top_k: int,
+    activation: str,
+    renormalize: bool,
+    backend: str,
+) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor]:
+    """(y, probs, tokens_per_expert, topi, gates, o_tk, route, saved); the last five are for backward."""
+    return _impl(backend).forward(x, router_logits, w1, b1, w2, b2, top_k, activation, renormalize)
+
+
+@_moe_fwd.register_fake
+def _moe_fwd_fake(x, router_logits, w1, b1, w2, b2, top_k, activation, renormalize, backend):
+    T, E = router_logits.shape
+    O = w2.shape[2]
+    f32, dev = torch.float32, x.device
+    return (
+        x.new_empty(T, O),
+        x.new_empty(T, E, dtype=f32),
+        x.new_empty(E, dtype=torch.int64),
+        x.new_empty(T, top_k, dtype=torch.int64),
+        x.new_empty(T, top_k, dtype=f32),
+        x.new_empty(T, top_k, O, dtype=torch.float64 if x.dtype == torch.float64 else f32),
+        torch.empty(_route_numel(backend, T, top_k, E), dtype=torch.int32, device=dev),
+        _saved_fake(backend, x, w1, T * top_k),
+    )
+
+
+def _saved_fake(backend: str, x: Tensor, w1: Optional[Tensor], pairs: int) -> Tensor:
+    """The CPU path keeps the first layer's pre-activations [T*k, H] in pair order; Triton recomputes them."""
+    acc = torch.float64 if x.dtype == torch.float64 else torch.float32
+    if backend != "torch" or w1 is None:
+        return x.new_empty(0, dtype=acc)
+    return x.new_empty(pairs, w1.shape[2], dtype=acc)
+
+
+@torch.library.custom_op("aam_kernels::moe_mlp_bwd", mutates_args=())
+def _moe_bwd(
+    gy: Tensor,
+    gprobs: Optional[Tensor],
+    x: Tensor,
+    router_logits: Tensor,
+    w1: Optional[Tensor],
+    b1: Optional[Tensor],
+    w2: Tensor,
+    b2: Tensor,
+    probs: Tensor,
+    topi: Tensor,
+    gates: Tensor,
+    o_tk: Tensor,
+    route: Tensor,
+    saved: Tensor,
+    top_k: int,
+    activation: str,
+    renormalize: bool,
+    backend: str,
+) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor, Tensor]:
+    """(gx, g_logits, gw1, gb1, gw2, gb2); gw1 and gb1 are empty for Linear experts (custom ops return tensors)."""
+    grads = _impl(backend).backward(
+        gy, gprobs, x, router_logits, w1, b1, w2, b2, probs, topi, gates, o_tk, route, saved, top_k, activation, renormalize
+    )
+    return tuple(g if g is not None else x.new_empty(0) for g in grads)
+
+
+@_moe_bwd.register_fake
+def _moe_bwd_fake(gy, gprobs, x, router_logits, w1, b1, w2, b2, *rest):
+    return (
+        torch.empty_like(x),
+        torch.empty_like(router_logits),
+        torch.empty_like(w1) if w1 is not None else x.new_empty(0),
+        torch.empty_like(b1) if b1 is not None else x.new_empty(0),
+        torch.empty_like(w2),
+        torch.empty_like(b2),
+    )
+
+
+def _setup_context(ctx, inputs, output):
+    x, router_logits, w1, b1, w2, b2, top_k, activation, renormalize, backend = inputs
+    _, probs, _, topi, gates, o_tk, route, saved = output
+    ctx.save_for_backward(x, router_logits, w1, b1, w2, b2, probs, topi, gates, o_tk, route, saved)
+    ctx.args = (top_k, activation, renormalize, backend)
+
+
+def _backward(ctx, gy, gprobs, *unused):
+    x, router_logits, w1, b1, w2, b2, probs, topi, gates, o_tk, route, saved = ctx.saved_tensors
+    if gy is None:
+        gy = torch.zeros(x.shape[0], w2.shape[2], dtype=x.dtype, device=x.device)
+    gx, g_logits, gw1, gb1, gw2, gb2 = _moe_bwd(
+        gy.contiguous(), gprobs, x, router_logits, w1, b1, w2, b2, probs, topi, gates, o_tk, route, saved, *ctx.args
+    )
+    if w1 is None:
+        gw1 = gb1 = None
+    return gx, g_logits, gw1, gb1, gw2, gb2, None, None, None, None
+
+
+_moe_fwd.register_autograd(_backward, setup_context=_setup_context)
+
+
+def _check_tensor(name: str, t: object, ndim: int, device: torch.device | None) -> Tensor:
+    if not isinstance(t, Tensor):
+        raise TypeError(f"{name} must be a torch.Tensor, got {type(t).__name__}")
+    if not t.is_floating_point():
+        raise TypeError(f"{name} must have a floating dtype, got {t.dtype}")
+    if t.dim() != ndim:
+        raise ValueError(f"{name} must be {ndim}-D, got shape {tuple(t.shape)}")
+    if device is not None and t.device != device:
+        raise ValueError(f"{name} is on {t.device} but x is on {device}; all inputs must share one device")
+    return t
+
+
+def _check_shape(name: str, t: Tensor, expected: tuple, meaning: str) -> None:
+    if tuple(t.shape) != expected:
+        raise ValueError(f"{name} must have shape {meaning} = {expected}, got {tuple(t.shape)}")
+
+
+def _check_args(x, router_logits, w1, b1, w2, b2, top_k, activation, renormalize) -> None:
+    _check_tensor("x", x, 2, None)
+    dev = x.device
+    _check_tensor("router_logits", router_logits, 2, dev)
+    T, D = x.shape
+    if router_logits.shape[0] != T:
+        raise ValueError(f"router_logits must have shape [T, E] with T = {T} (rows of x), got {tuple(router_logits.shape)}")
+    E = router_logits.shape[1]
+    if E < 1:
+        raise ValueError(f"router_logits must have at least one expert column, got shape {tuple(router_logits.shape)}")
+    if isinstance(top_k, bool) or not isinstance(top_k, int):
+        raise TypeError(f"top_k must be an int, got {type(top_k).__name__}")
+    if not 1 <= top_k <= E:
+        raise ValueError(f"top_k must be in [1, E] = [1, {E}], got {top_k}")
+    if activation not in ACTIVATIONS:
+        raise ValueError(f"activation must be one of {', '.join(ACTIVATIONS)}; got {activation!r}")
+    if not isinstance(renormalize, bool):
+        raise TypeError(f"renormalize must be a bool, got {type(renormalize).__name__}")
+    if (w1 is None) != (b1 is None):
+        raise ValueError("w1 and b1 must both be tensors (MLP experts) or both None (Linear experts)")
+    _check_tensor("w2", w2, 3, dev)
+    _check_tensor("b2", b2, 2, dev)
+    if w1 is not None:
+        _check_tensor("w1", w1, 3, dev)
+        _check_tensor("b1", b1, 2, dev)
+        H = w1.shape[2]
+        _check_shape("w1", w1, (E, D, w1.shape[2]), "[E, D, H]")
+        _check_shape("b1", b1, (E, H), "[E, H]")
+        _check_shape("w2", w2, (E, H, w2.shape[2]), "[E, H, O]")
+    else:
+        _check_shape("w2", w2, (E, D, w2.shape[2]), "[E, D, O] (Linear experts)")
+    _check_shape("b2", b2, (E, w2.shape[2]), "[E, O]")
+    for name, t in (("w1", w1), ("b1", b1), ("w2", w2), ("b2", b2)):
+        if t is not None and t.dtype != x.dtype:
+            raise TypeError(f"{name} must have x's dtype {x.dtype}, got {t.dtype}")
+
+
+def moe_mlp(
+    x: Tensor,
+    router_logits: Tensor,
+    w1: Optional[Tensor],
+    b1: Optional[Tensor],
+    w2: Tensor,
+    b2: Tensor,
+    *,
+    top_k: int,
+    activation: str = "gelu",
+    renormalize: bool = True,
+) -> MoEOutput:
+    """Top-k mixture of expert MLPs: y[t] = sum_j g[t, j] * expert_{i[t, j]}(x[t]).
+
+    p = softmax(router_logits) (fp32); (v, i) = top-k of p, ties to the lowest expert index;
+    g = v / sum(v) if ``renormalize`` else v; expert_e(x) = act(x @ w1[e] + b1[e]) @ w2[e] + b2[e],
+    or x @ w2[e] + b2[e] when ``w1 = b1 = None``. ``activation``: "gelu" (exact erf), "relu", "silu".
+
+    Shapes: x [T, D], router_logits [T, E], w1 [E, D, H], b1 [E, H], w2 [E, H, O] ([E, D, O] for
+    Linear experts), b2 [E, O]. x and the weights share one floating dtype; the logits may differ.
+    Differentiable in x, router_logits (through g and through ``probs``), w1, b1, w2, b2.
+    Runs the Triton kernels on CUDA tensors, the pure-PyTorch path on CPU (see ``use_backend``).
+    """
+    _check_args(x, router_logits, w1, b1, w2, b2, top_k, activation, renormalize)
+    backend = _backend_for(x.device)
+    y, probs, counts, *_ = _moe_fwd(x, router_logits, w1, b1, w2, b2, top_k, activation, renormalize, backend)
+    return MoEOutput(y, probs, counts)

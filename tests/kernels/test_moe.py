@@ -1,0 +1,292 @@
+"""moe_mlp against its dense plain-autograd reference (run in fp64), on every backend that can run here.
+
+"torch" is the CPU path, "interpret" the Triton kernels through Triton's interpreter (kept to tiny
+shapes: it is slow), "triton" the compiled kernels (only with a GPU). Each case checks y, probs,
+tokens_per_expert and the six gradients (the upstream loss uses both y and probs).
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+import torch
+
+from aam_kernels import MoEOutput, count_launches, moe_mlp, use_backend
+from aam_kernels.backend import poison_outputs, triton_import_error
+from aam_kernels.moe.reference import moe_mlp_reference
+from tests.kernels.tolerances import assert_close
+
+HAS_CUDA = torch.cuda.is_available()
+HAS_TRITON = triton_import_error() is None
+needs_triton = pytest.mark.skipif(not HAS_TRITON, reason="no triton")
+needs_cuda = [pytest.mark.cuda, pytest.mark.skipif(not (HAS_CUDA and HAS_TRITON), reason="no CUDA")]
+# Sums over D and H of O(1) terms: allow a few fp32 roundings per term on top of the table's bound.
+SUM_SCALE = 4.0
+
+
+def make_inputs(T, D, H, O, E, *, linear=False, logits="random", seed=0, dtype=torch.float32, device="cpu"):
+    """x, router_logits, w1, b1, w2, b2 with O(1) pre-activations.
+
+    logits: "random"; "one" (every token prefers expert 0, then 1: k = 1 leaves experts 1.. empty,
+    k = 2 leaves 2.. empty); "ties" (values in {0, 1}: many equal logits, lowest index must win).
+    """
+    g = torch.Generator().manual_seed(seed)
+    x = torch.randn(T, D, generator=g)
+    if logits == "random":
+        lg = torch.randn(T, E, generator=g) * 2
+    elif logits == "one":
+        lg = torch.randn(T, E, generator=g) * 0.1
+        lg[:, 0] += 20.0
+        if E > 1:
+            lg[:, 1] += 10.0
+    else:
+        lg = torch.randint(0, 2, (T, E), generator=g).float()
+    if linear:
+        w1 = b1 = None
+        w2 = torch.randn(E, D, O, generator=g) / D**0.5
+    else:
+        w1 = torch.randn(E, D, H, generator=g) / D**0.5
+        b1 = torch.randn(E, H, generator=g) * 0.5
+        w2 = torch.randn(E, H, O, generator=g) / H**0.5
+    b2 = torch.randn(E, O, generator=g) * 0.5
+    move = lambda t: None if t is None else t.to(device=device, dtype=dtype)  # noqa: E731
+    return [move(x), lg.to(device), move(w1), move(b1), move(w2), move(b2)]
+
+
+def run(fn, inputs, *, top_k, activation="gelu", renormalize=True, backend=None, dtype=None):
+    """(y, probs, counts, grads of the six inputs) for loss = <y, gy> + <probs, gp>, fixed gy and gp."""
+    leaves = [None if t is None else t.detach().clone().to(dtype or t.dtype).requires_grad_(True) for t in inputs]
+    if backend is None:
+        y, probs, counts = fn(*leaves, top_k=top_k, activation=activation, renormalize=renormalize)
+    else:
+        with use_backend(backend):
+            y, probs, counts = fn(*leaves, top_k=top_k, activation=activation, renormalize=renormalize)
+    g = torch.Generator().manual_seed(123)
+    gy = torch.randn(y.shape, generator=g).to(y)
+    gp = torch.randn(probs.shape, generator=g).to(probs)
+    ((y * gy).sum() + (probs * gp).sum()).backward()
+    grads = [None if t is None else t.grad for t in leaves]
+    return y, probs, counts, grads
+
+
+def check_against_reference(inputs, backend, *, top_k, activation="gelu", renormalize=True, dtype=torch.float32):
+    kw = dict(top_k=top_k, activation=activation, renormalize=renormalize)
+    y, probs, counts, grads = run(moe_mlp, inputs, backend=backend, **kw)
+    ry, rprobs, rcounts, rgrads = run(moe_mlp_reference, [None if t is None else t.cpu() for t in inputs], dtype=torch.float64, **kw)
+    assert y.dtype == inputs[0].dtype and probs.dtype == torch.float32 and counts.dtype == torch.int64
+    assert_close(y, ry, dtype, SUM_SCALE)
+    assert_close(probs, rprobs, torch.float32)
+    assert torch.equal(counts.cpu(), rcounts)
+    names = ("x", "router_logits", "w1", "b1", "w2", "b2")
+    for name, t, g, rg in zip(names, inputs, grads, rgrads):
+        if t is None:
+            assert g is None and rg is None
+            continue
+        assert g is not None and g.dtype == t.dtype and g.shape == t.shape, name
+        # Weight gradients sum over up to T*k pairs: widen with the number of terms.
+        scale = SUM_SCALE * (max(1.0, counts.max().item() ** 0.5) if name in ("w1", "b1", "w2", "b2") else 1.0)
+        assert_close(g.cpu(), rg, dtype, scale)
+
+
+def case_id(T, E, k, activation, extra=""):
+    return f"T{T}-E{E}-k{k}-{activation}" + (f"-{extra}" if extra else "")
+
+
+# The CPU path is fast: the full grid of the issue (T x E x k), gelu MLP experts, D/H/O not powers of 2.
+TORCH_GRID = [
+    pytest.param(T, E, k, id=case_id(T, E, k, "gelu"))
+    for T in (0, 1, 37, 130)
+    for E in (2, 4, 8)
+    for k in sorted({1, 2, E})
+]
+
+
+@pytest.mark.parametrize("T,E,k", TORCH_GRID)
+def test_torch_grid(T, E, k):
+    check_against_reference(make_inputs(T, 13, 21, 3, E, seed=T + E + k), "torch", top_k=k)
+
+
+# Variants: every activation, Linear experts, no renormalization, empty experts, ties.
+VARIANTS = [
+    pytest.param(37, 4, 2, "relu", dict(), id=case_id(37, 4, 2, "relu")),
+    pytest.param(37, 4, 2, "silu", dict(), id=case_id(37, 4, 2, "silu")),
+    pytest.param(37, 4, 2, "gelu", dict(linear=True), id=case_id(37, 4, 2, "gelu", "linear")),
+    pytest.param(37, 8, 8, "silu", dict(linear=True), id=case_id(37, 8, 8, "silu", "linear")),
+    pytest.param(37, 4, 2, "gelu", dict(renormalize=False), id=case_id(37, 4, 2, "gelu", "norenorm")),
+    pytest.param(37, 4, 1, "relu", dict(renormalize=False), id=case_id(37, 4, 1, "relu", "norenorm")),
+    pytest.param(37, 8, 1, "gelu", dict(logits="one"), id=case_id(37, 8, 1, "gelu", "one-expert")),
+    pytest.param(37, 8, 2, "silu", dict(logits="one"), id=case_id(37, 8, 2, "silu", "two-experts")),
+    pytest.param(37, 4, 2, "gelu", dict(logits="ties"), id=case_id(37, 4, 2, "gelu", "ties")),
+    pytest.param(37, 2, 2, "relu", dict(logits="ties", linear=True), id=case_id(37, 2, 2, "relu", "ties-linear")),
+]
+
+
+def run_variant(backend, T, E, k, activation, opts, device="cpu", dtype=torch.float32, dims=(13, 21, 3)):
+    opts = dict(opts)
+    renormalize = opts.pop("renormalize", True)
+    inputs = make_inputs(T, *dims, E, seed=7, device=device, dtype=dtype, **opts)
+    check_against_reference(inputs, backend, top_k=k, activation=activation, renormalize=renormalize, dtype=dtype)
+
+
+@pytest.mark.parametrize("T,E,k,activation,opts", VARIANTS)
+def test_torch_variants(T, E, k, activation, opts):
+    run_variant("torch", T, E, k, activation, opts)
+
+
+# Interpreter: tiny shapes (the interpreter runs each program in numpy), still covering T = 0, 1,
+# a non-multiple of the 16-row block, k in {1, 2, E}, Linear experts, empty experts, ties and
+# D/H/O that are not powers of 2 (one of them above the 16-wide tile so the loops take 2 steps).
+INTERPRET_CASES = [
+    pytest.param(0, 4, 2, "gelu", dict(), id=case_id(0, 4, 2, "gelu")),
+    pytest.param(1, 2, 2, "gelu", dict(), id=case_id(1, 2, 2, "gelu")),
+    pytest.param(37, 4, 2, "gelu", dict(), id=case_id(37, 4, 2, "gelu")),
+    pytest.param(37, 2, 1, "relu", dict(), id=case_id(37, 2, 1, "relu")),
+    pytest.param(37, 4, 4, "silu", dict(renormalize=False), id=case_id(37, 4, 4, "silu", "norenorm")),
+    pytest.param(37, 8, 2, "gelu", dict(linear=True), id=case_id(37, 8, 2, "gelu", "linear")),
+    pytest.param(37, 8, 1, "silu", dict(logits="one"), id=case_id(37, 8, 1, "silu", "one-expert")),
+    pytest.param(37, 4, 2, "relu", dict(logits="ties"), id=case_id(37, 4, 2, "relu", "ties")),
+    pytest.param(130, 4, 2, "gelu", dict(), id=case_id(130, 4, 2, "gelu")),
+]
+
+
+@needs_triton
+@pytest.mark.parametrize("T,E,k,activation,opts", INTERPRET_CASES)
+def test_interpret(T, E, k, activation, opts):
+    run_variant("interpret", T, E, k, activation, opts, dims=(19, 5, 3))
+
+
+@pytest.mark.parametrize("T,E,k,activation,opts", INTERPRET_CASES + VARIANTS)
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16], ids=["fp32", "bf16"])
+@pytest.mark.parametrize("backend", [pytest.param("triton", marks=needs_cuda)])
+def test_cuda(backend, dtype, T, E, k, activation, opts):
+    run_variant(backend, T, E, k, activation, opts, device="cuda", dtype=dtype, dims=(96, 80, 3))
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16], ids=["fp32", "bf16"])
+@pytest.mark.parametrize("backend", [pytest.param("triton", marks=needs_cuda)])
+def test_cuda_large(backend, dtype):
+    """Several blocks per expert and several D/H tiles on the GPU."""
+    run_variant(backend, 4099, 8, 2, "gelu", {}, device="cuda", dtype=dtype, dims=(200, 130, 5))
+
+
+def test_reference_gradcheck():
+    """The reference itself, fp64, both expert kinds; the loss also uses probs."""
+    for linear, activation in ((False, "gelu"), (False, "silu"), (True, "relu")):
+        inputs = make_inputs(5, 3, 4, 2, 3, linear=linear, seed=1, dtype=torch.float64)
+        inputs[1] = inputs[1].double()
+        idx = [i for i, t in enumerate(inputs) if t is not None]
+
+        def f(*ts, inputs=inputs, idx=idx, activation=activation):
+            full = list(inputs)
+            for i, t in zip(idx, ts):
+                full[i] = t
+            y, probs, _ = moe_mlp_reference(*full, top_k=2, activation=activation)
+            return y, probs
+
+        leaves = [inputs[i].clone().requires_grad_(True) for i in idx]
+        assert torch.autograd.gradcheck(f, leaves, eps=1e-6, atol=1e-7)
+
+
+BACKENDS_HERE = ["torch", pytest.param("interpret", marks=needs_triton)]
+
+
+@pytest.mark.parametrize("backend", BACKENDS_HERE)
+@pytest.mark.parametrize("linear", [False, True], ids=["mlp", "linear"])
+def test_poisoned_outputs(backend, linear):
+    """Every buffer the op allocates starts as NaN / INT_MIN: an element left unwritten shows up."""
+    inputs = make_inputs(37, 19, 5, 3, 4, linear=linear, seed=3)
+    with poison_outputs():
+        check_against_reference(inputs, backend, top_k=2)
+
+
+@needs_triton
+@pytest.mark.parametrize("linear", [False, True], ids=["mlp", "linear"])
+def test_launch_counts(linear):
+    inputs = [None if t is None else t.requires_grad_(True) for t in make_inputs(37, 19, 5, 3, 4, linear=linear)]
+    with use_backend("interpret"):
+        with count_launches() as fwd:
+            out = moe_mlp(*inputs, top_k=2)
+        with count_launches() as bwd:
+            (out.y.sum() + out.probs.square().sum()).backward()
+    assert fwd.count == 2, "forward: routing + fused experts"
+    assert bwd.count == 3, "backward: router + rows + reductions"
+
+
+@pytest.mark.parametrize("backend", BACKENDS_HERE)
+def test_bitwise_deterministic(backend):
+    inputs = make_inputs(37, 19, 5, 3, 4, seed=5)
+    first = run(moe_mlp, inputs, top_k=2, backend=backend)
+    second = run(moe_mlp, inputs, top_k=2, backend=backend)
+    for a, b in zip(first[:3] + tuple(first[3]), second[:3] + tuple(second[3])):
+        assert (a is None and b is None) or torch.equal(a, b)
+
+
+@pytest.mark.parametrize("backend", BACKENDS_HERE)
+def test_non_contiguous_inputs(backend):
+    x, lg, w1, b1, w2, b2 = make_inputs(37, 19, 5, 3, 4, seed=6)
+    x_t = x.t().contiguous().t()  # same values, column-major strides
+    lg_t = lg.t().contiguous().t()
+    w1_t = w1.transpose(1, 2).contiguous().transpose(1, 2)
+    assert not x_t.is_contiguous() and not w1_t.is_contiguous()
+    check_against_reference([x_t, lg_t, w1_t, b1, w2, b2], backend, top_k=2)
+
+
+def test_returns_named_fields():
+    x, lg, w1, b1, w2, b2 = make_inputs(9, 4, 6, 2, 3)
+    out = moe_mlp(x, lg, w1, b1, w2, b2, top_k=3)
+    assert isinstance(out, MoEOutput)
+    assert out.y.shape == (9, 2) and out.probs.shape == (9, 3) and out.tokens_per_expert.tolist() == [9, 9, 9]
+
+
+def test_torch_compile_fullgraph():
+    """The op is a torch.library custom op with a fake: fullgraph tracing works, results match eager."""
+    inputs = make_inputs(37, 13, 21, 3, 4, seed=8)
+
+    def f(x, lg, w1, b1, w2, b2, top_k, activation, renormalize):
+        out = moe_mlp(x, lg, w1, b1, w2, b2, top_k=top_k, activation=activation, renormalize=renormalize)
+        return out.y * 2.0, out.probs, out.tokens_per_expert
+
+    compiled = torch.compile(f, backend="aot_eager", fullgraph=True)
+    eager = run(f, inputs, top_k=2, backend="torch")
+    traced = run(compiled, inputs, top_k=2, backend="torch")
+    for a, b in zip(eager[:3] + tuple(eager[3]), traced[:3] + tuple(traced[3])):
+        torch.testing.assert_close(a, b, atol=0, rtol=0)
+
+
+def test_imports_without_loading_triton_kernels():
+    code = "import sys, aam_kernels; assert 'aam_kernels.moe.triton' not in sys.modules"
+    subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def _bad(change, exc, match, top_k=2, **kw):
+    return pytest.param(change, exc, match, top_k, kw, id=match.split()[0].strip("^") + "-" + exc.__name__)
+
+
+BAD_INPUTS = [
+    _bad(lambda a: a, ValueError, "top_k must be in", top_k=5),
+    _bad(lambda a: a, ValueError, "top_k must be in", top_k=0),
+    _bad(lambda a: a, TypeError, "top_k must be an int", top_k=2.0),
+    _bad(lambda a: a, ValueError, "activation must be one of", activation="tanh"),
+    _bad(lambda a: a, TypeError, "renormalize must be a bool", renormalize=1),
+    _bad(lambda a: [a[0][:-1]] + a[1:], ValueError, "router_logits must have shape"),
+    _bad(lambda a: [a[0][None]] + a[1:], ValueError, "x must be 2-D"),
+    _bad(lambda a: [a[0].long()] + a[1:], TypeError, "x must have a floating dtype"),
+    _bad(lambda a: [a[0], a[1].long()] + a[2:], TypeError, "router_logits must have a floating dtype"),
+    _bad(lambda a: [a[0], a[1], a[2][:, :-1]] + a[3:], ValueError, "w1 must have shape"),
+    _bad(lambda a: a[:3] + [a[3][:, :-1]] + a[4:], ValueError, "b1 must have shape"),
+    _bad(lambda a: a[:4] + [a[4][:, :-1]] + a[5:], ValueError, "w2 must have shape"),
+    _bad(lambda a: a[:5] + [a[5][:, :-1]], ValueError, "b2 must have shape"),
+    _bad(lambda a: a[:2] + [None] + a[3:], ValueError, "w1 and b1 must both"),
+    _bad(lambda a: a[:4] + [a[4].double()] + a[5:], TypeError, "w2 must have x's dtype"),
+    _bad(lambda a: a[:5] + [a[5].to("meta")], ValueError, "b2 is on meta"),
+    _bad(lambda a: a[:2] + [a[2].numpy()] + a[3:], TypeError, "w1 must be a torch.Tensor"),
+]
+
+
+@pytest.mark.parametrize("change,exc,match,top_k,kw", BAD_INPUTS)
+def test_bad_inputs(change, exc, match, top_k, kw):
+    args = change(make_inputs(5, 4, 6, 2, 3))
+    with pytest.raises(exc, match=match):
+        moe_mlp(*args, top_k=top_k, **kw)
