@@ -499,7 +499,7 @@ def _backend_of(x: torch.Tensor) -> str:
 
 
 def forward(x, router_logits, w1, b1, w2, b2, top_k: int, activation: str, renormalize: bool):
-    """Same contract as ``cpu.forward``; ``saved`` is empty (backward recomputes the hidden layer)."""
+    """Same contract as ``cpu.forward``; the saved batches are empty (backward recomputes the hidden layer)."""
     backend = _backend_of(x)
     cfg = _config(backend)
     T, D = x.shape
@@ -539,10 +539,11 @@ def forward(x, router_logits, w1, b1, w2, b2, top_k: int, activation: str, renor
             num_warps=cfg["WARPS"],
         )  # fmt: skip
     y = (gates[:, :, None] * o_tk).sum(1).to(x.dtype)  # fixed-order sum over the k slots
-    return y, probs, counts, topi, gates, o_tk, route, x.new_empty(0, dtype=torch.float32)
+    xp, a, h = (x.new_empty(E, 0, n, dtype=torch.float32) for n in (D, H, H))  # nothing saved: cap = 0
+    return y, probs, counts, topi, gates, o_tk, route, xp, a, h
 
 
-def backward(gy, gprobs, x, router_logits, w1, b1, w2, b2, probs, topi, gates, o_tk, route, saved, top_k, activation, renormalize):
+def backward(gy, gprobs, x, router_logits, w1, b1, w2, b2, probs, topi, gates, o_tk, route, xp, a, h, top_k, activation, renormalize):
     """Same contract as ``cpu.backward``."""
     backend = _backend_of(x)
     cfg = _config(backend)
