@@ -17,11 +17,12 @@ Forward:  (1) _moe_route_kernel, one program: softmax, top-k (ties -> lowest exp
           y = sum_j g[t, j] * o_tk[t, j] is then a fixed-order sum over the k slots of that
           [T, k, O] buffer (O is small), so no float atomics are needed.
 Backward: (1) _moe_router_bwd_kernel: d logits from d g = <dy, o_tk> and from d probs.
-          (2) _moe_bwd_rows_kernel, per (block of sorted rows, tile of D): recomputes the hidden
-          pre-activations, writes dA = (g dy @ w2^T) * act'(a) and h per sorted row (for the
-          weight gradients) and d x per pair.
+          (2) _moe_bwd_rows_kernel (MLP experts only), one program per block of sorted rows:
+          recomputes a = x @ w1 + b1 once and writes dA = (g dy @ w2^T) * act'(a) and h per
+          sorted row, for the weight and input gradients.
           (3) _moe_bwd_reduce_kernel: programs per (expert, weight tile) loop over that expert's
-          blocks in order (fixed-order sums), plus programs summing d x over the k slots.
+          blocks in order (fixed-order sums, no atomics), plus programs per (block, tile of D)
+          writing d x per pair into a [T, k, D] buffer; d x = its fixed-order sum over the k slots.
 """
 
 from __future__ import annotations
@@ -294,16 +295,15 @@ def _moe_router_bwd_kernel(
 @triton_kernel
 def _moe_bwd_rows_kernel(
     p_x,  # [T, D] any strides
-    p_w1,  # [E, D, H] contiguous (unused unless HAS_W1)
+    p_w1,  # [E, D, H] contiguous
     p_b1,  # [E, H]
-    p_w2,  # [E, HH, O] contiguous
+    p_w2,  # [E, H, O] contiguous
     p_gy,  # [T, O] contiguous
     p_gates,  # fp32 [T * K]
     p_pairs,  # int32 [NB * BM]
     p_blk_expert,  # int32 [NB]
-    p_ga,  # fp32 [NB * BM, H] out (HAS_W1): d loss / d a per sorted row, 0 in padding rows
-    p_h,  # fp32 [NB * BM, H] out (HAS_W1): act(a) per sorted row
-    p_gxp,  # fp32 [T * K, D] out: d loss / d x per pair
+    p_ga,  # fp32 [NB * BM, H] out: d loss / d a per sorted row, 0 in padding rows
+    p_h,  # fp32 [NB * BM, H] out: act(a) per sorted row
     E,
     D,
     H,
@@ -311,15 +311,15 @@ def _moe_bwd_rows_kernel(
     s_xt,
     s_xd,
     K: tl.constexpr,
-    HAS_W1: tl.constexpr,
     ACT: tl.constexpr,
     BM: tl.constexpr,
     BD: tl.constexpr,
     BH: tl.constexpr,
     BO: tl.constexpr,
 ):
+    # MLP experts only: recompute a = x @ w1 + b1 once per sorted row (a chunk of H at a time) and
+    # write what the weight and input gradients need, so no later kernel recomputes it.
     i_b = tl.program_id(0).to(tl.int64)
-    i_d = tl.program_id(1).to(tl.int64)  # this program's tile of D for d x
     i_e = tl.load(p_blk_expert + i_b)
     b_live = (tl.zeros([BM], dtype=tl.int32) + i_e) < E  # [BM]; a tensor, not a scalar, for the interpreter
     i_e = tl.minimum(i_e, E - 1).to(tl.int64)
@@ -334,44 +334,33 @@ def _moe_bwd_rows_kernel(
     b_gate = tl.load(p_gates + b_pair, mask=m_m, other=0.0)
     b_gy = tl.load(p_gy + o_tok[:, None] * O + o_o[None, :], mask=m_m[:, None] & m_o[None, :], other=0.0)
     b_gout = b_gy.to(tl.float32) * b_gate[:, None]  # [BM, BO]
-    o_dt = i_d * BD + tl.arange(0, BD)  # [BD]
-    m_dt = o_dt < D
-    b_gx = tl.zeros([BM, BD], dtype=tl.float32)
-    if HAS_W1:
-        for h0 in range(0, H, BH):
-            o_h = h0 + tl.arange(0, BH)
-            m_h = o_h < H
-            b_a = tl.zeros([BM, BH], dtype=tl.float32)
-            for d0 in range(0, D, BD):
-                o_d = d0 + tl.arange(0, BD)
-                m_d = o_d < D
-                b_x = tl.load(p_x + o_tok[:, None] * s_xt + o_d[None, :] * s_xd, mask=m_m[:, None] & m_d[None, :], other=0.0)
-                b_w1 = tl.load(p_w1 + i_e * D * H + o_d[:, None] * H + o_h[None, :], mask=m_d[:, None] & m_h[None, :], other=0.0)
-                b_a = tl.dot(b_x, b_w1, b_a, input_precision="ieee")
-            b_a += tl.load(p_b1 + i_e * H + o_h, mask=m_h, other=0.0).to(tl.float32)[None, :]
-            if ACT == 0:
-                b_cdf = 0.5 * (1.0 + tl.math.erf(b_a * 0.7071067811865476))
-                b_h = b_a * b_cdf
-                b_dact = b_cdf + b_a * tl.exp(-0.5 * b_a * b_a) * 0.3989422804014327
-            elif ACT == 1:
-                b_h = tl.maximum(b_a, 0.0)
-                b_dact = tl.where(b_a > 0, 1.0, 0.0)
-            else:
-                b_sig = 1.0 / (1.0 + tl.exp(-b_a))
-                b_h = b_a * b_sig
-                b_dact = b_sig * (1.0 + b_a * (1.0 - b_sig))
-            b_w2 = tl.load(p_w2 + i_e * H * O + o_h[:, None] * O + o_o[None, :], mask=m_h[:, None] & m_o[None, :], other=0.0)
-            b_ga = tl.dot(b_gout, tl.trans(b_w2.to(tl.float32)), input_precision="ieee") * b_dact  # [BM, BH]
-            if i_d == 0:
-                m_mh = m_h[None, :] & (o_m[:, None] >= 0)
-                tl.store(p_ga + o_m[:, None] * H + o_h[None, :], b_ga, mask=m_mh)
-                tl.store(p_h + o_m[:, None] * H + o_h[None, :], b_h, mask=m_mh)
-            b_w1t = tl.load(p_w1 + i_e * D * H + o_dt[:, None] * H + o_h[None, :], mask=m_dt[:, None] & m_h[None, :], other=0.0)
-            b_gx = tl.dot(b_ga.to(b_w1t.dtype), tl.trans(b_w1t), b_gx, input_precision="ieee")  # [BM, BD]
-    else:
-        b_w2 = tl.load(p_w2 + i_e * D * O + o_dt[:, None] * O + o_o[None, :], mask=m_dt[:, None] & m_o[None, :], other=0.0)
-        b_gx = tl.dot(b_gout, tl.trans(b_w2.to(tl.float32)), input_precision="ieee")
-    tl.store(p_gxp + b_pair[:, None] * D + o_dt[None, :], b_gx, mask=m_m[:, None] & m_dt[None, :])
+    for h0 in range(0, H, BH):
+        o_h = h0 + tl.arange(0, BH)
+        m_h = o_h < H
+        b_a = tl.zeros([BM, BH], dtype=tl.float32)
+        for d0 in range(0, D, BD):
+            o_d = d0 + tl.arange(0, BD)
+            m_d = o_d < D
+            b_x = tl.load(p_x + o_tok[:, None] * s_xt + o_d[None, :] * s_xd, mask=m_m[:, None] & m_d[None, :], other=0.0)
+            b_w1 = tl.load(p_w1 + i_e * D * H + o_d[:, None] * H + o_h[None, :], mask=m_d[:, None] & m_h[None, :], other=0.0)
+            b_a = tl.dot(b_x, b_w1, b_a, input_precision="ieee")  # [BM, BH]
+        b_a += tl.load(p_b1 + i_e * H + o_h, mask=m_h, other=0.0).to(tl.float32)[None, :]
+        if ACT == 0:
+            b_cdf = 0.5 * (1.0 + tl.math.erf(b_a * 0.7071067811865476))
+            b_h = b_a * b_cdf
+            b_dact = b_cdf + b_a * tl.exp(-0.5 * b_a * b_a) * 0.3989422804014327
+        elif ACT == 1:
+            b_h = tl.maximum(b_a, 0.0)
+            b_dact = tl.where(b_a > 0, 1.0, 0.0)
+        else:
+            b_sig = 1.0 / (1.0 + tl.exp(-b_a))
+            b_h = b_a * b_sig
+            b_dact = b_sig * (1.0 + b_a * (1.0 - b_sig))
+        b_w2 = tl.load(p_w2 + i_e * H * O + o_h[:, None] * O + o_o[None, :], mask=m_h[:, None] & m_o[None, :], other=0.0)
+        b_ga = tl.dot(b_gout, tl.trans(b_w2.to(tl.float32)), input_precision="ieee") * b_dact  # [BM, BH]
+        m_mh = (o_m[:, None] >= 0) & m_h[None, :]  # every row of the block: padding rows get ga = 0
+        tl.store(p_ga + o_m[:, None] * H + o_h[None, :], b_ga, mask=m_mh)
+        tl.store(p_h + o_m[:, None] * H + o_h[None, :], b_h, mask=m_mh)
 
 
 @triton_kernel
@@ -379,17 +368,18 @@ def _moe_bwd_reduce_kernel(
     p_x,  # [T, D] any strides
     p_gy,  # [T, O] contiguous
     p_gates,  # fp32 [T * K]
+    p_w1,  # [E, D, H] contiguous (HAS_W1)
+    p_w2,  # [E, HH, O] contiguous
     p_pairs,  # int32 [NB * BM]
+    p_blk_expert,  # int32 [NB]
     p_seg_blk,  # int32 [E + 1]
     p_ga,  # fp32 [NB * BM, H] (HAS_W1)
     p_h,  # fp32 [NB * BM, H] (HAS_W1)
-    p_gxp,  # fp32 [T * K, D]
     p_gw1,  # [E, D, H] out (HAS_W1)
     p_gb1,  # [E, H] out (HAS_W1)
     p_gw2,  # [E, HH, O] out
     p_gb2,  # [E, O] out
-    p_gx,  # [T, D] out, contiguous
-    T,
+    p_gxp,  # fp32 [T * K, D] out: d loss / d x per pair
     E,
     D,
     H,
@@ -402,9 +392,8 @@ def _moe_bwd_reduce_kernel(
     BD: tl.constexpr,
     BH: tl.constexpr,
     BO: tl.constexpr,
-    BT: tl.constexpr,
 ):
-    # Programs [0, E * n_w): weight tiles of one expert each; then [E * n_w, ...): d x tiles.
+    # Programs [0, E * n_w): weight tiles of one expert each; then one per (block, tile of D) for d x.
     HH = H if HAS_W1 else D
     n_dt = tl.cdiv(D, BD)
     n_ht = tl.cdiv(HH, BH)
@@ -475,18 +464,36 @@ def _moe_bwd_reduce_kernel(
             if i_h == 0:
                 tl.store(p_gb2 + i_e * O + o_o, b_gb2.to(p_gb2.dtype.element_ty), mask=m_o)
     else:
-        # d x[t] = sum over the k slots in slot order of the per-pair d x.
+        # d x per pair for one (block of sorted rows, tile of D): all rows share the block's expert.
         i_q = pid - E * n_w
-        i_t = i_q // n_dt
+        i_b = i_q // n_dt
         i_d = i_q % n_dt
-        o_t = i_t * BT + tl.arange(0, BT)
-        m_t = o_t < T
+        i_e = tl.load(p_blk_expert + i_b)
+        b_live = (tl.zeros([BM], dtype=tl.int32) + i_e) < E  # [BM]
+        i_e = tl.minimum(i_e, E - 1).to(tl.int64)
+        o_m = i_b * BM + tl.arange(0, BM)  # [BM] sorted rows
+        b_pair = tl.load(p_pairs + o_m)
+        m_m = (b_pair >= 0) & b_live
+        b_pair = tl.where(m_m, b_pair, 0).to(tl.int64)
         o_d = i_d * BD + tl.arange(0, BD)
-        m_td = m_t[:, None] & (o_d[None, :] < D)
-        b_gx = tl.zeros([BT, BD], dtype=tl.float32)
-        for j in tl.static_range(K):
-            b_gx += tl.load(p_gxp + (o_t * K + j)[:, None] * D + o_d[None, :], mask=m_td, other=0.0)
-        tl.store(p_gx + o_t[:, None] * D + o_d[None, :], b_gx.to(p_gx.dtype.element_ty), mask=m_td)
+        m_d = o_d < D
+        if HAS_W1:
+            # d x = d a @ w1^T, over H in chunks
+            b_gx = tl.zeros([BM, BD], dtype=tl.float32)
+            for h0 in range(0, H, BH):
+                o_h = h0 + tl.arange(0, BH)
+                m_h = o_h < H
+                b_ga = tl.load(p_ga + o_m[:, None] * H + o_h[None, :], mask=m_m[:, None] & m_h[None, :], other=0.0)
+                b_w1 = tl.load(p_w1 + i_e * D * H + o_d[:, None] * H + o_h[None, :], mask=m_d[:, None] & m_h[None, :], other=0.0)
+                b_gx = tl.dot(b_ga.to(b_w1.dtype), tl.trans(b_w1), b_gx, input_precision="ieee")  # [BM, BD]
+        else:
+            # d x = (gate * dy) @ w2^T
+            b_gate = tl.load(p_gates + b_pair, mask=m_m, other=0.0)
+            b_gy = tl.load(p_gy + (b_pair // K)[:, None] * O + o_o[None, :], mask=m_m[:, None] & m_o[None, :], other=0.0)
+            b_gout = b_gy.to(tl.float32) * b_gate[:, None]  # [BM, BO]
+            b_w2 = tl.load(p_w2 + i_e * D * O + o_d[:, None] * O + o_o[None, :], mask=m_d[:, None] & m_o[None, :], other=0.0)
+            b_gx = tl.dot(b_gout, tl.trans(b_w2.to(tl.float32)), input_precision="ieee")  # [BM, BD]
+        tl.store(p_gxp + b_pair[:, None] * D + o_d[None, :], b_gx, mask=m_m[:, None] & m_d[None, :])
 
 
 def _split_route(route: torch.Tensor, T: int, k: int, E: int, bm: int):
@@ -564,7 +571,6 @@ def backward(gy, gprobs, x, router_logits, w1, b1, w2, b2, probs, topi, gates, o
     bo = _pow2(O)
 
     g_logits = empty(router_logits.shape, dtype=router_logits.dtype, device=dev)
-    gx = empty((T, D), dtype=x.dtype, device=dev)
     gw1 = empty(w1.shape, dtype=w1.dtype, device=dev) if has_w1 else None
     gb1 = empty(b1.shape, dtype=b1.dtype, device=dev) if has_w1 else None
     gw2 = empty(w2.shape, dtype=w2.dtype, device=dev)
@@ -574,10 +580,10 @@ def backward(gy, gprobs, x, router_logits, w1, b1, w2, b2, probs, topi, gates, o
         for g in (gw1, gb1, gw2, gb2):
             if g is not None:
                 g.zero_()
-        return gx, g_logits, gw1, gb1, gw2, gb2
+        return x.new_empty(0, D), g_logits, gw1, gb1, gw2, gb2
     ga = empty((nb * cfg["BM"], H), dtype=torch.float32, device=dev) if has_w1 else o_tk
     hs = empty((nb * cfg["BM"], H), dtype=torch.float32, device=dev) if has_w1 else o_tk
-    gxp = empty((T * top_k, D), dtype=torch.float32, device=dev)
+    gxp = empty((T, top_k, D), dtype=torch.float32, device=dev)
 
     _moe_router_bwd_kernel.launch(
         backend, (triton.cdiv(T, cfg["BT"]),),
@@ -586,21 +592,22 @@ def backward(gy, gprobs, x, router_logits, w1, b1, w2, b2, probs, topi, gates, o
         K=top_k, RENORM=renormalize, HAS_GPROBS=gprobs is not None,
         BT=cfg["BT"], BE=_pow2(E, 2), BO=bo, num_warps=cfg["WARPS"],
     )  # fmt: skip
-    _moe_bwd_rows_kernel.launch(
-        backend, (nb, triton.cdiv(D, bd)),
-        x, w1c, b1c, w2c, gy, gates, pairs, blk_expert, ga, hs, gxp,
-        E, D, H, O, x.stride(0), x.stride(1),
-        K=top_k, HAS_W1=has_w1, ACT=_ACT_CODE[activation],
-        BM=cfg["BM"], BD=bd, BH=min(cfg["BH"], _pow2(H)), BO=bo, num_warps=cfg["WARPS"],
-    )  # fmt: skip
+    if has_w1:
+        _moe_bwd_rows_kernel.launch(
+            backend, (nb,),
+            x, w1c, b1c, w2c, gy, gates, pairs, blk_expert, ga, hs,
+            E, D, H, O, x.stride(0), x.stride(1),
+            K=top_k, ACT=_ACT_CODE[activation], BM=cfg["BM"], BD=bd, BH=bh, BO=bo, num_warps=cfg["WARPS"],
+        )  # fmt: skip
+    n_dt = triton.cdiv(D, bd)
     n_ht = triton.cdiv(HH, bh)
-    n_w = (triton.cdiv(D, bd) * n_ht if has_w1 else 0) + n_ht
-    n_x = triton.cdiv(T, cfg["BT"]) * triton.cdiv(D, bd)
+    n_w = (n_dt * n_ht if has_w1 else 0) + n_ht
     _moe_bwd_reduce_kernel.launch(
-        backend, (E * n_w + n_x,),
-        x, gy, gates, pairs, seg_blk, ga, hs, gxp,
-        gw1 if has_w1 else gw2, gb1 if has_w1 else gb2, gw2, gb2, gx,
-        T, E, D, H, O, x.stride(0), x.stride(1),
-        K=top_k, HAS_W1=has_w1, BM=cfg["BM"], BD=bd, BH=bh, BO=bo, BT=cfg["BT"], num_warps=cfg["WARPS"],
+        backend, (E * n_w + nb * n_dt,),
+        x, gy, gates, w1c, w2c, pairs, blk_expert, seg_blk, ga, hs,
+        gw1 if has_w1 else gw2, gb1 if has_w1 else gb2, gw2, gb2, gxp,
+        E, D, H, O, x.stride(0), x.stride(1),
+        K=top_k, HAS_W1=has_w1, BM=cfg["BM"], BD=bd, BH=bh, BO=bo, num_warps=cfg["WARPS"],
     )  # fmt: skip
+    gx = gxp.sum(1).to(x.dtype)  # fixed-order sum over the k slots, as for y
     return gx, g_logits, gw1, gb1, gw2, gb2

@@ -211,7 +211,8 @@ def test_launch_counts(linear):
         with count_launches() as bwd:
             (out.y.sum() + out.probs.square().sum()).backward()
     assert fwd.count == 2, "forward: routing + fused experts"
-    assert bwd.count == 3, "backward: router + rows + reductions"
+    # backward: router + reductions, plus the hidden-layer recompute for MLP experts
+    assert bwd.count == (2 if linear else 3)
 
 
 @pytest.mark.parametrize("backend", BACKENDS_HERE)
