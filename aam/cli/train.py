@@ -121,8 +121,6 @@ def run(args: argparse.Namespace) -> int:
 
     if args.resume and args.overwrite:
         raise UserError("--resume and --overwrite exclude each other")
-    if args.batch_size is not None and args.batch_size < 1:
-        raise UserError(f"--batch-size must be >= 1; got {args.batch_size}")
     if args.resume and args.table is None:
         if args.output_dir is None:
             raise UserError("--resume needs --output-dir")

@@ -67,3 +67,21 @@ def test_quantile_columns_repeat_the_target():
 def test_unknown_loss_name_is_a_user_error():
     with pytest.raises(UserError, match="unknown loss type"):
         named_loss("cosine")
+
+
+def test_fused_path_matches_the_reference_path():
+    g = torch.Generator().manual_seed(0)
+    pred = torch.randn(13, 3, 2, generator=g)
+    target = torch.randn(13, 3, generator=g)
+    target[::4, 1] = math.nan
+    weight = torch.rand(13, generator=g) + 0.5
+    columns = [named_loss("huber", 0.7), named_loss("huber", 0.7), named_loss("mse"), named_loss("mse"),
+               ColumnLoss(0.3, 0.7, 0.0, 1), ColumnLoss(0.8, 0.2, 0.0, 2)]
+    results = []
+    for fused in (False, True):
+        p = pred.clone().requires_grad_(True)
+        loss, cols = RegressionLoss(columns, n_quantiles=2, fused=fused)(p, target, weight)
+        loss.backward()
+        results.append((loss.detach(), cols, p.grad))
+    for a, b in zip(*results):
+        torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-6)
