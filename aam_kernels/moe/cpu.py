@@ -58,7 +58,8 @@ def route(router_logits: torch.Tensor, top_k: int, renormalize: bool):
     gates = v / v.sum(-1, keepdim=True) if renormalize else v
     flat = topi.reshape(-1)  # pair p = t * k + j -> its expert
     order = torch.argsort(flat, stable=True)  # pairs sorted by expert, then by pair id
-    counts = torch.bincount(flat, minlength=E)
+    # Integer scatter-add instead of bincount, which reads max(flat) back to the host on CUDA.
+    counts = torch.zeros(E, dtype=torch.int64, device=flat.device).scatter_add_(0, flat, torch.ones_like(flat))
     return probs, topi, gates, counts, order
 
 
@@ -150,7 +151,8 @@ def backward(gy, gprobs, x, router_logits, w1, b1, w2, b2, probs, topi, gates, o
     cap = xp.shape[1]
     acc = xp.dtype
     order = route_.long()
-    counts = torch.bincount(topi.reshape(-1), minlength=E)
+    flat = topi.reshape(-1)
+    counts = torch.zeros(E, dtype=torch.int64, device=flat.device).scatter_add_(0, flat, torch.ones_like(flat))
     g_logits = router_backward(gy, gprobs, probs, topi, gates, o_tk, renormalize, acc)
 
     dest, row_pair = _padded_slots(topi, counts, order, cap)

@@ -253,6 +253,10 @@ def moe_mlp(
     """
     _check_args(x, router_logits, w1, b1, w2, b2, top_k, activation, renormalize)
     backend = _backend_for(x.device)
+    if backend != "torch" and x.dtype == torch.float64:
+        raise TypeError("x must be float32, float16 or bfloat16 for the Triton kernels, got torch.float64 (use the torch backend)")
+    if backend != "torch" and x.shape[0] * top_k >= 2**31:
+        raise ValueError(f"T * top_k must be below 2**31 for the Triton kernels (int32 pair ids), got {x.shape[0] * top_k}")
     fwd = _moe_fwd if torch.compiler.is_compiling() else _EagerMoE.apply
     y, probs, counts, *_ = fwd(x, router_logits, w1, b1, w2, b2, top_k, activation, renormalize, backend)
     return MoEOutput(y, probs, counts)

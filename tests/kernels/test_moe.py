@@ -241,17 +241,18 @@ def test_returns_named_fields():
     assert out.y.shape == (9, 2) and out.probs.shape == (9, 3) and out.tokens_per_expert.tolist() == [9, 9, 9]
 
 
-def test_torch_compile_fullgraph():
+@pytest.mark.parametrize("backend,device", [("torch", "cpu"), pytest.param("triton", "cuda", marks=needs_cuda)])
+def test_torch_compile_fullgraph(backend, device):
     """The op is a torch.library custom op with a fake: fullgraph tracing works, results match eager."""
-    inputs = make_inputs(37, 13, 21, 3, 4, seed=8)
+    inputs = make_inputs(37, 13, 21, 3, 4, seed=8, device=device)
 
     def f(x, lg, w1, b1, w2, b2, top_k, activation, renormalize):
         out = moe_mlp(x, lg, w1, b1, w2, b2, top_k=top_k, activation=activation, renormalize=renormalize)
         return out.y * 2.0, out.probs, out.tokens_per_expert
 
     compiled = torch.compile(f, backend="aot_eager", fullgraph=True)
-    eager = run(f, inputs, top_k=2, backend="torch")
-    traced = run(compiled, inputs, top_k=2, backend="torch")
+    eager = run(f, inputs, top_k=2, backend=backend)
+    traced = run(compiled, inputs, top_k=2, backend=backend)
     for a, b in zip(eager[:3] + tuple(eager[3]), traced[:3] + tuple(traced[3])):
         torch.testing.assert_close(a, b, atol=0, rtol=0)
 
@@ -283,6 +284,7 @@ BAD_INPUTS = [
     _bad(lambda a: a[:4] + [a[4].double()] + a[5:], TypeError, "w2 must have x's dtype"),
     _bad(lambda a: a[:5] + [a[5].to("meta")], ValueError, "b2 is on meta"),
     _bad(lambda a: a[:2] + [a[2].numpy()] + a[3:], TypeError, "w1 must be a torch.Tensor"),
+    _bad(lambda a: a[:5] + [a[5].double()], TypeError, "b2 must have x's dtype"),
 ]
 
 
@@ -291,3 +293,10 @@ def test_bad_inputs(change, exc, match, top_k, kw):
     args = change(make_inputs(5, 4, 6, 2, 3))
     with pytest.raises(exc, match=match):
         moe_mlp(*args, top_k=top_k, **kw)
+
+
+@needs_triton
+def test_fp64_needs_torch_backend():
+    args = make_inputs(5, 4, 6, 2, 3, dtype=torch.float64)
+    with use_backend("interpret"), pytest.raises(TypeError, match="x must be float32, float16 or bfloat16"):
+        moe_mlp(*args, top_k=2)
