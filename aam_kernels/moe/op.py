@@ -1,8 +1,9 @@
 """Public ``moe_mlp`` op: argument checks, backend dispatch, torch.library registration and autograd.
 
 Forward and backward are two custom ops (``aam_kernels::moe_mlp_fwd`` / ``moe_mlp_bwd``) with fake
-implementations, so ``torch.compile(fullgraph=True)`` traces through without graph breaks. The
-backend is resolved in Python (``backend.resolve``) and passed to the op as a string; the Triton
+implementations, so ``torch.compile(fullgraph=True)`` traces through without graph breaks; in eager
+mode the same functions run through a plain ``torch.autograd.Function`` (less dispatcher overhead).
+The backend is resolved in Python (``backend.resolve``) and passed down as a string; the Triton
 module is imported only when a Triton backend runs, so ``aam_kernels`` imports without Triton.
 """
 
