@@ -136,8 +136,8 @@ def test_torch_variants(T, E, k, activation, opts):
 
 
 # Interpreter: tiny shapes (the interpreter runs each program in numpy), still covering T = 0, 1,
-# a non-multiple of the 16-row block, k in {1, 2, E}, Linear experts, empty experts, ties and
-# D/H/O that are not powers of 2 (one of them above the 16-wide tile so the loops take 2 steps).
+# a non-multiple of the 16-row block, every E in {2, 4, 8} and k in {1, 2, E}, Linear experts,
+# empty experts, ties and D/H/O that are not powers of 2 (D = 19 > 16, so the D loops take 2 steps).
 INTERPRET_CASES = [
     pytest.param(0, 4, 2, "gelu", dict(), id=case_id(0, 4, 2, "gelu")),
     pytest.param(1, 2, 2, "gelu", dict(), id=case_id(1, 2, 2, "gelu")),
@@ -148,6 +148,9 @@ INTERPRET_CASES = [
     pytest.param(37, 8, 1, "silu", dict(logits="one"), id=case_id(37, 8, 1, "silu", "one-expert")),
     pytest.param(37, 4, 2, "relu", dict(logits="ties"), id=case_id(37, 4, 2, "relu", "ties")),
     pytest.param(130, 4, 2, "gelu", dict(), id=case_id(130, 4, 2, "gelu")),
+    pytest.param(37, 8, 8, "gelu", dict(), id=case_id(37, 8, 8, "gelu")),
+    pytest.param(1, 4, 1, "silu", dict(), id=case_id(1, 4, 1, "silu")),
+    pytest.param(0, 8, 8, "relu", dict(linear=True), id=case_id(0, 8, 8, "relu", "linear")),
 ]
 
 
