@@ -13,6 +13,7 @@ from typing import NamedTuple, Optional
 
 import torch
 from torch import Tensor
+from torch.autograd.function import once_differentiable
 
 from aam_kernels.backend import resolve
 from aam_kernels.moe import cpu
@@ -171,6 +172,7 @@ class _EagerMoE(torch.autograd.Function):
         return output
 
     @staticmethod
+    @once_differentiable
     def backward(ctx, *grads):
         return _backward(ctx, *grads)
 

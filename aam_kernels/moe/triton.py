@@ -37,8 +37,9 @@ _ACT_CODE = {"gelu": 0, "relu": 1, "silu": 2}
 
 
 def _config(backend: str) -> dict:
-    """Block sizes. Compiled: 64-row blocks keep tl.dot tiles on tensor cores for the expert GEMMs;
-    interpreted: the smallest tiles tl.dot accepts (16), since the interpreter's cost grows with tile area."""
+    """Block sizes. Compiled: 64 x 64 tl.dot tiles, the usual starting point for tensor-core GEMMs
+    (not yet tuned on a GPU: none was available when these kernels were written). Interpreted: the
+    smallest tiles tl.dot accepts (16), since the interpreter's cost grows with tile area."""
     if backend == "triton":
         return dict(BM=64, BD=64, BH=64, BT=128, WARPS=4)
     return dict(BM=16, BD=16, BH=16, BT=16, WARPS=1)
