@@ -12,7 +12,9 @@ from typing import Any
 
 from aam.errors import UserError
 
-LOSS_TYPES = ("mse", "mae", "huber")
+LOSS_TYPES = ("mse", "mae", "huber", "quantile", "asymmetric", "expectile")
+QUANTILE_LOSSES = ("quantile", "expectile")  # losses with one output per quantile level
+DEFAULT_QUANTILES = (0.1, 0.5, 0.9)
 DEVICES = ("auto", "cpu", "cuda")
 
 
@@ -40,18 +42,24 @@ class ModelConfig:
     dropout: float = 0.1  # dropout in the transformer blocks
     regressor_hidden_dims: tuple[int, ...] = ()  # () = Linear head; (64, 32) = MLP with those hidden widths
     regressor_dropout: float = 0.0  # dropout between MLP head layers
+    residual_regression_head: bool = False  # head = Linear(x) + MLP(x); needs regressor_hidden_dims
     gradient_checkpointing: bool = False  # recompute transformer blocks in backward to save memory
     # Filled from the data, not by the user: vocabulary of the categorical embeddings and output shape.
     max_bp: int = 150  # positions of the nucleotide embedding (copied from DataConfig)
     n_targets: int = 1
     n_quantiles: int = 1
+    quantiles: tuple[float, ...] = ()  # output quantile levels (sorted); () = a point output
     category_cardinalities: tuple[int, ...] = ()  # levels per categorical column, code 0 = unknown excluded
 
 
 @dataclass
 class LossConfig:
-    loss_type: str = "huber"  # mse | mae | huber, applied to the z-scored targets
-    huber_delta: float = 1.0  # Huber threshold in standard deviations of the target
+    loss_type: str = "huber"  # mse | mae | huber | quantile | asymmetric | expectile, on z-scored targets
+    huber_delta: float | None = None  # Huber threshold in target SDs (huber: 1.0); with quantile: smooth pinball
+    quantiles: tuple[float, ...] = ()  # levels for quantile/expectile losses; () = 0.1, 0.5, 0.9
+    over_penalty: float | None = None  # asymmetric: weight of over-prediction (default 1.0)
+    under_penalty: float | None = None  # asymmetric: weight of under-prediction (default 1.0)
+    loss_config: str | None = None  # JSON {target name or index: loss name or {"type": ..., params}}
     categorical_loss_weights: str | None = None  # None, "auto" (balanced per level) or JSON {column: {level: w}}
 
 
@@ -116,8 +124,13 @@ class RunConfig:
                 raise UserError(f"{name} must be in [0, 1); got {p}")
         if lo.loss_type not in LOSS_TYPES:
             raise UserError(f"--loss-type must be one of {', '.join(LOSS_TYPES)}; got {lo.loss_type!r}")
-        if lo.huber_delta <= 0:
+        if lo.huber_delta is not None and lo.huber_delta <= 0:
             raise UserError(f"--huber-delta must be > 0; got {lo.huber_delta}")
+        for flag, value in (("--over-penalty", lo.over_penalty), ("--under-penalty", lo.under_penalty)):
+            if value is not None and not value > 0:
+                raise UserError(f"{flag} must be > 0; got {value}")
+        if m.residual_regression_head and not m.regressor_hidden_dims:
+            raise UserError("--residual-regression-head needs --regressor-hidden-dims (the MLP part), e.g. 64,32")
         _positive("--epochs", t.epochs)
         _positive("--batch-size", t.batch_size)
         if t.lr <= 0:

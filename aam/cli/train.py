@@ -16,6 +16,13 @@ def _names(text: str) -> tuple[str, ...]:
     return tuple(part.strip() for part in text.split(",") if part.strip())
 
 
+def _floats(text: str) -> tuple[float, ...]:
+    try:
+        return tuple(float(part) for part in _names(text))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected comma-separated numbers, got {text!r}") from None
+
+
 def _ints(text: str) -> tuple[int, ...]:
     try:
         return tuple(int(part) for part in _names(text))
@@ -50,7 +57,18 @@ MODEL_FLAGS = [
 ]
 LOSS_FLAGS = [
     ("--loss-type", LossConfig, "loss_type", str, f"one of {', '.join(LOSS_TYPES)} (on z-scored targets)"),
-    ("--huber-delta", LossConfig, "huber_delta", float, "Huber threshold, in target standard deviations"),
+    ("--huber-delta", LossConfig, "huber_delta", float,
+     "Huber threshold in target standard deviations (huber: 1.0); with --loss-type quantile: smooth pinball"),
+    ("--quantiles", LossConfig, "quantiles", _floats,
+     "quantile levels for quantile/expectile losses, each in (0, 1), no repeats; sorted for you "
+     "(default 0.1,0.5,0.9)"),
+    ("--over-penalty", LossConfig, "over_penalty", float, "asymmetric loss: weight of over-prediction (> 0; 1.0)"),
+    ("--under-penalty", LossConfig, "under_penalty", float,
+     "asymmetric loss: weight of under-prediction (> 0; 1.0)"),
+    ("--loss-config", LossConfig, "loss_config", str,
+     'per-target losses as JSON, keys = target names or 0-based indices, values = a loss name or '
+     '{"type": ..., "delta"/"over"/"under": ...}; e.g. \'{"ph": "mse", "temperature": {"type": "huber", '
+     '"delta": 0.5}}\'; targets not named use --loss-type'),
     ("--categorical-loss-weights", LossConfig, "categorical_loss_weights", str,
      "'auto' (balance the levels of each categorical column) or JSON {column: {level: weight}}"),
 ]
@@ -94,8 +112,9 @@ def config_from_args(args: argparse.Namespace, flags=ALL_FLAGS) -> RunConfig:
                  if c is cls and getattr(args, name, None) is not None}
         parts[cls] = cls(**given)
     train = parts[TrainConfig]
-    if getattr(args, "gradient_checkpointing", False):
-        parts[ModelConfig] = dataclasses.replace(parts[ModelConfig], gradient_checkpointing=True)
+    for flag in ("gradient_checkpointing", "residual_regression_head"):
+        if getattr(args, flag, False):
+            parts[ModelConfig] = dataclasses.replace(parts[ModelConfig], **{flag: True})
     train = dataclasses.replace(train, fused_kernels=bool(getattr(args, "fused_kernels", False)),
                                 progress=not getattr(args, "no_progress", False))
     return RunConfig(parts[DataConfig], parts[ModelConfig], parts[LossConfig], train)
@@ -107,6 +126,8 @@ def add_parser(subparsers) -> None:
     run_group = parser.add_argument_group("run")
     run_group.add_argument("--gradient-checkpointing", action="store_true",
                            help="recompute transformer blocks in backward (less memory, ~30%% slower)")
+    run_group.add_argument("--residual-regression-head", action="store_true",
+                           help="head = Linear(x) + MLP(x) (needs --regressor-hidden-dims)")
     run_group.add_argument("--fused-kernels", action="store_true",
                            help="use the fused aam_kernels loss (Triton on CUDA, CPU path on CPU)")
     run_group.add_argument("--no-progress", action="store_true", help="no progress bars")

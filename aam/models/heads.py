@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 
@@ -16,15 +17,32 @@ def mlp(in_dim: int, hidden_dims: tuple[int, ...], out_dim: int, dropout: float)
     return nn.Sequential(*layers)
 
 
+def non_crossing(raw: torch.Tensor) -> torch.Tensor:
+    """[..., Q] raw outputs -> increasing quantiles: q_0 = raw_0, q_j = q_{j-1} + softplus(raw_j).
+
+    Quantiles cannot cross by construction (each step is > 0), rather than by sorting afterwards.
+    """
+    if raw.shape[-1] == 1:
+        return raw
+    steps = F.softplus(raw[..., 1:])
+    return torch.cat([raw[..., :1], raw[..., :1] + torch.cumsum(steps, dim=-1)], dim=-1)
+
+
 class RegressionHead(nn.Module):
-    """Linear (no hidden dims) or MLP, one output per (target, quantile)."""
+    """Linear (no hidden dims), MLP, or residual Linear + MLP; one output per (target, quantile)."""
 
     def __init__(self, in_dim: int, n_targets: int, n_quantiles: int = 1, hidden_dims: tuple[int, ...] = (),
-                 dropout: float = 0.0):
+                 dropout: float = 0.0, residual: bool = False):
         super().__init__()
+        assert not residual or hidden_dims, "a residual head needs an MLP part"
         self.n_targets, self.n_quantiles = n_targets, n_quantiles
-        self.net = mlp(in_dim, tuple(hidden_dims), n_targets * n_quantiles, dropout)
+        out = n_targets * n_quantiles
+        self.net = mlp(in_dim, tuple(hidden_dims), out, dropout)
+        self.linear = nn.Linear(in_dim, out) if residual else None
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         # x [B, D] -> [B, T, Q]
-        return self.net(x).view(x.shape[0], self.n_targets, self.n_quantiles)
+        y = self.net(x)
+        if self.linear is not None:
+            y = y + self.linear(x)
+        return non_crossing(y.view(x.shape[0], self.n_targets, self.n_quantiles))

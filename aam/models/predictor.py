@@ -23,7 +23,7 @@ class AAMRegressor(nn.Module):
         # One embedding per categorical column; row 0 = unknown/unseen level, so new categories still work.
         self.categories = nn.ModuleList(nn.Embedding(n + 1, c.embedding_dim) for n in c.category_cardinalities)
         self.head = RegressionHead(c.embedding_dim, c.n_targets, c.n_quantiles, c.regressor_hidden_dims,
-                                   c.regressor_dropout)
+                                   c.regressor_dropout, c.residual_regression_head)
 
     def encode_asvs(self, asv_tokens: torch.Tensor, asv_index: torch.Tensor, asv_mask: torch.Tensor,
                     per_slot: bool = False) -> torch.Tensor:

@@ -45,26 +45,70 @@ def run_model(model: AAMRegressor, loader, device: torch.device) -> ModelOutputs
     return ModelOutputs(ids, torch.cat(preds), torch.cat(targets), torch.cat(categories))
 
 
-def point_predictions(pred: torch.Tensor) -> torch.Tensor:
-    """[N, T, Q] -> [N, T]: the prediction of each target (Q = 1: the only column)."""
-    assert pred.shape[-1] == 1, "quantile point predictions are not implemented yet"
-    return pred[..., 0]
+def point_predictions(pred: torch.Tensor, quantiles: tuple[float, ...] = ()) -> torch.Tensor:
+    """[N, T, Q] -> [N, T]: the point prediction of each target.
+
+    Q = 1: the only output. Quantiles: the 0.5 level when present, else the median interpolated
+    linearly between the two levels around 0.5 (the nearest level when 0.5 is outside them).
+    """
+    if pred.shape[-1] == 1:
+        return pred[..., 0]
+    assert len(quantiles) == pred.shape[-1]
+    if 0.5 in quantiles:
+        return pred[..., quantiles.index(0.5)]
+    above = next((j for j, q in enumerate(quantiles) if q > 0.5), len(quantiles))
+    if above == 0 or above == len(quantiles):
+        return pred[..., min(above, len(quantiles) - 1)]
+    lo, hi = quantiles[above - 1], quantiles[above]
+    w = (0.5 - lo) / (hi - lo)
+    return (1 - w) * pred[..., above - 1] + w * pred[..., above]
 
 
 def inverse_scale(scaler: TargetScaler, pred_z: torch.Tensor) -> np.ndarray:
-    """[N, T] z-scores -> float64 [N, T] original units."""
-    return scaler.inverse(pred_z.double().numpy())
+    """[N, T] or [N, T, Q] z-scores -> float64 original units (same shape)."""
+    z = pred_z.double().numpy()
+    if z.ndim == 3:
+        return z * np.asarray(scaler.std)[:, None] + np.asarray(scaler.mean)[:, None]
+    return scaler.inverse(z)
+
+
+def quantile_label(level: float) -> str:
+    """Column suffix of a quantile level: 0.1 -> "q0.1" (shortest decimal form)."""
+    return f"q{level:g}"
 
 
 def predictions_frame(sample_ids: list[str], predicted: np.ndarray, target_columns,
-                      observed: np.ndarray | None = None) -> pd.DataFrame:
-    """sample_id, then per target `<t>` (and `<t>_observed` when given)."""
+                      observed: np.ndarray | None = None, quantile_values: np.ndarray | None = None,
+                      quantiles: tuple[float, ...] = ()) -> pd.DataFrame:
+    """sample_id, then per target `<t>`, `<t>_q<level>` per quantile, and `<t>_observed` when given."""
     columns = {"sample_id": sample_ids}
     for i, name in enumerate(target_columns):
         columns[name] = predicted[:, i]
+        for j, level in enumerate(quantiles):
+            columns[f"{name}_{quantile_label(level)}"] = quantile_values[:, i, j]
         if observed is not None:
             columns[f"{name}_observed"] = observed[:, i]
     return pd.DataFrame(columns)
+
+
+@dataclass
+class Predictions:
+    """Everything a report needs from one pass of a model, in original units."""
+
+    sample_ids: list[str]
+    point: np.ndarray  # [N, T]
+    quantile_values: np.ndarray | None  # [N, T, Q] or None for a point model
+    observed: np.ndarray  # [N, T], NaN = missing
+
+    def frame(self, target_columns, quantiles, with_observed: bool) -> pd.DataFrame:
+        return predictions_frame(self.sample_ids, self.point, target_columns,
+                                 self.observed if with_observed else None, self.quantile_values, quantiles)
+
+
+def to_predictions(outputs: ModelOutputs, scaler: TargetScaler, quantiles: tuple[float, ...]) -> Predictions:
+    point = inverse_scale(scaler, point_predictions(outputs.pred_z, quantiles))
+    values = inverse_scale(scaler, outputs.pred_z) if quantiles else None
+    return Predictions(outputs.sample_ids, point, values, outputs.targets.double().numpy())
 
 
 @dataclass
@@ -93,7 +137,8 @@ def load_model(path: str | Path, device: torch.device | str = "cpu") -> LoadedMo
 
 def predict(model_path: str | Path, table: str | Path, sequences: str | Path | None = None,
             metadata: str | Path | None = None, device: str = "auto", batch_size: int | None = None) -> pd.DataFrame:
-    """Predictions in original units for every sample of `table` with reads: sample_id, `<target>` ..."""
+    """Predictions in original units for every sample of `table` with reads: sample_id, then per target
+    `<target>` and, for a quantile model, `<target>_q<level>` per level."""
     dev = resolve_device(device)
     loaded = load_model(model_path, dev)
     config = loaded.config
@@ -105,6 +150,5 @@ def predict(model_path: str | Path, table: str | Path, sequences: str | Path | N
     dataset = AAMDataset(study, max_bp=config.data.max_bp, token_limit=config.data.token_limit, train=False,
                          encoders=loaded.encoder)
     loader = make_loader(dataset, batch_size or config.train.batch_size, shuffle=False)
-    outputs = run_model(loaded.model, loader, dev)
-    predicted = inverse_scale(loaded.scaler, point_predictions(outputs.pred_z))
-    return predictions_frame(outputs.sample_ids, predicted, config.data.target_columns)
+    predictions = to_predictions(run_model(loaded.model, loader, dev), loaded.scaler, config.model.quantiles)
+    return predictions.frame(config.data.target_columns, config.model.quantiles, with_observed=False)

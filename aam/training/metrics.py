@@ -33,9 +33,43 @@ def regression_metrics(predicted: np.ndarray, observed: np.ndarray) -> dict[str,
             "pearson": pearson, "n": n}
 
 
-def metrics_table(predicted: np.ndarray, observed: np.ndarray, target_columns) -> dict[str, dict[str, float]]:
-    """predicted, observed [N, T] -> {target: metrics} (the metrics.json shape)."""
-    return {name: regression_metrics(predicted[:, i], observed[:, i]) for i, name in enumerate(target_columns)}
+def quantile_metrics(values: np.ndarray, observed: np.ndarray, quantiles: tuple[float, ...]) -> dict:
+    """Quantile predictions [N, Q] of one target vs observed [N] (NaN skipped), original units.
+
+    pinball: mean of tau * r if r >= 0 else (tau - 1) * r, r = observed - predicted, per level;
+    coverage: fraction of samples inside [lowest, highest] predicted quantile, nominal = q_max - q_min;
+    interval_width: mean of highest - lowest; crossing_rate: fraction of samples with any
+    q_j > q_{j+1} (0 by construction, measured anyway).
+    """
+    ok = ~np.isnan(observed)
+    v, o = np.asarray(values, dtype=np.float64)[ok], np.asarray(observed, dtype=np.float64)[ok]
+    if not ok.any():
+        return {"pinball": {f"{q:g}": math.nan for q in quantiles}, "coverage": math.nan,
+                "nominal_coverage": quantiles[-1] - quantiles[0], "interval_width": math.nan, "crossing_rate": math.nan}
+    r = o[:, None] - v  # [n, Q]
+    taus = np.asarray(quantiles)[None, :]
+    pinball = np.where(r >= 0, taus * r, (taus - 1) * r).mean(axis=0)
+    inside = (o >= v[:, 0]) & (o <= v[:, -1])
+    return {
+        "pinball": {f"{q:g}": float(p) for q, p in zip(quantiles, pinball)},
+        "coverage": float(inside.mean()),
+        "nominal_coverage": quantiles[-1] - quantiles[0],
+        "interval_width": float((v[:, -1] - v[:, 0]).mean()),
+        "crossing_rate": float((np.diff(v, axis=1) < 0).any(axis=1).mean()),
+        "observed_below": {f"{q:g}": float((o <= v[:, j]).mean()) for j, q in enumerate(quantiles)},
+    }
+
+
+def metrics_table(predicted: np.ndarray, observed: np.ndarray, target_columns,
+                  quantile_values: np.ndarray | None = None, quantiles: tuple[float, ...] = ()
+                  ) -> dict[str, dict[str, float]]:
+    """predicted, observed [N, T] (quantile_values [N, T, Q]) -> {target: metrics} (the metrics.json shape)."""
+    table = {}
+    for i, name in enumerate(target_columns):
+        table[name] = regression_metrics(predicted[:, i], observed[:, i])
+        if quantiles:
+            table[name].update(quantile_metrics(quantile_values[:, i], observed[:, i], quantiles))
+    return table
 
 
 def best_metric_column(spec: str, target_columns) -> tuple[str, bool]:

@@ -48,13 +48,15 @@ def history_row(epoch: int, result, lr: float, seconds: float, target_columns, n
         row[f"train_loss_{name}"] = float(np.mean(result.train_column_loss[cols]))
         row[f"val_loss_{name}"] = float(np.mean(result.val_column_loss[cols]))
     for name, values in result.metrics.items():
-        for metric in ("mae", "rmse", "r2", "pearson"):
-            row[f"{name}_{metric}"] = values[metric]
+        for metric in ("mae", "rmse", "r2", "pearson", "coverage", "interval_width"):
+            if metric in values:
+                row[f"{name}_{metric}"] = values[metric]
     return row
 
 
-def plot_predictions(plots_dir: Path, predicted: np.ndarray, observed: np.ndarray, target_columns) -> list[Path]:
-    """One scatter per target: predicted vs observed, with the identity line."""
+def plot_predictions(plots_dir: Path, p, target_columns, quantiles: tuple[float, ...] = ()) -> list[Path]:
+    """One scatter per target: predicted vs observed, with the identity line, and for a quantile
+    model the [lowest, highest] quantile interval as error bars."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -63,10 +65,15 @@ def plot_predictions(plots_dir: Path, predicted: np.ndarray, observed: np.ndarra
     plots_dir.mkdir(parents=True, exist_ok=True)
     paths = []
     for i, name in enumerate(target_columns):
-        ok = ~np.isnan(observed[:, i])
-        x, y = observed[ok, i], predicted[ok, i]
+        ok = ~np.isnan(p.observed[:, i])
+        x, y = p.observed[ok, i], p.point[ok, i]
         fig, ax = plt.subplots(figsize=(4.5, 4.5))
-        ax.scatter(x, y, s=12, alpha=0.7)
+        if quantiles:
+            lo, hi = p.quantile_values[ok, i, 0], p.quantile_values[ok, i, -1]
+            ax.errorbar(x, y, yerr=np.stack([y - lo, hi - y]), fmt="o", markersize=3, alpha=0.6, elinewidth=0.8,
+                        label=f"q{quantiles[0]:g}-q{quantiles[-1]:g} interval")
+        else:
+            ax.scatter(x, y, s=12, alpha=0.7)
         if ok.any():
             lo, hi = float(min(x.min(), y.min())), float(max(x.max(), y.max()))
             ax.plot([lo, hi], [lo, hi], color="black", linewidth=1, label="identity")
@@ -80,6 +87,28 @@ def plot_predictions(plots_dir: Path, predicted: np.ndarray, observed: np.ndarra
         plt.close(fig)
         paths.append(path)
     return paths
+
+
+def plot_calibration(plots_dir: Path, metrics: dict, quantiles: tuple[float, ...]) -> Path:
+    """Observed fraction below each predicted quantile vs its nominal level, one line per target."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    plots_dir.mkdir(parents=True, exist_ok=True)
+    fig, ax = plt.subplots(figsize=(4.5, 4.5))
+    ax.plot([0, 1], [0, 1], color="black", linewidth=1, label="ideal")
+    for name, values in metrics.items():
+        ax.plot(quantiles, [values["observed_below"][f"{q:g}"] for q in quantiles], marker="o", label=name)
+    ax.set_xlabel("nominal quantile level")
+    ax.set_ylabel("fraction of validation samples below")
+    ax.legend()
+    fig.tight_layout()
+    path = plots_dir / "calibration.png"
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return path
 
 
 def plot_losses(plots_dir: Path, history: list[dict]) -> Path:

@@ -27,8 +27,8 @@ from aam.training import outputs
 from aam.training.checkpoint import BEST_FILE, LAST_FILE, load_checkpoint, rng_state, save_checkpoint, set_rng_state
 from aam.training.data import PreparedData, prepare_data
 from aam.training.device import resolve_device
-from aam.training.inference import inverse_scale, load_model, point_predictions, predictions_frame, run_model
-from aam.training.losses import build_loss
+from aam.training.inference import load_model, run_model, to_predictions
+from aam.training.losses import LossPlan, RegressionLoss, plan_loss
 from aam.training.metrics import best_metric_column, metrics_table
 from aam.training.trainer import Trainer, TrainerState, TrainingInterrupted, is_better
 from aam.training.weights import category_weight_tables
@@ -71,18 +71,20 @@ def check_resumable(saved: RunConfig, current: RunConfig) -> None:
         for key, value in a[part].items():
             if part == "train" and key in RESUMABLE_CHANGES:
                 continue
-            if part == "model" and key in ("max_bp", "n_targets", "n_quantiles", "category_cardinalities"):
+            if part == "model" and key in ("max_bp", "n_targets", "n_quantiles", "quantiles",
+                                           "category_cardinalities"):
                 continue  # derived from the data, not set by the user
             if b[part].get(key) != value:
                 raise UserError(f"--resume: the checkpoint was trained with {part}.{key} = {value!r}, "
                                 f"this command gives {b[part].get(key)!r}")
 
 
-def _model_config(config: RunConfig, data: PreparedData) -> RunConfig:
+def _model_config(config: RunConfig, data: PreparedData, plan: LossPlan) -> RunConfig:
     """The run config with the model's data-dependent fields filled in."""
     cards = tuple(len(data.encoder.levels[c]) for c in data.encoder.columns) if data.encoder else ()
     model = dataclasses.replace(config.model, max_bp=config.data.max_bp, n_targets=len(config.data.target_columns),
-                                n_quantiles=1, category_cardinalities=cards)
+                                n_quantiles=plan.n_quantiles, quantiles=plan.quantiles,
+                                category_cardinalities=cards)
     return dataclasses.replace(config, model=model)
 
 
@@ -97,17 +99,18 @@ def train(config: RunConfig, *, resume: bool = False, overwrite: bool = False,
     device = resolve_device(config.train.device)
     target_columns = config.data.target_columns
     metric_column, higher_better = best_metric_column(config.train.best_metric, target_columns)
+    plan = plan_loss(config.loss, target_columns)
 
     last = None
     if resume:
         last = load_checkpoint(out / LAST_FILE)
         check_resumable(RunConfig.from_dict(last["config"]), config)
     data = prepare_data(config.data, config.train.seed, last["split"] if last else None)
-    config = _model_config(config, data)
+    config = _model_config(config, data, plan)
 
     torch.manual_seed(config.train.seed)  # initialization; shuffles and ASV draws use (seed, epoch)
     model = AAMRegressor(config.model).to(device)
-    loss_fn = build_loss(config.loss, target_columns, config.model.n_quantiles, config.train.fused_kernels)
+    loss_fn = RegressionLoss(plan.columns(), plan.n_quantiles, config.train.fused_kernels)
     weights = category_weight_tables(config.loss.categorical_loss_weights, data.encoder,
                                      data.train_set.categories)
     train_loader = make_loader(data.train_set, config.train.batch_size, shuffle=True, seed=config.train.seed,
@@ -181,15 +184,15 @@ def _patience_exhausted(state: TrainerState, patience: int) -> bool:
 def write_reports(out: Path, data: PreparedData, history: list[dict], device: torch.device):
     """val_predictions.tsv, metrics.json and plots from the best model (model.pt as saved)."""
     loaded = load_model(out / BEST_FILE, device)
-    columns = loaded.config.data.target_columns
+    columns, quantiles = loaded.config.data.target_columns, loaded.config.model.quantiles
     loader = make_loader(data.val_set, loaded.config.train.batch_size, shuffle=False)
-    result = run_model(loaded.model, loader, device)
-    predicted = inverse_scale(loaded.scaler, point_predictions(result.pred_z))
-    observed = result.targets.double().numpy()
-    outputs.write_tsv(out / "val_predictions.tsv", predictions_frame(result.sample_ids, predicted, columns, observed))
-    metrics = metrics_table(predicted, observed, columns)
+    p = to_predictions(run_model(loaded.model, loader, device), loaded.scaler, quantiles)
+    outputs.write_tsv(out / "val_predictions.tsv", p.frame(columns, quantiles, with_observed=True))
+    metrics = metrics_table(p.point, p.observed, columns, p.quantile_values, quantiles)
     outputs.write_json(out / "metrics.json", metrics)
-    plots = outputs.plot_predictions(out / "plots", predicted, observed, columns)
+    plots = outputs.plot_predictions(out / "plots", p, columns, quantiles)
+    if quantiles:
+        plots.append(outputs.plot_calibration(out / "plots", metrics, quantiles))
     plots.append(outputs.plot_losses(out / "plots", history))
     return metrics, plots
 

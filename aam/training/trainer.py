@@ -13,7 +13,6 @@ import threading
 from dataclasses import dataclass, field
 from typing import Any
 
-import numpy as np
 import torch
 from tqdm.auto import tqdm
 
@@ -21,7 +20,7 @@ from aam.config import TrainConfig
 from aam.data.encoders import TargetScaler
 from aam.models import AAMRegressor
 from aam.training.device import autocast
-from aam.training.inference import inverse_scale, point_predictions, run_model
+from aam.training.inference import Predictions, run_model, to_predictions
 from aam.training.losses import RegressionLoss
 from aam.training.metrics import metrics_table
 from aam.training.schedule import default_warmup_steps, warmup_cosine
@@ -98,6 +97,7 @@ class Trainer:
         warmup = default_warmup_steps(total) if config.warmup_steps is None else config.warmup_steps
         self.scheduler = warmup_cosine(self.optimizer, warmup, total)
         self.stop = StopFlag()
+        self.quantiles = tuple(model.config.quantiles)
 
     def normalize(self, raw_targets: torch.Tensor) -> torch.Tensor:
         return (raw_targets - self.mean) / self.std  # [B, T]; NaN stays NaN (missing)
@@ -130,21 +130,20 @@ class Trainer:
             self.stop.check()
         return (total / max(seen, 1)).item(), (columns / max(seen, 1)).tolist()
 
-    def validate(self, loader) -> tuple[float, list[float], np.ndarray, np.ndarray, list[str]]:
+    def validate(self, loader) -> tuple[float, list[float], Predictions]:
         """Validation loss (one loss call over all samples) and predictions in original units."""
         out = run_model(self.model, loader, self.device)
         with torch.no_grad():
             z_targets = self.normalize(out.targets.to(self.device))
             weights = row_weights(self.weight_tables, out.categories.to(self.device))
             loss, column_means = self.loss_fn(out.pred_z.to(self.device), z_targets, weights)
-        predicted = inverse_scale(self.scaler, point_predictions(out.pred_z))
-        return loss.item(), column_means.tolist(), predicted, out.targets.double().numpy(), out.sample_ids
+        return loss.item(), column_means.tolist(), to_predictions(out, self.scaler, self.quantiles)
 
     def run_epoch(self, train_loader, val_loader, epoch: int) -> EpochResult:
         train_loss, train_columns = self.train_epoch(train_loader, epoch)
-        val_loss, val_columns, predicted, observed, _ = self.validate(val_loader)
-        return EpochResult(train_loss, train_columns, val_loss, val_columns,
-                           metrics_table(predicted, observed, self.target_columns))
+        val_loss, val_columns, p = self.validate(val_loader)
+        metrics = metrics_table(p.point, p.observed, self.target_columns, p.quantile_values, self.quantiles)
+        return EpochResult(train_loss, train_columns, val_loss, val_columns, metrics)
 
     @property
     def lr(self) -> float:
