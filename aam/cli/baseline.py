@@ -38,9 +38,9 @@ def run(args: argparse.Namespace) -> int:
     data = dataclasses.replace(base, **given)
     config = BaselineConfig(args.output_dir, args.train_dir, args.trees, args.seed, args.n_jobs)
     metrics = run_baseline(data, config, overwrite=args.overwrite)
+    from aam.training.metrics import format_metrics
+
     print(f"random forest ({args.trees} trees), validation metrics:")
-    for target, values in metrics.items():
-        print(f"  {target}: MAE {values['mae']:.4g}  RMSE {values['rmse']:.4g}  R2 {values['r2']:.3f}  "
-              f"Pearson {values['pearson']:.3f}  (n={values['n']})")
+    print("\n".join(format_metrics(metrics)))
     print(f"wrote {args.output_dir}/metrics.json and val_predictions.tsv")
     return 0

@@ -157,10 +157,10 @@ def run(args: argparse.Namespace) -> int:
 
 
 def print_result(result) -> None:
+    from aam.training.metrics import format_metrics
+
     print(f"best epoch {result.best_epoch} of {result.epochs_run}; validation metrics of the best model:")
-    for target, values in result.metrics.items():
-        print(f"  {target}: MAE {values['mae']:.4g}  RMSE {values['rmse']:.4g}  R2 {values['r2']:.3f}  "
-              f"Pearson {values['pearson']:.3f}  (n={values['n']})")
+    print("\n".join(format_metrics(result.metrics)))
     print(f"model: {result.output_dir / 'model.pt'}")
     print("plots: " + ", ".join(str(p) for p in result.plots))
 

@@ -72,6 +72,18 @@ def metrics_table(predicted: np.ndarray, observed: np.ndarray, target_columns,
     return table
 
 
+def format_metrics(metrics: dict[str, dict]) -> list[str]:
+    """One line per target for the terminal."""
+    lines = []
+    for target, v in metrics.items():
+        line = (f"  {target}: MAE {v['mae']:.4g}  RMSE {v['rmse']:.4g}  R2 {v['r2']:.3f}  Pearson {v['pearson']:.3f}"
+                f"  (n={v['n']})")
+        if "coverage" in v:
+            line += f"  coverage {v['coverage']:.2f} (nominal {v['nominal_coverage']:.2f})"
+        lines.append(line)
+    return lines
+
+
 def best_metric_column(spec: str, target_columns) -> tuple[str, bool]:
     """`--best-metric` -> (history.tsv column, higher is better).
 

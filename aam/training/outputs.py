@@ -57,12 +57,7 @@ def history_row(epoch: int, result, lr: float, seconds: float, target_columns, n
 def plot_predictions(plots_dir: Path, p, target_columns, quantiles: tuple[float, ...] = ()) -> list[Path]:
     """One scatter per target: predicted vs observed, with the identity line, and for a quantile
     model the [lowest, highest] quantile interval as error bars."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    plots_dir.mkdir(parents=True, exist_ok=True)
+    plt = _pyplot(plots_dir)
     paths = []
     for i, name in enumerate(target_columns):
         ok = ~np.isnan(p.observed[:, i])
@@ -81,22 +76,13 @@ def plot_predictions(plots_dir: Path, p, target_columns, quantiles: tuple[float,
         ax.set_xlabel(f"observed {name}")
         ax.set_ylabel(f"predicted {name}")
         ax.set_title(f"{name}: validation samples (n={int(ok.sum())})")
-        fig.tight_layout()
-        path = plots_dir / f"pred_vs_observed_{_safe(name)}.png"
-        fig.savefig(path, dpi=100)
-        plt.close(fig)
-        paths.append(path)
+        paths.append(_save(plt, fig, plots_dir / f"pred_vs_observed_{_safe(name)}.png"))
     return paths
 
 
 def plot_calibration(plots_dir: Path, metrics: dict, quantiles: tuple[float, ...]) -> Path:
     """Observed fraction below each predicted quantile vs its nominal level, one line per target."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    plots_dir.mkdir(parents=True, exist_ok=True)
+    plt = _pyplot(plots_dir)
     fig, ax = plt.subplots(figsize=(4.5, 4.5))
     ax.plot([0, 1], [0, 1], color="black", linewidth=1, label="ideal")
     for name, values in metrics.items():
@@ -104,21 +90,12 @@ def plot_calibration(plots_dir: Path, metrics: dict, quantiles: tuple[float, ...
     ax.set_xlabel("nominal quantile level")
     ax.set_ylabel("fraction of validation samples below")
     ax.legend()
-    fig.tight_layout()
-    path = plots_dir / "calibration.png"
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
-    return path
+    return _save(plt, fig, plots_dir / "calibration.png")
 
 
 def plot_losses(plots_dir: Path, history: list[dict]) -> Path:
     """Train and validation loss per epoch."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    plots_dir.mkdir(parents=True, exist_ok=True)
+    plt = _pyplot(plots_dir)
     frame = pd.DataFrame(history)
     fig, ax = plt.subplots(figsize=(6, 4))
     ax.plot(frame["epoch"], frame["train_loss"], label="train")
@@ -126,8 +103,22 @@ def plot_losses(plots_dir: Path, history: list[dict]) -> Path:
     ax.set_xlabel("epoch")
     ax.set_ylabel("loss (z-scored targets)")
     ax.legend()
+    return _save(plt, fig, plots_dir / "loss_curves.png")
+
+
+def _pyplot(plots_dir: Path):
+    """matplotlib.pyplot on the Agg backend (files only, no display), with plots_dir created."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    plots_dir.mkdir(parents=True, exist_ok=True)
+    return plt
+
+
+def _save(plt, fig, path: Path) -> Path:
     fig.tight_layout()
-    path = plots_dir / "loss_curves.png"
     fig.savefig(path, dpi=100)
     plt.close(fig)
     return path
