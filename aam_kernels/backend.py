@@ -149,7 +149,7 @@ class TritonKernel:
         if backend == "triton":
             self.compiled[grid](*args, **kwargs)
         else:
-            with _jit_calls_interpreted():
+            with _language_restored(), _jit_calls_interpreted():
                 self.interpreted[grid](*args, **kwargs)
         for counter in _counters:
             counter.count += 1
@@ -183,6 +183,36 @@ def _jit_calls_interpreted() -> Iterator[None]:
 
 
 _INTERPRETED_HELPERS: dict[Callable, object] = {}
+
+
+@contextlib.contextmanager
+def _language_restored() -> Iterator[None]:
+    """Undo every change the interpreter makes to ``triton.language`` during one launch.
+
+    To interpret, Triton swaps the builtins of ``triton.language`` (``tl.zeros``, ``tensor.__add__``, ...)
+    for interpreter versions. A device-function call (``tl.sum`` inside a kernel) swaps them without
+    swapping back, and a compiled kernel built later in the same process then fails with "Unsupported
+    function referenced". Snapshotting the namespaces and putting them back is independent of which
+    Triton 3.x did the swapping.
+    """
+    import triton.language as tl
+
+    owners = [tl, tl.core, tl.math, tl.core.tensor, tl.core.dtype]
+    owners += [getattr(tl.core, name) for name in ("condition", "tensor_descriptor_base") if hasattr(tl.core, name)]
+    saved = [(owner, dict(vars(owner))) for owner in owners]
+    try:
+        yield
+    finally:
+        for owner, before in saved:
+            now = vars(owner)
+            for name in [n for n in now if n not in before]:
+                delattr(owner, name)
+            for name, value in before.items():
+                if now.get(name, _ABSENT) is not value:
+                    setattr(owner, name, value)
+
+
+_ABSENT = object()
 
 
 def triton_kernel(fn: Callable) -> TritonKernel:

@@ -16,6 +16,7 @@ import torch
 from aam_kernels import MoEOutput, count_launches, moe_mlp, use_backend
 from aam_kernels.backend import poison_outputs, triton_import_error
 from aam_kernels.moe.reference import moe_mlp_reference
+from tests.kernels.cuda_compile import compile_for_sm90
 from tests.kernels.tolerances import assert_close
 
 HAS_CUDA = torch.cuda.is_available()
@@ -303,3 +304,35 @@ def test_fp64_needs_torch_backend():
     args = make_inputs(5, 4, 6, 2, 3, dtype=torch.float64)
     with use_backend("interpret"), pytest.raises(TypeError, match="x must be float32, float16 or bfloat16"):
         moe_mlp(*args, top_k=2)
+
+
+@needs_triton
+@pytest.mark.skipif(HAS_CUDA, reason="the CUDA tests run the compiled kernels")
+def test_kernels_compile_for_cuda_without_gpu(monkeypatch):
+    """The interpreter accepts code the compiler rejects (dtype mixes in tl.dot, scalar/tensor control
+    flow), so compile every kernel with the GPU block sizes: bf16 inputs (tensor-core dots) and the
+    fp32 forward (ieee dots)."""
+    monkeypatch.setenv("TRITON_DEFAULT_FP_FUSION", "1")
+    from aam_kernels.moe import triton as mt
+
+    cfg = mt._config("triton")
+    tiles = dict(BM=cfg["BM"], BD=cfg["BD"], BH=cfg["BH"], BO=16)
+    ints = {name: "i32" for name in ("T", "E", "NB", "D", "H", "O")} | {name: "i64" for name in ("s_xt", "s_xd", "s_lt", "s_le")}
+    routing = dict(p_pairs="*i32", p_blk_expert="*i32", p_seg_blk="*i32", p_topi="*i64", p_counts="*i64")
+
+    def types(dt):
+        # every pointer the kernels take: inputs and weight gradients in the input dtype, the rest fp32
+        in_dtype = ("p_x", "p_w1", "p_b1", "p_w2", "p_b2", "p_gy", "p_gw1", "p_gb1", "p_gw2", "p_gb2")
+        fp32 = ("p_logits", "p_probs", "p_gates", "p_out", "p_gprobs", "p_glogits", "p_ga", "p_h", "p_gxp")
+        return ints | routing | {p: "*" + dt for p in in_dtype} | {p: "*fp32" for p in fp32}
+
+    compile_for_sm90(mt._moe_route_kernel, types("bf16"), dict(K=2, RENORM=True, BM=cfg["BM"], BT=cfg["BT"], BE=8, BK=2))
+    for dt in ("bf16", "fp32"):
+        compile_for_sm90(mt._moe_fwd_kernel, types(dt), dict(K=2, HAS_W1=True, ACT=0, **tiles))
+    compile_for_sm90(mt._moe_fwd_kernel, types("bf16"), dict(K=2, HAS_W1=False, ACT=0, **tiles))
+    compile_for_sm90(
+        mt._moe_router_bwd_kernel, types("bf16"), dict(K=2, RENORM=True, HAS_GPROBS=True, BT=cfg["BT"], BE=8, BO=16)
+    )
+    compile_for_sm90(mt._moe_bwd_rows_kernel, types("bf16"), dict(K=2, ACT=0, **tiles))
+    for has_w1 in (True, False):
+        compile_for_sm90(mt._moe_bwd_reduce_kernel, types("bf16"), dict(K=2, HAS_W1=has_w1, **tiles))

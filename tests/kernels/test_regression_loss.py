@@ -13,6 +13,7 @@ import aam_kernels
 from aam_kernels import asymmetric_loss, count_launches, pinball_loss, regression_loss, use_backend
 from aam_kernels.backend import poison_outputs, triton_import_error
 from aam_kernels.regression_loss.reference import regression_loss_reference
+from tests.kernels.cuda_compile import compile_for_sm90
 from tests.kernels.tolerances import assert_close
 
 HAS_CUDA = torch.cuda.is_available()
@@ -296,3 +297,18 @@ def test_environment_variable_sets_default(monkeypatch):
     monkeypatch.setenv(ENV_VAR, "gpu")
     with pytest.raises(ValueError, match=ENV_VAR):
         resolve(torch.zeros(1))
+
+
+@pytest.mark.skipif(not HAS_TRITON or HAS_CUDA, reason="needs triton; with CUDA the GPU tests run the compiled kernel")
+@pytest.mark.parametrize("dtype", ["bf16", "fp32"])
+def test_kernel_compiles_for_cuda_without_gpu(dtype):
+    """Compile with the block sizes a GPU run uses (K = 3: BLOCK_K 4, BLOCK_N 1024), after interpreted runs."""
+    import triton.language as tl
+
+    from aam_kernels.regression_loss import triton as rt
+
+    pointers = {p: "*" + dtype for p in ("p_pred", "p_target", "p_weight", "p_elem", "p_grad")}
+    pointers |= {p: "*fp32" for p in ("p_under", "p_over", "p_delta", "p_power", "p_part_sum", "p_part_den")}
+    ints = {"N": "i32", "K": "i32"} | {s: "i64" for s in ("s_pn", "s_pk", "s_tn", "s_tk", "s_w")}
+    consts = dict(HAS_WEIGHT=True, STORE_ELEM=True, STORE_GRAD=True, ACC=tl.float32, BLOCK_N=1024, BLOCK_K=4)
+    compile_for_sm90(rt._regression_loss_fwd_kernel, pointers | ints, consts, num_warps=rt.NUM_WARPS)
