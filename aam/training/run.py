@@ -139,7 +139,8 @@ def train(config: RunConfig, *, resume: bool = False, overwrite: bool = False,
                 started = time.perf_counter()
                 data.train_set.set_epoch(epoch)
                 result = trainer.run_epoch(train_loader, val_loader, epoch)
-                row = outputs.history_row(epoch, result, trainer.lr, time.perf_counter() - started, target_columns)
+                row = outputs.history_row(epoch, result, trainer.lr, time.perf_counter() - started, target_columns,
+                                          config.model.n_quantiles)
                 state.history.append(row)
                 state.epoch = epoch
                 if is_better(row[metric_column], state.best_value, higher_better):

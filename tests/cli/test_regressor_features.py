@@ -87,6 +87,9 @@ def test_fused_and_reference_runs_agree(runs):
 def test_per_target_losses_are_logged(runs):
     history = pd.read_csv(runs / "reference" / "history.tsv", sep="\t")
     assert {"train_loss_ph", "val_loss_ph", "ph_coverage", "ph_interval_width"} <= set(history.columns)
+    # One target without missing values: its loss is the mean over all its quantile columns, i.e. the total.
+    np.testing.assert_allclose(history["val_loss_ph"], history["val_loss"], rtol=1e-5)
+    np.testing.assert_allclose(history["train_loss_ph"], history["train_loss"], rtol=1e-5)
 
 
 TINY = ["--embedding-dim", "8", "--attention-heads", "2", "--asv-layers", "1", "--sample-layers", "1",
