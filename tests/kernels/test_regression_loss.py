@@ -301,8 +301,9 @@ def test_environment_variable_sets_default(monkeypatch):
 
 @pytest.mark.skipif(not HAS_TRITON or HAS_CUDA, reason="needs triton; with CUDA the GPU tests run the compiled kernel")
 @pytest.mark.parametrize("dtype", ["bf16", "fp32"])
-def test_kernel_compiles_for_cuda_without_gpu(dtype):
+def test_kernel_compiles_for_cuda_without_gpu(dtype, monkeypatch):
     """Compile with the block sizes a GPU run uses (K = 3: BLOCK_K 4, BLOCK_N 1024), after interpreted runs."""
+    monkeypatch.setenv("TRITON_DEFAULT_FP_FUSION", "1")
     import triton.language as tl
 
     from aam_kernels.regression_loss import triton as rt
