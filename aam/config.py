@@ -44,12 +44,16 @@ class ModelConfig:
     regressor_dropout: float = 0.0  # dropout between MLP head layers
     residual_regression_head: bool = False  # head = Linear(x) + MLP(x); needs regressor_hidden_dims
     gradient_checkpointing: bool = False  # recompute transformer blocks in backward to save memory
+    moe_experts: int = 0  # 0 = one regression head; E >= 2 = a mixture of E heads of the kind above
+    moe_top_k: int = 2  # experts per sample; = moe_experts for a soft (dense) mixture
+    moe_routing: str = "learned"  # "learned" (router on the sample vector) or a categorical column (+ a per-level bias)
     # Filled from the data, not by the user: vocabulary of the categorical embeddings and output shape.
     max_bp: int = 150  # positions of the nucleotide embedding (copied from DataConfig)
     n_targets: int = 1
     n_quantiles: int = 1
     quantiles: tuple[float, ...] = ()  # output quantile levels (sorted); () = a point output
     category_cardinalities: tuple[int, ...] = ()  # levels per categorical column, code 0 = unknown excluded
+    moe_routing_index: int = -1  # position of the moe_routing column among the categorical columns; -1 = learned
 
 
 @dataclass
@@ -61,6 +65,8 @@ class LossConfig:
     under_penalty: float | None = None  # asymmetric: weight of under-prediction (default 1.0)
     loss_config: str | None = None  # JSON {target name or index: loss name or {"type": ..., params}}
     categorical_loss_weights: str | None = None  # None, "auto" (balanced per level) or JSON {column: {level: w}}
+    moe_balance_weight: float = 0.01  # weight of the Switch balance loss E * sum_e f_e * P_e (MoE heads only)
+    moe_router_z_weight: float = 0.0  # weight of the router z-loss mean(logsumexp(logits)^2); 0 = off
 
 
 @dataclass
@@ -131,6 +137,7 @@ class RunConfig:
                 raise UserError(f"{flag} must be > 0; got {value}")
         if m.residual_regression_head and not m.regressor_hidden_dims:
             raise UserError("--residual-regression-head needs --regressor-hidden-dims (the MLP part), e.g. 64,32")
+        _validate_moe(self)
         _positive("--epochs", t.epochs)
         _positive("--batch-size", t.batch_size)
         if t.lr <= 0:
@@ -154,6 +161,45 @@ def _build(cls, values: dict[str, Any]):
     if unknown:
         raise UserError(f"configuration has unknown {cls.__name__} fields {sorted(unknown)} (written by a newer aam?)")
     return cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in values.items()})
+
+
+MOE_FLAGS = {"moe_top_k": "--moe-top-k", "moe_routing": "--moe-routing"}
+MOE_LOSS_FLAGS = {"moe_balance_weight": "--moe-balance-weight", "moe_router_z_weight": "--moe-router-z-weight"}
+
+
+def _validate_moe(config: RunConfig) -> None:
+    """Mixture-of-experts flags; each message names the flag to change."""
+    m, lo = config.model, config.loss
+    for field_name, flag in MOE_LOSS_FLAGS.items():
+        if getattr(lo, field_name) < 0:
+            raise UserError(f"{flag} must be >= 0; got {getattr(lo, field_name)}")
+    if m.moe_experts == 0:
+        # A non-default MoE setting without experts is a forgotten --moe-experts, not something to ignore.
+        for part, flags in ((m, MOE_FLAGS), (lo, MOE_LOSS_FLAGS)):
+            for field_name, flag in flags.items():
+                if getattr(part, field_name) != _default_of(type(part), field_name):
+                    raise UserError(f"{flag} needs --moe-experts (2 or more expert heads); the head is not a mixture")
+        return
+    if m.moe_experts < 2:
+        raise UserError(f"--moe-experts must be 0 (one head) or >= 2 (a mixture); got {m.moe_experts}")
+    if not 1 <= m.moe_top_k <= m.moe_experts:
+        raise UserError(f"--moe-top-k must be between 1 and --moe-experts ({m.moe_experts}); got {m.moe_top_k}")
+    if m.moe_routing != "learned" and m.moe_routing not in config.data.categorical_columns:
+        given = ", ".join(config.data.categorical_columns) or "none"
+        raise UserError(f"--moe-routing {m.moe_routing!r} is not a categorical column (--categorical-columns: "
+                        f"{given}); add it to --categorical-columns or use --moe-routing learned")
+    if "moe" in config.data.target_columns:
+        raise UserError("a target column named 'moe' clashes with the \"moe\" block of metrics.json; rename it")
+    if config.train.fused_kernels and (len(m.regressor_hidden_dims) > 1
+                                       or (m.regressor_hidden_dims and m.regressor_dropout > 0)):
+        raise UserError("--fused-kernels runs MoE experts with at most one hidden layer and no dropout; got "
+                        f"--regressor-hidden-dims {','.join(map(str, m.regressor_hidden_dims))} --regressor-dropout "
+                        f"{m.regressor_dropout} (use one hidden width and --regressor-dropout 0, or drop "
+                        "--fused-kernels)")
+
+
+def _default_of(cls, name: str):
+    return {f.name: f.default for f in dataclasses.fields(cls)}[name]
 
 
 def _positive(flag: str, value: int) -> None:

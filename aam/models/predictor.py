@@ -9,10 +9,13 @@ from aam.config import ModelConfig
 from aam.data.batch import Batch
 from aam.models.encoders import ASVEncoder, SampleEncoder
 from aam.models.heads import RegressionHead
+from aam.models.moe import MoEHead, Routing
 
 
 class AAMRegressor(nn.Module):
-    def __init__(self, config: ModelConfig):
+    """`fused_kernels`: an MoE head mixes its experts with `aam_kernels.moe_mlp` (same parameters)."""
+
+    def __init__(self, config: ModelConfig, fused_kernels: bool = False):
         super().__init__()
         c = config
         self.config = config
@@ -22,8 +25,14 @@ class AAMRegressor(nn.Module):
                                             c.feedforward_multiplier, c.dropout, c.gradient_checkpointing)
         # One embedding per categorical column; row 0 = unknown/unseen level, so new categories still work.
         self.categories = nn.ModuleList(nn.Embedding(n + 1, c.embedding_dim) for n in c.category_cardinalities)
-        self.head = RegressionHead(c.embedding_dim, c.n_targets, c.n_quantiles, c.regressor_hidden_dims,
-                                   c.regressor_dropout, c.residual_regression_head)
+        head = (c.embedding_dim, c.n_targets, c.n_quantiles, c.regressor_hidden_dims, c.regressor_dropout,
+                c.residual_regression_head)
+        if c.moe_experts:
+            levels = c.category_cardinalities[c.moe_routing_index] if c.moe_routing_index >= 0 else 0
+            self.head = MoEHead(*head, experts=c.moe_experts, top_k=c.moe_top_k, routing_index=c.moe_routing_index,
+                                routing_levels=levels, fused=fused_kernels)
+        else:
+            self.head = RegressionHead(*head)
 
     def encode_asvs(self, asv_tokens: torch.Tensor, asv_index: torch.Tensor, asv_mask: torch.Tensor,
                     per_slot: bool = False) -> torch.Tensor:
@@ -50,9 +59,20 @@ class AAMRegressor(nn.Module):
         return x
 
     def forward(self, asv_tokens: torch.Tensor, asv_index: torch.Tensor, asv_mask: torch.Tensor,
-                log_counts: torch.Tensor, categories: torch.Tensor, per_slot: bool = False) -> torch.Tensor:
-        """Predictions [B, n_targets, n_quantiles] in z-scored target units."""
-        return self.head(self.sample_vectors(asv_tokens, asv_index, asv_mask, log_counts, categories, per_slot))
+                log_counts: torch.Tensor, categories: torch.Tensor, per_slot: bool = False,
+                return_routing: bool = False):
+        """Predictions [B, n_targets, n_quantiles] in z-scored target units.
 
-    def forward_batch(self, batch: Batch, per_slot: bool = False) -> torch.Tensor:
-        return self(batch.asv_tokens, batch.asv_index, batch.asv_mask, batch.log_counts, batch.categories, per_slot)
+        `return_routing=True`: (predictions, Routing of the MoE head, or None for a single head).
+        """
+        x = self.sample_vectors(asv_tokens, asv_index, asv_mask, log_counts, categories, per_slot)
+        routing: Routing | None = None
+        if self.config.moe_experts:
+            pred, routing = self.head(x, categories)
+        else:
+            pred = self.head(x)
+        return (pred, routing) if return_routing else pred
+
+    def forward_batch(self, batch: Batch, per_slot: bool = False, return_routing: bool = False):
+        return self(batch.asv_tokens, batch.asv_index, batch.asv_mask, batch.log_counts, batch.categories, per_slot,
+                    return_routing)
