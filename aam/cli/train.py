@@ -54,6 +54,14 @@ MODEL_FLAGS = [
     ("--regressor-hidden-dims", ModelConfig, "regressor_hidden_dims", _ints,
      "hidden widths of an MLP head, e.g. 64,32 (default: a Linear head)"),
     ("--regressor-dropout", ModelConfig, "regressor_dropout", float, "dropout between MLP head layers"),
+    ("--moe-experts", ModelConfig, "moe_experts", int,
+     "mixture of expert heads: replace the regression head with this many heads of the same kind "
+     "(Linear, MLP or residual), >= 2; 0 = one head"),
+    ("--moe-top-k", ModelConfig, "moe_top_k", int,
+     "experts mixed per sample, 1..--moe-experts (= --moe-experts: a soft mixture)"),
+    ("--moe-routing", ModelConfig, "moe_routing", str,
+     "'learned' (a Linear router on the sample vector) or a column of --categorical-columns (adds a learned "
+     "routing bias per level; unseen levels still route)"),
 ]
 LOSS_FLAGS = [
     ("--loss-type", LossConfig, "loss_type", str, f"one of {', '.join(LOSS_TYPES)} (on z-scored targets)"),
@@ -71,6 +79,10 @@ LOSS_FLAGS = [
      '"delta": 0.5}}\'; targets not named use --loss-type'),
     ("--categorical-loss-weights", LossConfig, "categorical_loss_weights", str,
      "'auto' (balance the levels of each categorical column) or JSON {column: {level: weight}}"),
+    ("--moe-balance-weight", LossConfig, "moe_balance_weight", float,
+     "weight of the Switch load-balancing loss E * sum_e f_e * P_e of an MoE head (0 = off)"),
+    ("--moe-router-z-weight", LossConfig, "moe_router_z_weight", float,
+     "weight of the router z-loss mean(logsumexp(router logits)^2) of an MoE head (0 = off)"),
 ]
 TRAIN_FLAGS = [
     ("--output-dir", TrainConfig, "output_dir", str, "folder for the model, predictions, metrics and plots"),
@@ -129,7 +141,7 @@ def add_parser(subparsers) -> None:
     run_group.add_argument("--residual-regression-head", action="store_true",
                            help="head = Linear(x) + MLP(x) (needs --regressor-hidden-dims)")
     run_group.add_argument("--fused-kernels", action="store_true",
-                           help="use the fused aam_kernels loss (Triton on CUDA, CPU path on CPU)")
+                           help="use the fused aam_kernels loss and MoE head (Triton on CUDA, CPU path on CPU)")
     run_group.add_argument("--no-progress", action="store_true", help="no progress bars")
     run_group.add_argument("--resume", action="store_true",
                            help="continue the run in --output-dir from its last.pt (same flags, or only --output-dir)")

@@ -16,6 +16,7 @@ from aam.data.encoders import CategoryEncoder, TargetScaler
 from aam.data.study import load_study
 from aam.errors import UserError
 from aam.models import AAMRegressor
+from aam.models.moe import Routing
 from aam.training.checkpoint import load_checkpoint
 from aam.training.device import autocast, resolve_device
 
@@ -28,21 +29,28 @@ class ModelOutputs:
     pred_z: torch.Tensor  # float32 [N, T, Q] in z-scored units, on CPU
     targets: torch.Tensor  # float32 [N, T] raw observed values (NaN = missing), on CPU
     categories: torch.Tensor  # int64 [N, C]
+    routing: Routing | None = None  # MoE head: logits, probs [N, E] and tokens_per_expert [E] summed over batches
 
 
 @torch.no_grad()
 def run_model(model: AAMRegressor, loader, device: torch.device) -> ModelOutputs:
     """Evaluation-mode forward over every batch of `loader`, concatenated in loader order."""
     model.eval()
-    ids, preds, targets, categories = [], [], [], []
+    ids, preds, targets, categories, routings = [], [], [], [], []
     for batch in loader:
         ids += batch.sample_ids
         with autocast(device):
-            pred = model.forward_batch(batch.to(device, non_blocking=True))
+            pred, routing = model.forward_batch(batch.to(device, non_blocking=True), return_routing=True)
         preds.append(pred.float().cpu())
         targets.append(batch.targets)
         categories.append(batch.categories)
-    return ModelOutputs(ids, torch.cat(preds), torch.cat(targets), torch.cat(categories))
+        if routing is not None:
+            routings.append(Routing(*(t.cpu() for t in routing)))
+    routing = None
+    if routings:
+        routing = Routing(torch.cat([r.logits for r in routings]), torch.cat([r.probs for r in routings]),
+                          torch.stack([r.tokens_per_expert for r in routings]).sum(0))
+    return ModelOutputs(ids, torch.cat(preds), torch.cat(targets), torch.cat(categories), routing)
 
 
 def point_predictions(pred: torch.Tensor, quantiles: tuple[float, ...] = ()) -> torch.Tensor:
@@ -121,11 +129,12 @@ class LoadedModel:
 
 
 def load_model(path: str | Path, device: torch.device | str = "cpu") -> LoadedModel:
-    """Rebuild the model exactly as trained from a checkpoint (model.pt or last.pt)."""
+    """Rebuild the model exactly as trained from a checkpoint (model.pt or last.pt), with the
+    run's --fused-kernels choice for an MoE head (both paths read the same weights)."""
     payload = load_checkpoint(path)
     try:
         config = RunConfig.from_dict(payload["config"])
-        model = AAMRegressor(config.model)
+        model = AAMRegressor(config.model, fused_kernels=config.train.fused_kernels)
         model.load_state_dict(payload["model_state"])
         scaler = TargetScaler.from_dict(payload["target_scaler"])
         encoder = CategoryEncoder.from_dict(payload["category_encoder"]) if payload["category_encoder"] else None

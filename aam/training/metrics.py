@@ -7,6 +7,7 @@ import math
 import numpy as np
 
 METRICS = ("mae", "rmse", "r2", "pearson")
+MOE_KEY = "moe"  # metrics.json key of an MoE head's routing report, next to the targets (moe_report.py)
 HIGHER_IS_BETTER = {"mae": False, "rmse": False, "r2": True, "pearson": True, "loss": False}
 
 
@@ -72,15 +73,26 @@ def metrics_table(predicted: np.ndarray, observed: np.ndarray, target_columns,
     return table
 
 
+def is_moe_block(key: str, value: dict) -> bool:
+    """The "moe" routing report of metrics.json rather than a target's metrics (which always have "mae")."""
+    return key == MOE_KEY and "utilization" in value
+
+
 def format_metrics(metrics: dict[str, dict]) -> list[str]:
-    """One line per target for the terminal."""
+    """One line per target for the terminal, then one for an MoE head's routing."""
     lines = []
     for target, v in metrics.items():
+        if is_moe_block(target, v):
+            continue
         line = (f"  {target}: MAE {v['mae']:.4g}  RMSE {v['rmse']:.4g}  R2 {v['r2']:.3f}  Pearson {v['pearson']:.3f}"
                 f"  (n={v['n']})")
         if "coverage" in v:
             line += f"  coverage {v['coverage']:.2f} (nominal {v['nominal_coverage']:.2f})"
         lines.append(line)
+    moe = metrics.get(MOE_KEY)
+    if moe is not None and is_moe_block(MOE_KEY, moe):
+        shares = " ".join(f"{u:.2f}" for u in moe["utilization"])
+        lines.append(f"  moe: expert utilization {shares}  routing entropy {moe['entropy']:.3f} nats")
     return lines
 
 

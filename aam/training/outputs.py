@@ -40,13 +40,16 @@ def write_history(path: Path, history: list[dict]) -> None:
 
 
 def history_row(epoch: int, result, lr: float, seconds: float, target_columns, n_quantiles: int = 1) -> dict:
-    """One history.tsv row: losses (total and per target), learning rate, time, validation metrics."""
+    """One history.tsv row: losses (total and per target; MoE router losses), learning rate, time,
+    validation metrics."""
     row = {"epoch": epoch, "train_loss": result.train_loss, "val_loss": result.val_loss, "lr": lr,
            "seconds": round(seconds, 3)}
     for i, name in enumerate(target_columns):
         cols = slice(i * n_quantiles, (i + 1) * n_quantiles)
         row[f"train_loss_{name}"] = float(np.mean(result.train_column_loss[cols]))
         row[f"val_loss_{name}"] = float(np.mean(result.val_column_loss[cols]))
+    for name, value in result.train_router_loss.items():  # MoE: train_balance_loss, train_z_loss
+        row[f"train_{name}"] = value
     for name, values in result.metrics.items():
         for metric in ("mae", "rmse", "r2", "pearson", "coverage", "interval_width"):
             if metric in values:
@@ -104,6 +107,25 @@ def plot_losses(plots_dir: Path, history: list[dict]) -> Path:
     ax.set_ylabel("loss (z-scored targets)")
     ax.legend()
     return _save(plt, fig, plots_dir / "loss_curves.png")
+
+
+def plot_moe_utilization(plots_dir: Path, moe: dict, column: str | None) -> Path:
+    """Stacked bars of the share of routed (sample, slot) pairs per expert: all validation samples,
+    then each level of `column` (the "moe" block of metrics.json)."""
+    plt = _pyplot(plots_dir)
+    groups = {"all": moe["utilization"], **moe["by_category"]}
+    shares = np.asarray(list(groups.values()))  # [groups, E]
+    fig, ax = plt.subplots(figsize=(max(4.0, 0.7 * len(groups) + 2.5), 4))
+    bottom = np.zeros(len(groups))
+    for e in range(shares.shape[1]):
+        ax.bar(range(len(groups)), shares[:, e], bottom=bottom, label=f"expert {e}")
+        bottom += shares[:, e]
+    ax.set_xticks(range(len(groups)), list(groups), rotation=30, ha="right")
+    ax.set_ylabel("share of routed samples x slots")
+    ax.set_xlabel(column or "")
+    ax.set_title("expert utilization (validation)")
+    ax.legend(loc="upper left", bbox_to_anchor=(1.0, 1.0), fontsize="small")
+    return _save(plt, fig, plots_dir / "moe_utilization.png")
 
 
 def _pyplot(plots_dir: Path):

@@ -29,7 +29,9 @@ from aam.training.data import PreparedData, prepare_data
 from aam.training.device import resolve_device
 from aam.training.inference import load_model, run_model, to_predictions
 from aam.training.losses import LossPlan, RegressionLoss, plan_loss
-from aam.training.metrics import best_metric_column, metrics_table
+from aam.training.metrics import MOE_KEY, best_metric_column, metrics_table
+from aam.training.moe_report import moe_metrics, report_column
+from aam.training.router_loss import RouterLoss
 from aam.training.trainer import Trainer, TrainerState, TrainingInterrupted, is_better
 from aam.training.weights import category_weight_tables
 
@@ -40,7 +42,7 @@ RESUMABLE_CHANGES = {"output_dir", "device", "num_workers", "progress"}
 @dataclass
 class TrainResult:
     output_dir: Path
-    metrics: dict[str, dict[str, float]]  # validation metrics of the best model
+    metrics: dict[str, dict]  # validation metrics of the best model, as in metrics.json (MoE: + "moe")
     best_epoch: int
     epochs_run: int
     plots: list[Path]
@@ -72,7 +74,7 @@ def check_resumable(saved: RunConfig, current: RunConfig) -> None:
             if part == "train" and key in RESUMABLE_CHANGES:
                 continue
             if part == "model" and key in ("max_bp", "n_targets", "n_quantiles", "quantiles",
-                                           "category_cardinalities"):
+                                           "category_cardinalities", "moe_routing_index"):
                 continue  # derived from the data, not set by the user
             if b[part].get(key) != value:
                 raise UserError(f"--resume: the checkpoint was trained with {part}.{key} = {value!r}, "
@@ -82,9 +84,11 @@ def check_resumable(saved: RunConfig, current: RunConfig) -> None:
 def _model_config(config: RunConfig, data: PreparedData, plan: LossPlan) -> RunConfig:
     """The run config with the model's data-dependent fields filled in."""
     cards = tuple(len(data.encoder.levels[c]) for c in data.encoder.columns) if data.encoder else ()
+    routing = config.model.moe_routing
+    routing_index = data.encoder.columns.index(routing) if config.model.moe_experts and routing != "learned" else -1
     model = dataclasses.replace(config.model, max_bp=config.data.max_bp, n_targets=len(config.data.target_columns),
                                 n_quantiles=plan.n_quantiles, quantiles=plan.quantiles,
-                                category_cardinalities=cards)
+                                category_cardinalities=cards, moe_routing_index=routing_index)
     return dataclasses.replace(config, model=model)
 
 
@@ -109,7 +113,7 @@ def train(config: RunConfig, *, resume: bool = False, overwrite: bool = False,
     config = _model_config(config, data, plan)
 
     torch.manual_seed(config.train.seed)  # initialization; shuffles and ASV draws use (seed, epoch)
-    model = AAMRegressor(config.model).to(device)
+    model = AAMRegressor(config.model, fused_kernels=config.train.fused_kernels).to(device)
     loss_fn = RegressionLoss(plan.columns(), plan.n_quantiles, config.train.fused_kernels)
     weights = category_weight_tables(config.loss.categorical_loss_weights, data.encoder,
                                      data.train_set.categories)
@@ -117,7 +121,10 @@ def train(config: RunConfig, *, resume: bool = False, overwrite: bool = False,
                                num_workers=config.train.num_workers, pin_memory=device.type == "cuda")
     val_loader = make_loader(data.val_set, config.train.batch_size, shuffle=False,
                              num_workers=config.train.num_workers, pin_memory=device.type == "cuda")
-    trainer = Trainer(model, loss_fn, config.train, data.scaler, target_columns, device, len(train_loader), weights)
+    router_loss = RouterLoss(config.loss.moe_balance_weight, config.loss.moe_router_z_weight) \
+        if config.model.moe_experts else None
+    trainer = Trainer(model, loss_fn, config.train, data.scaler, target_columns, device, len(train_loader), weights,
+                      router_loss)
     state = TrainerState()
     if last is not None:
         model.load_state_dict(last["model_state"])
@@ -187,14 +194,23 @@ def write_reports(out: Path, data: PreparedData, history: list[dict], device: to
     loaded = load_model(out / BEST_FILE, device)
     columns, quantiles = loaded.config.data.target_columns, loaded.config.model.quantiles
     loader = make_loader(data.val_set, loaded.config.train.batch_size, shuffle=False)
-    p = to_predictions(run_model(loaded.model, loader, device), loaded.scaler, quantiles)
+    model_outputs = run_model(loaded.model, loader, device)
+    p = to_predictions(model_outputs, loaded.scaler, quantiles)
     outputs.write_tsv(out / "val_predictions.tsv", p.frame(columns, quantiles, with_observed=True))
     metrics = metrics_table(p.point, p.observed, columns, p.quantile_values, quantiles)
-    outputs.write_json(out / "metrics.json", metrics)
     plots = outputs.plot_predictions(out / "plots", p, columns, quantiles)
     if quantiles:
         plots.append(outputs.plot_calibration(out / "plots", metrics, quantiles))
     plots.append(outputs.plot_losses(out / "plots", history))
+    if model_outputs.routing is not None:
+        column = report_column(loaded.config.model, loaded.config.data.categorical_columns)
+        codes, levels = None, ()
+        if column is not None:
+            codes = model_outputs.categories[:, data.encoder.columns.index(column)]
+            levels = data.encoder.levels[column]
+        metrics[MOE_KEY] = moe_metrics(model_outputs.routing, loaded.config.model.moe_top_k, codes, levels)
+        plots.append(outputs.plot_moe_utilization(out / "plots", metrics[MOE_KEY], column))
+    outputs.write_json(out / "metrics.json", metrics)
     return metrics, plots
 
 

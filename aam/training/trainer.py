@@ -23,6 +23,7 @@ from aam.training.device import autocast
 from aam.training.inference import Predictions, run_model, to_predictions
 from aam.training.losses import RegressionLoss
 from aam.training.metrics import metrics_table
+from aam.training.router_loss import RouterLoss
 from aam.training.schedule import default_warmup_steps, warmup_cosine
 from aam.training.weights import row_weights
 
@@ -66,11 +67,12 @@ class StopFlag:
 
 @dataclass
 class EpochResult:
-    train_loss: float
+    train_loss: float  # the regression loss (without the MoE router losses, so it compares with val_loss)
     train_column_loss: list[float]  # per output column [T*Q], mean over the epoch's samples
     val_loss: float
     val_column_loss: list[float]
     metrics: dict[str, dict[str, float]]  # {target: {mae, rmse, r2, pearson, n}}
+    train_router_loss: dict[str, float] = field(default_factory=dict)  # MoE: balance_loss (, z_loss), unweighted
 
 
 @dataclass
@@ -87,8 +89,9 @@ class TrainerState:
 class Trainer:
     def __init__(self, model: AAMRegressor, loss_fn: RegressionLoss, config: TrainConfig, scaler: TargetScaler,
                  target_columns: tuple[str, ...], device: torch.device, steps_per_epoch: int,
-                 weight_tables: list[torch.Tensor] | None = None):
+                 weight_tables: list[torch.Tensor] | None = None, router_loss: RouterLoss | None = None):
         self.model, self.loss_fn, self.config, self.scaler = model, loss_fn.to(device), config, scaler
+        self.router_loss = router_loss  # added to the loss of an MoE model; None = no auxiliary loss
         self.target_columns, self.device, self.weight_tables = target_columns, device, weight_tables
         self.mean = torch.tensor(scaler.mean, dtype=torch.float32, device=device)  # [T]
         self.std = torch.tensor(scaler.std, dtype=torch.float32, device=device)
@@ -102,22 +105,30 @@ class Trainer:
     def normalize(self, raw_targets: torch.Tensor) -> torch.Tensor:
         return (raw_targets - self.mean) / self.std  # [B, T]; NaN stays NaN (missing)
 
-    def train_epoch(self, loader, epoch: int) -> tuple[float, list[float]]:
-        """One pass over `loader`; returns the sample-weighted mean loss and per-column means."""
+    def train_epoch(self, loader, epoch: int) -> tuple[float, list[float], dict[str, float]]:
+        """One pass over `loader`; returns the sample-weighted mean regression loss, its per-column
+        means, and the means of the MoE router losses ({} without them)."""
         self.model.train()
         total = torch.zeros((), device=self.device)
         columns = torch.zeros(self.loss_fn.under.numel(), device=self.device)
+        router_sums: dict[str, torch.Tensor] = {}
         seen = 0
         bar = tqdm(loader, desc=f"epoch {epoch}/{self.config.epochs}", leave=False, file=sys.stderr,
                    disable=not self.config.progress, unit="batch")
         for step, batch in enumerate(bar):
             batch = batch.to(self.device, non_blocking=True)
             with autocast(self.device):
-                pred = self.model.forward_batch(batch)
+                pred, routing = self.model.forward_batch(batch, return_routing=True)
             loss, column_means = self.loss_fn(pred.float(), self.normalize(batch.targets),
                                               row_weights(self.weight_tables, batch.categories))
+            objective = loss
+            if routing is not None and self.router_loss is not None:
+                aux, parts = self.router_loss(routing)
+                objective = loss + aux
+                for name, value in parts.items():
+                    router_sums[name] = router_sums.get(name, 0.0) + value * len(batch)
             self.optimizer.zero_grad(set_to_none=True)
-            loss.backward()
+            objective.backward()
             if self.config.max_grad_norm > 0:
                 torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.config.max_grad_norm)
             self.optimizer.step()
@@ -128,7 +139,8 @@ class Trainer:
             if step % 10 == 0 and self.config.progress:
                 bar.set_postfix(loss=f"{loss.item():.4f}")  # a host sync every 10 steps only
             self.stop.check()
-        return (total / max(seen, 1)).item(), (columns / max(seen, 1)).tolist()
+        router = {name: (value / max(seen, 1)).item() for name, value in router_sums.items()}
+        return (total / max(seen, 1)).item(), (columns / max(seen, 1)).tolist(), router
 
     def validate(self, loader) -> tuple[float, list[float], Predictions]:
         """Validation loss (one loss call over all samples) and predictions in original units."""
@@ -140,10 +152,10 @@ class Trainer:
         return loss.item(), column_means.tolist(), to_predictions(out, self.scaler, self.quantiles)
 
     def run_epoch(self, train_loader, val_loader, epoch: int) -> EpochResult:
-        train_loss, train_columns = self.train_epoch(train_loader, epoch)
+        train_loss, train_columns, train_router = self.train_epoch(train_loader, epoch)
         val_loss, val_columns, p = self.validate(val_loader)
         metrics = metrics_table(p.point, p.observed, self.target_columns, p.quantile_values, self.quantiles)
-        return EpochResult(train_loss, train_columns, val_loss, val_columns, metrics)
+        return EpochResult(train_loss, train_columns, val_loss, val_columns, metrics, train_router)
 
     @property
     def lr(self) -> float:
