@@ -189,7 +189,8 @@ def _validate_moe(config: RunConfig) -> None:
         raise UserError(f"--moe-routing {m.moe_routing!r} is not a categorical column (--categorical-columns: "
                         f"{given}); add it to --categorical-columns or use --moe-routing learned")
     if "moe" in config.data.target_columns:
-        raise UserError("a target column named 'moe' clashes with the \"moe\" block of metrics.json; rename it")
+        raise UserError("--metadata-column 'moe' clashes with the \"moe\" block that --moe-experts adds to "
+                        "metrics.json; rename the column")
     if config.train.fused_kernels and (len(m.regressor_hidden_dims) > 1
                                        or (m.regressor_hidden_dims and m.regressor_dropout > 0)):
         raise UserError("--fused-kernels runs MoE experts with at most one hidden layer and no dropout; got "

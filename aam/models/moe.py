@@ -90,10 +90,10 @@ class MoEHead(nn.Module):
 
     def forward(self, x: torch.Tensor, categories: torch.Tensor) -> tuple[torch.Tensor, Routing]:
         """x [B, D], categories int64 [B, C] -> (predictions [B, T, Q], Routing)."""
-        # The head runs in fp32 even under bf16 autocast: it is tiny, and bf16 logits would turn
-        # near-ties into different top-k choices between the two paths.
+        # The head runs in (at least) fp32 even under bf16 autocast: it is tiny, and bf16 logits
+        # would turn near-ties into different top-k choices between the two paths.
         with torch.autocast(x.device.type, enabled=False):
-            x = x.float()
+            x = x.to(torch.promote_types(x.dtype, torch.float32))
             logits = self.router_logits(x, categories)
             raw, probs, counts = self._fused(x, logits) if self.fused else self._dense(x, logits)
         pred = non_crossing(raw.view(x.shape[0], self.n_targets, self.n_quantiles))

@@ -25,6 +25,7 @@ def report_column(model: ModelConfig, categorical_columns: tuple[str, ...]) -> s
     return categorical_columns[0] if categorical_columns else None
 
 
+@torch.no_grad()
 def moe_metrics(routing: Routing, top_k: int, codes: torch.Tensor | None = None,
                 levels: list[str] | tuple[str, ...] = ()) -> dict:
     """routing over N samples (logits, probs [N, E], tokens_per_expert [E]); codes int64 [N] of the
