@@ -1,14 +1,17 @@
-"""moe_mlp: CPU path / Triton vs a Python loop over experts vs a dense all-experts einsum vs torch.compile.
+"""moe_mlp: CPU path / Triton vs the dense all-experts einsum (the reference, eager autograd), torch.compile
+of it, and a Python loop over experts.
 
-Every provider runs forward + backward (gradients of x, router_logits and all four weights) on the same
-inputs. FLOPs counted are the useful ones of a top-k MoE MLP: 3 matmul passes (forward, d input, d weight)
-x 2 x T x k x (D x H + H x O); the dense einsum does E / k times more work and the kernels recompute the
-first layer in backward, neither of which is counted.
+Gradients are taken w.r.t. x, router_logits and all four weights, against a fixed random d y.
+FLOPs counted are the useful ones of a top-k MoE MLP, F = 2 T k (D H + H O) per forward: fwd F, bwd 2F
+(d input and d weight), fwd+bwd 3F. The dense einsum does E / k times more work, the reference computes
+in fp32 even for bf16 inputs, and the Triton kernels recompute the first layer in backward; none of that
+counts.
 Run: ``pytest bench/test_moe.py --benchmark-only``.
 """
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 
 import pytest
@@ -16,13 +19,16 @@ import torch
 
 from aam_kernels import moe_mlp, use_backend
 from aam_kernels.moe.reference import moe_mlp_expert_loop, moe_mlp_reference
-from bench.common import HAS_CUDA, Provider, record, sync
+from bench.common import Provider, dtype_name, params, randn, run
+
+BOTH, GPU = ("cpu", "cuda"), ("cuda",)
+FLOP_PASSES = {"fwd": 1, "bwd": 2, "fwd+bwd": 3}  # multiples of the forward's useful flops
 
 
 @dataclass(frozen=True)
 class Case:
     name: str
-    T: int
+    T: int  # tokens: one sample vector per token in AAM's MoE head
     D: int
     H: int
     O: int
@@ -31,81 +37,99 @@ class Case:
     dtype: torch.dtype
     devices: tuple[str, ...]  # where this size is worth running
 
+    @property
+    def family(self) -> str:
+        return f"D{self.D}-H{self.H}-O{self.O}-E{self.E}-k{self.k} {dtype_name(self.dtype)}"
 
+
+def _head(T: int, E: int, dtype: torch.dtype, devices: tuple[str, ...]) -> Case:
+    """AAM's MoE head over T sample vectors: D = 128 (embedding), H = 64, O = 3 outputs, top-2."""
+    return Case(f"T{T}-D128-H64-O3-E{E}-k2-{dtype_name(dtype)}", T, 128, 64, 3, E, 2, dtype, devices)
+
+
+# Cost of one case's 11 GPU benchmarks on an H100 with --benchmark-max-time=0.05 and 3 minimum rounds:
+# ~1.5 s for every D = 128 case (the slowest call, the expert loop with one host sync per expert, is
+# ~10 ms at T = 65536); ~5 s for T = 32768 D = 1024 H = 2048, where the dense einsum does
+# 3 x 2 x 8 x 32768 x 1024 x 2048 = 3.3 TFLOP in fp32 (~70 ms at ~50 TFLOP/s, ~13 GB of activations)
+# and each benchmark makes ~8 calls. The two torch.compile graphs (fp32, bf16) cost ~30 s each, once.
 CASES = [
-    # the CPU goal of the MoE issue: an AAM head over a large batch of sample vectors
-    Case("T4096-D128-H64-O3-E8-k2-fp32", 4096, 128, 64, 3, 8, 2, torch.float32, ("cpu", "cuda")),
-    # scale: transformer-sized experts, GPU only
-    Case("T32768-D1024-H2048-O3-E8-k2-bf16", 32768, 1024, 2048, 3, 8, 2, torch.bfloat16, ("cuda",)),
+    # AAM-realistic: a training batch of 8 to 256 samples, 4 or 8 experts
+    *[_head(T, E, torch.float32, BOTH) for E in (4, 8) for T in (8, 64, 256)],
+    # the CPU goal of the MoE issue (CPU path >= 2x the expert loop, fwd+bwd), also on the GPU
+    _head(4096, 8, torch.float32, BOTH),
+    # scale, GPU only: up to 64k tokens in bf16, and transformer-sized experts
+    *[_head(T, 8, torch.bfloat16, GPU) for T in (4096, 16384, 65536)],
+    Case("T32768-D1024-H2048-O3-E8-k2-bf16", 32768, 1024, 2048, 3, 8, 2, torch.bfloat16, GPU),
 ]
 
 PROVIDERS = [
     Provider("cpu-path", "cpu"),
-    Provider("expert-loop-cpu", "cpu"),
-    Provider("dense-einsum-cpu", "cpu"),
+    Provider("dense-einsum-cpu", "cpu", baseline="eager"),
+    Provider("compile-cpu", "cpu", baseline="compile", retains_graph=False),
+    Provider("expert-loop-cpu", "cpu", baseline="loop"),
     Provider("triton", "cuda"),
-    Provider("expert-loop-cuda", "cuda"),
-    Provider("dense-einsum-cuda", "cuda"),
-    Provider("compile-cuda", "cuda"),
+    Provider("dense-einsum-cuda", "cuda", baseline="eager"),
+    Provider("compile-cuda", "cuda", baseline="compile", retains_graph=False),
+    Provider("expert-loop-cuda", "cuda", baseline="loop"),
 ]
 
 
-def make_fn(provider: Provider):
+@functools.lru_cache(maxsize=None)
+def _compiled():
+    # Dynamic shapes: one graph per device and dtype for every case (see bench/test_regression_loss.py).
+    return torch.compile(moe_mlp_reference, dynamic=True)
+
+
+def moe_fn(provider: Provider):
     if provider.name in ("cpu-path", "triton"):
         backend = "torch" if provider.name == "cpu-path" else "triton"
 
-        def fn(*args, **kw):
+        def fused(*args, **kw):
             with use_backend(backend):
                 return moe_mlp(*args, **kw)
 
-        return fn
+        return fused
     if provider.name.startswith("expert-loop"):
         return moe_mlp_expert_loop
     if provider.name.startswith("dense-einsum"):
         return moe_mlp_reference
-    return torch.compile(moe_mlp_reference)
+    return _compiled()
 
 
-def make_inputs(case: Case, device: str):
-    g = torch.Generator().manual_seed(0)
-    E, D, H, O = case.E, case.D, case.H, case.O
-    tensors = [
-        torch.randn(case.T, D, generator=g),
-        torch.randn(case.T, E, generator=g),
-        torch.randn(E, D, H, generator=g) / D**0.5,
-        torch.randn(E, H, generator=g) * 0.1,
-        torch.randn(E, H, O, generator=g) / H**0.5,
-        torch.randn(E, O, generator=g) * 0.1,
+def make_inputs(case: Case, device: str) -> list[torch.Tensor]:
+    """x [T, D], router_logits [T, E] (fp32, as the model computes them), w1 [E, D, H], b1 [E, H],
+    w2 [E, H, O], b2 [E, O], scaled so activations stay O(1); all require gradients."""
+    T, D, H, O, E = case.T, case.D, case.H, case.O, case.E
+    specs = [
+        ((T, D), case.dtype, 1.0),
+        ((T, E), torch.float32, 1.0),
+        ((E, D, H), case.dtype, D**-0.5),
+        ((E, H), case.dtype, 0.1),
+        ((E, H, O), case.dtype, H**-0.5),
+        ((E, O), case.dtype, 0.1),
     ]
-    dtypes = [case.dtype, torch.float32, case.dtype, case.dtype, case.dtype, case.dtype]
-    return [t.to(device=device, dtype=dt).requires_grad_(True) for t, dt in zip(tensors, dtypes)]
+    tensors = [randn(shape, dtype, device, seed, scale) for seed, (shape, dtype, scale) in enumerate(specs)]
+    return [t.requires_grad_(True) for t in tensors]
 
 
-@pytest.mark.parametrize("provider", PROVIDERS, ids=lambda p: p.name)
-@pytest.mark.parametrize("case", CASES, ids=lambda c: c.name)
-def test_moe(benchmark, case: Case, provider: Provider):
-    if provider.device not in case.devices:
-        pytest.skip(f"{case.name} is not benchmarked on {provider.device}")
-    if provider.needs_cuda and not HAS_CUDA:
-        pytest.skip("GPU provider skipped: no CUDA device")
+@pytest.mark.parametrize("case,provider,mode", params(CASES, PROVIDERS))
+def test_moe(benchmark, case: Case, provider: Provider, mode: str):
     inputs = make_inputs(case, provider.device)
-    gy = torch.randn(case.T, case.O, generator=torch.Generator().manual_seed(1)).to(provider.device, case.dtype)
-    fn = make_fn(provider)
-
-    def step():
-        y, _, _ = fn(*inputs, top_k=case.k)
-        grads = torch.autograd.grad(y, inputs, grad_outputs=gy)
-        sync(provider.device)
-        return grads
-
-    step()  # warm-up: compilation and autotuning are not timed
-    benchmark(step)
-    record(
+    gy = randn((case.T, case.O), case.dtype, provider.device, seed=len(inputs))
+    fn = moe_fn(provider)
+    run(
         benchmark,
         op="moe_mlp",
-        provider=provider,
         case=case.name,
-        flops=3 * 2 * case.T * case.k * (case.D * case.H + case.H * case.O),
+        provider=provider,
+        mode=mode,
+        forward=lambda: fn(*inputs, top_k=case.k)[0],
+        wrt=inputs,
+        grad_output=gy,
+        flops=FLOP_PASSES[mode] * 2 * case.T * case.k * (case.D * case.H + case.H * case.O),
+        size=case.T,
+        size_label="tokens T",
+        family=case.family,
         shape=[case.T, case.D, case.H, case.O, case.E, case.k],
-        dtype=str(case.dtype).removeprefix("torch."),
+        dtype=dtype_name(case.dtype),
     )

@@ -1,12 +1,17 @@
-"""regression_loss: fused op (CPU path / Triton) vs eager autograd of the reference vs torch.compile.
+"""regression_loss: fused op (CPU path / Triton) vs eager autograd of the reference vs torch.compile of it.
 
-Every provider computes the loss and d loss / d pred (forward + backward), timed side by side.
-Bytes moved = pred read + target read + gradient written.
+Cases are [N, K] predictions against [N, K] targets, with the loss parameters as [K] tensors on the
+device, as ``aam.training.losses.RegressionLoss`` passes its buffers. Modes: see bench/common.py; the
+fused op computes the gradient during its forward, so its ``fwd`` includes that work and its ``bwd``
+only scales the saved gradient.
+Bytes counted are the least any implementation must move: fwd reads pred and target (2 N K elements),
+bwd writes d pred from one [N, K] tensor (2 N K), fwd+bwd reads pred and target and writes d pred (3 N K).
 Run: ``pytest bench/test_regression_loss.py --benchmark-only``.
 """
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 
 import pytest
@@ -14,7 +19,10 @@ import torch
 
 from aam_kernels import regression_loss, use_backend
 from aam_kernels.regression_loss.reference import regression_loss_reference
-from bench.common import HAS_CUDA, Provider, record, sync
+from bench.common import Provider, dtype_name, params, randn, run
+
+BOTH, GPU = ("cpu", "cuda"), ("cuda",)
+ELEMENTS_MOVED = {"fwd": 2, "bwd": 2, "fwd+bwd": 3}  # per [N, K] element, see the module docstring
 
 
 @dataclass(frozen=True)
@@ -23,85 +31,102 @@ class Case:
     n: int
     k: int
     dtype: torch.dtype
-    loss: str  # "pinball" (3 quantiles cycling over columns) or "mse"
+    loss: str  # "pinball" (quantiles 0.1, 0.5, 0.9 cycling over the columns) or "mse"
     devices: tuple[str, ...]  # where this size is worth running
 
 
+def _aam(batch: int, k: int) -> Case:
+    """A training batch through the default head widths: K = 1 (one target, point output, MSE),
+    3 (one target x 3 quantiles) or 6 (two targets x 3 quantiles)."""
+    return Case(f"aam-B{batch}-K{k}-fp32", batch, k, torch.float32, "mse" if k == 1 else "pinball", BOTH)
+
+
+# Cost of one case's 8 GPU benchmarks on an H100 with --benchmark-max-time=0.05 and 3 minimum rounds,
+# estimated from the bytes moved at ~2.5 TB/s plus ~20 us of launches per kernel: ~1 s for every case
+# (each call takes < 15 ms: even eager fp32 at 64M elements is ~20 passes of 256 MB); the three
+# torch.compile graphs (fp32 K=1, fp32 K>1, bf16) cost ~20 s each, once.
 CASES = [
-    # AAM-realistic: batch 64, two targets x 3 quantiles; batch 256, one target MSE
-    Case("aam-B64-K6-fp32", 64, 6, torch.float32, "pinball", ("cpu", "cuda")),
-    Case("aam-B256-K1-fp32", 256, 1, torch.float32, "mse", ("cpu", "cuda")),
-    # the CPU goal of the kernel issue: pinball 1M x 3
-    Case("pinball-1Mx3-fp32", 1_000_000, 3, torch.float32, "pinball", ("cpu", "cuda")),
-    # scale: the GPU goal (N*K = 16M fp32) and large low-precision inputs
-    Case("pinball-16Mx1-fp32", 16_777_216, 1, torch.float32, "pinball", ("cuda",)),
-    Case("pinball-4Mx4-fp32", 4_194_304, 4, torch.float32, "pinball", ("cuda",)),
-    Case("pinball-21Mx3-bf16", 21_333_334, 3, torch.bfloat16, "pinball", ("cuda",)),
+    *[_aam(batch, k) for k in (1, 3, 6) for batch in (8, 64, 256)],
+    # the CPU goal of the kernel issue (CPU path >= 3x eager, fwd+bwd), also on the GPU
+    Case("pinball-1Mx3-fp32", 1_000_000, 3, torch.float32, "pinball", BOTH),
+    # the GPU goal of the kernel issue: fp32, N*K = 16M
+    Case("pinball-16Mx1-fp32", 16_777_216, 1, torch.float32, "pinball", GPU),
+    # scale, GPU only: N*K = 16M and 64M, fp32 and bf16
+    Case("pinball-5.6Mx3-fp32", 5_592_405, 3, torch.float32, "pinball", GPU),
+    Case("pinball-22Mx3-fp32", 22_369_621, 3, torch.float32, "pinball", GPU),
+    Case("pinball-5.6Mx3-bf16", 5_592_405, 3, torch.bfloat16, "pinball", GPU),
+    Case("pinball-22Mx3-bf16", 22_369_621, 3, torch.bfloat16, "pinball", GPU),
 ]
 
 PROVIDERS = [
     Provider("cpu-path", "cpu"),
-    Provider("eager-cpu", "cpu"),
-    Provider("compile-cpu", "cpu"),
+    Provider("eager-cpu", "cpu", baseline="eager"),
+    Provider("compile-cpu", "cpu", baseline="compile", retains_graph=False),
     Provider("triton", "cuda"),
-    Provider("eager-cuda", "cuda"),
-    Provider("compile-cuda", "cuda"),
+    Provider("eager-cuda", "cuda", baseline="eager"),
+    Provider("compile-cuda", "cuda", baseline="compile", retains_graph=False),
 ]
 
 
-def params(case: Case) -> dict:
+def column_params(case: Case, device: str) -> dict[str, torch.Tensor]:
+    """under, over, delta, power as fp32 [K] tensors on ``device``."""
     if case.loss == "mse":
-        return dict(under=1.0, over=1.0, power=2)
-    taus = [(0.1, 0.5, 0.9)[i % 3] for i in range(case.k)]
-    return dict(under=taus, over=[1 - t for t in taus])
+        under = over = [1.0] * case.k
+        power = [2.0] * case.k
+    else:
+        under = [(0.1, 0.5, 0.9)[i % 3] for i in range(case.k)]
+        over = [1.0 - tau for tau in under]
+        power = [1.0] * case.k
+    values = dict(under=under, over=over, delta=[0.0] * case.k, power=power)
+    return {name: torch.tensor(v, dtype=torch.float32, device=device) for name, v in values.items()}
 
 
-def make_step(provider: Provider, case: Case):
-    kw = params(case)
+def _reference(pred, target, under, over, delta, power):
+    return regression_loss_reference(pred, target, under=under, over=over, delta=delta, power=power)
+
+
+@functools.lru_cache(maxsize=None)
+def _compiled():
+    # Dynamic shapes: one graph per device and dtype (and K = 1, which Dynamo specializes) serves every
+    # case, as a training loop with varying batch sizes gets after its first recompile; static graphs
+    # per case would exceed the GPU check's time and Dynamo's recompile limit.
+    return torch.compile(_reference, dynamic=True)
+
+
+def loss_fn(provider: Provider):
     if provider.name in ("cpu-path", "triton"):
         backend = "torch" if provider.name == "cpu-path" else "triton"
 
-        def loss_fn(p, t):
+        def fused(*args):
+            pred, target, under, over, delta, power = args
             with use_backend(backend):
-                return regression_loss(p, t, **kw)
+                return regression_loss(pred, target, under=under, over=over, delta=delta, power=power)
 
-    elif provider.name.startswith("eager"):
-
-        def loss_fn(p, t):
-            return regression_loss_reference(p, t, **kw)
-
-    else:
-        loss_fn = torch.compile(lambda p, t: regression_loss_reference(p, t, **kw))
-    return loss_fn
+        return fused
+    if provider.name.startswith("eager"):
+        return _reference
+    return _compiled()
 
 
-@pytest.mark.parametrize("provider", PROVIDERS, ids=lambda p: p.name)
-@pytest.mark.parametrize("case", CASES, ids=lambda c: c.name)
-def test_regression_loss(benchmark, case: Case, provider: Provider):
-    if provider.device not in case.devices:
-        pytest.skip(f"{case.name} is not benchmarked on {provider.device}")
-    if provider.needs_cuda and not HAS_CUDA:
-        pytest.skip("GPU provider skipped: no CUDA device")
-    gen = torch.Generator().manual_seed(0)
-    pred = torch.randn(case.n, case.k, generator=gen).to(provider.device, case.dtype).requires_grad_(True)
-    target = torch.randn(case.n, case.k, generator=gen).to(provider.device, case.dtype)
-    loss_fn = make_step(provider, case)
-
-    def step():
-        loss = loss_fn(pred, target)
-        (grad,) = torch.autograd.grad(loss, pred)
-        sync(provider.device)
-        return grad
-
-    step()  # warm-up: compilation and autotuning are not timed
-    benchmark(step)
-    elem = pred.element_size()
-    record(
+@pytest.mark.parametrize("case,provider,mode", params(CASES, PROVIDERS))
+def test_regression_loss(benchmark, case: Case, provider: Provider, mode: str):
+    dev = provider.device
+    pred = randn((case.n, case.k), case.dtype, dev, seed=0).requires_grad_(True)
+    target = randn((case.n, case.k), case.dtype, dev, seed=1)
+    p = column_params(case, dev)
+    fn = loss_fn(provider)
+    run(
         benchmark,
         op="regression_loss",
-        provider=provider,
         case=case.name,
-        bytes_moved=3 * case.n * case.k * elem,
+        provider=provider,
+        mode=mode,
+        forward=lambda: fn(pred, target, p["under"], p["over"], p["delta"], p["power"]),
+        wrt=[pred],
+        bytes_moved=ELEMENTS_MOVED[mode] * case.n * case.k * pred.element_size(),
+        size=case.n * case.k,
+        size_label="elements N*K",
+        family=f"{case.loss} K={case.k} {dtype_name(case.dtype)}",
         shape=[case.n, case.k],
-        dtype=str(case.dtype).removeprefix("torch."),
+        dtype=dtype_name(case.dtype),
     )
