@@ -1,11 +1,13 @@
-"""Turn a pytest-benchmark JSON into the performance report: one table per op, plus PNG plots.
+"""Turn pytest-benchmark JSON into the performance report: one Markdown table per op and device, plus PNG plots.
 
-    python -m bench.report RESULTS.json [--no-plots]
+    python -m bench.report RESULTS.json [MORE.json ...] [--no-plots] [--plots PREFIX]
 
-Per (op, case) and provider: median, p20, p80, achieved GB/s or TFLOP/s, the fraction of the
-device's peak measured in the same run (``bench/test_peak.py``), and the speed-up over the eager
-and torch.compile baselines on the same device (providers named ``eager-*`` / ``compile-*``).
-Tables are Markdown, ready for docs/performance.md.
+Per (case, mode, provider): median, p20, p80, rounds, achieved GB/s, TFLOP/s or items/s, the fraction of
+the device's peak measured in the same run (``bench/test_peak.py``; several files are merged, so the
+peaks may come from another file), the peak GPU memory, and the speed-up over every baseline provider
+of the same case, mode and device ("vs eager", "vs compile", "vs loop", ...). Plots (``bench/plots.py``),
+one PNG per op and device type, are written to ``PREFIX-<op>-<cpu|cuda>.png``; PREFIX defaults to the
+first JSON's path without ``.json``.
 """
 
 from __future__ import annotations
@@ -17,33 +19,48 @@ from collections import defaultdict
 from dataclasses import dataclass
 from pathlib import Path
 
+MODE_ORDER = {"fwd": 0, "bwd": 1, "fwd+bwd": 2}
+ROLE_ORDER = {"eager": 0, "compile": 1, "loop": 2}  # speed-up columns in this order, any other role after
+
 
 @dataclass
 class Row:
     op: str
     case: str
     provider: str
+    baseline: str | None  # the speed-up column this provider is the reference of, if any
+    mode: str
     device: str
+    device_type: str
     median: float  # seconds
     p20: float
     p80: float
+    quartiles: bool  # p20/p80 are really the quartiles (the JSON has no per-round data)
+    rounds: int
     bytes: int
     flops: int
-
-    @property
-    def gbps(self) -> float | None:
-        return self.bytes / self.median / 1e9 if self.bytes else None
-
-    @property
-    def tflops(self) -> float | None:
-        return self.flops / self.median / 1e12 if self.flops else None
+    items: int  # with unit: a throughput (e.g. samples) per call
+    unit: str
+    peak_memory: int | None  # bytes, GPU only
+    size: float | None  # x axis of the plots
+    size_label: str  # what size counts, e.g. "elements N*K"
+    family: str  # one line of the plots per (provider, family)
+    dtype: str
 
 
 def _percentile(data: list[float], q: float) -> float:
+    # the same interpolation as bench.common's; kept here so the report needs neither torch nor pytest
     ordered = sorted(data)
     pos = q * (len(ordered) - 1)
     lo, hi = int(pos), min(int(pos) + 1, len(ordered) - 1)
     return ordered[lo] + (ordered[hi] - ordered[lo]) * (pos - lo)
+
+
+def _baseline(info: dict) -> str | None:
+    if "baseline" in info:
+        return info["baseline"]
+    name = info["provider"]  # results written before providers declared their baseline
+    return next((role for role in ("eager", "compile") if name.startswith(role)), None)
 
 
 def load_rows(results: dict) -> list[Row]:
@@ -53,32 +70,55 @@ def load_rows(results: dict) -> list[Row]:
         if "op" not in info:
             continue  # a benchmark that did not record metadata cannot be reported
         data = stats.get("data") or []
+        if info.get("p20") is not None:
+            p20, p80, quartiles = info["p20"], info["p80"], False
+        elif data:
+            p20, p80, quartiles = _percentile(data, 0.2), _percentile(data, 0.8), False
+        else:
+            p20, p80, quartiles = stats["q1"], stats["q3"], True
         rows.append(
             Row(
                 op=info["op"],
                 case=info["case"],
                 provider=info["provider"],
+                baseline=_baseline(info),
+                mode=info.get("mode") or "",
                 device=info.get("device", "?"),
+                device_type=info.get("device_type") or ("cuda" if "cuda" in info["provider"] else "cpu"),
                 median=stats["median"],
-                p20=_percentile(data, 0.2) if data else stats["q1"],
-                p80=_percentile(data, 0.8) if data else stats["q3"],
+                p20=p20,
+                p80=p80,
+                quartiles=quartiles,
+                rounds=int(stats.get("rounds") or 0),
                 bytes=int(info.get("bytes") or 0),
                 flops=int(info.get("flops") or 0),
+                items=int(info.get("items") or 0),
+                unit=str(info.get("unit") or ""),
+                peak_memory=info.get("peak_memory"),
+                size=info.get("size"),
+                size_label=str(info.get("size_label") or ""),
+                family=str(info.get("family") or ""),
+                dtype=str(info.get("dtype") or ""),
             )
         )
     return rows
 
 
 def peaks(rows: list[Row]) -> dict[str, dict[str, float]]:
-    """device -> {"bandwidth": bytes/s, "compute": flop/s} from the peak benchmarks."""
+    """device -> {"bandwidth": bytes/s, "compute": best flop/s, "compute:<dtype>": flop/s per dtype}."""
     out: dict[str, dict[str, float]] = defaultdict(dict)
     for row in rows:
         if row.op != "peak":
             continue
+        found = {}
         if row.bytes:
-            out[row.device]["bandwidth"] = max(out[row.device].get("bandwidth", 0.0), row.bytes / row.median)
+            found["bandwidth"] = row.bytes / row.median
         if row.flops:
-            out[row.device]["compute"] = max(out[row.device].get("compute", 0.0), row.flops / row.median)
+            found["compute"] = row.flops / row.median
+            if row.dtype:
+                found[f"compute:{row.dtype}"] = row.flops / row.median
+        for key, value in found.items():
+            out[row.device][key] = max(out[row.device].get(key, 0.0), value)
     return out
 
 
@@ -90,114 +130,112 @@ def _fmt_time(seconds: float) -> str:
     return f"{seconds * 1e6:.1f} us"
 
 
-def _speedup(row: Row, group: list[Row], prefix: str) -> str:
-    base = [r for r in group if r.provider.startswith(prefix) and r.device == row.device]
-    if not base or base[0] is row:
-        return ""
-    return f"{base[0].median / row.median:.2f}x"
+def _rate(row: Row) -> str:
+    if row.bytes:
+        return f"{row.bytes / row.median / 1e9:.2f} GB/s"
+    if row.flops:
+        return f"{row.flops / row.median / 1e12:.3f} TFLOP/s"
+    if row.items:
+        return f"{row.items / row.median:.1f} {row.unit or 'items'}/s"
+    return ""
 
 
-def op_table(op: str, rows: list[Row], device_peaks: dict[str, dict[str, float]]) -> str:
-    lines = [
-        f"### {op}",
-        "",
-        "| case | provider | device | median | p20 | p80 | GB/s | TFLOP/s | % of peak | vs eager | vs compile |",
-        "|---|---|---|---|---|---|---|---|---|---|---|",
-    ]
-    by_case: dict[str, list[Row]] = defaultdict(list)
+def _fraction(row: Row, peak: dict[str, float]) -> str:
+    if row.bytes and "bandwidth" in peak:
+        return f"{100 * row.bytes / row.median / peak['bandwidth']:.1f}% bw"
+    compute = peak.get(f"compute:{row.dtype}", peak.get("compute"))
+    if row.flops and compute:
+        return f"{100 * row.flops / row.median / compute:.1f}% mm"
+    return ""
+
+
+def _memory(row: Row) -> str:
+    return f"{row.peak_memory / 2**20:.0f} MiB" if row.peak_memory is not None else ""
+
+
+def op_table(op: str, device: str, rows: list[Row], device_peaks: dict[str, dict[str, float]]) -> str:
+    """One Markdown table: the rows of one op on one device, by case, then mode, then median time."""
+    roles = sorted({r.baseline for r in rows if r.baseline}, key=lambda b: (ROLE_ORDER.get(b, len(ROLE_ORDER)), b))
+    head = ["case", "mode", "provider", "median", "p20", "p80", "rounds", "rate", "of peak", "peak mem"]
+    head += [f"vs {role}" for role in roles]
+    lines = [f"### {op} on {device}", "", "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    groups: dict[tuple[str, str], list[Row]] = defaultdict(list)
     for row in rows:
-        by_case[row.case].append(row)
-    for case, group in by_case.items():
-        for row in sorted(group, key=lambda r: (r.device, r.median)):
-            peak = device_peaks.get(row.device, {})
-            frac = ""
-            if row.gbps and "bandwidth" in peak:
-                frac = f"{100 * row.bytes / row.median / peak['bandwidth']:.0f}% bw"
-            elif row.tflops and "compute" in peak:
-                frac = f"{100 * row.flops / row.median / peak['compute']:.0f}% mm"
-            lines.append(
-                f"| {case} | {row.provider} | {row.device} | {_fmt_time(row.median)} | {_fmt_time(row.p20)} "
-                f"| {_fmt_time(row.p80)} | {row.gbps or 0:.1f} | {row.tflops or 0:.3f} | {frac} "
-                f"| {_speedup(row, group, 'eager')} | {_speedup(row, group, 'compile')} |"
-            )
+        groups[(row.case, row.mode)].append(row)
+    cases = list(dict.fromkeys(r.case for r in rows))  # order of the run
+    keys = sorted(groups, key=lambda key: (cases.index(key[0]), MODE_ORDER.get(key[1], 3)))
+    peak = device_peaks.get(device, {})
+    for key in keys:
+        group = groups[key]
+        for row in sorted(group, key=lambda r: r.median):
+            cells = [row.case, row.mode or "-", row.provider, _fmt_time(row.median), _fmt_time(row.p20),
+                     _fmt_time(row.p80), str(row.rounds), _rate(row), _fraction(row, peak), _memory(row)]
+            for role in roles:
+                base = next((r for r in group if r.baseline == role), None)
+                cells.append(f"{base.median / row.median:.2f}x" if base is not None and base is not row else "")
+            lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
 
-def plot(op: str, rows: list[Row], path: Path) -> bool:
-    """Median time per case for each provider; False when matplotlib is not installed."""
-    try:
-        import matplotlib
-
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-    except ImportError:
-        return False
-    cases = list(dict.fromkeys(r.case for r in rows))
-    fig, ax = plt.subplots(figsize=(max(6, 1.2 * len(cases)), 4))
-    for provider in sorted({r.provider for r in rows}):
-        xs, ys = [], []
-        for i, case in enumerate(cases):
-            hit = [r for r in rows if r.case == case and r.provider == provider]
-            if hit:
-                xs.append(i)
-                ys.append(hit[0].median * 1e3)
-        ax.plot(xs, ys, marker="o", label=provider)
-    ax.set_xticks(range(len(cases)), cases, rotation=30, ha="right", fontsize=8)
-    ax.set_yscale("log")
-    ax.set_ylabel("median time (ms)")
-    ax.set_title(op)
-    ax.legend(fontsize=8)
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
-    return True
-
-
-def report(path: Path, make_plots: bool = True) -> str:
-    results = json.loads(path.read_text())
-    rows = load_rows(results)
-    device_peaks = peaks(rows)
+def _header(path: Path, results: dict) -> str:
     commit = results.get("commit_info", {})
-    parts = [
-        f"Results: {path.name}; date {results.get('datetime', '?')}; commit {str(commit.get('id', '?'))[:10]}"
-        + (" (uncommitted changes)" if commit.get("dirty") else ""),
-        "",
-        "Devices: " + ", ".join(sorted({r.device for r in rows})),
-    ]
+    dirty = " (uncommitted changes)" if commit.get("dirty") else ""
+    return f"{path.name}: date {results.get('datetime', '?')}, commit {str(commit.get('id', '?'))[:10]}{dirty}"
+
+
+def report(paths: list[Path], make_plots: bool = True, plots: Path | None = None) -> str:
+    rows: list[Row] = []
+    parts = ["Results:"]
+    for path in paths:
+        results = json.loads(path.read_text())
+        rows += load_rows(results)
+        parts.append(f"- {_header(path, results)}")
+    device_peaks = peaks(rows)
+    parts += ["", "Devices: " + "; ".join(sorted({r.device for r in rows})) if rows else "No benchmark recorded an op."]
     for device, peak in sorted(device_peaks.items()):
-        bits = []
-        if "bandwidth" in peak:
-            bits.append(f"copy {peak['bandwidth'] / 1e9:.1f} GB/s")
-        if "compute" in peak:
-            bits.append(f"matmul {peak['compute'] / 1e12:.2f} TFLOP/s")
+        bits = [f"copy {peak['bandwidth'] / 1e9:.1f} GB/s"] if "bandwidth" in peak else []
+        bits += [f"{key.split(':')[1]} matmul {value / 1e12:.3f} TFLOP/s" for key, value in sorted(peak.items())
+                 if key.startswith("compute:")]
         parts.append(f"Measured peak on {device}: " + ", ".join(bits))
-    if not any("cuda" in r.provider or r.provider == "triton" for r in rows):
-        parts.append("No GPU provider ran (no CUDA device): CPU providers only.")
+    if rows and not any(r.device_type == "cuda" for r in rows):
+        parts.append("No GPU provider ran (no CUDA device): CPU figures only.")
+    if any(r.quartiles for r in rows):
+        parts.append("Rows without per-round data show the quartiles in the p20/p80 columns.")
     ops = sorted({r.op for r in rows} - {"peak"})
     for op in ops:
         op_rows = [r for r in rows if r.op == op]
-        parts += ["", op_table(op, op_rows, device_peaks)]
-        if make_plots:
-            png = path.with_name(f"{path.stem}-{op}.png")
-            if plot(op, op_rows, png):
+        for device in sorted({r.device for r in op_rows}):
+            parts += ["", op_table(op, device, [r for r in op_rows if r.device == device], device_peaks)]
+    if make_plots and ops:
+        from bench.plots import plot_op
+
+        prefix = plots or paths[0].with_suffix("")
+        for op in ops:
+            for device_type in sorted({r.device_type for r in rows if r.op == op}):
+                png = prefix.with_name(f"{prefix.name}-{op}-{device_type}.png")
+                op_rows = [r for r in rows if r.op == op and r.device_type == device_type]
+                if not plot_op(f"{op} ({device_type})", op_rows, png):
+                    parts.append("\n(no plots: matplotlib is not installed)")
+                    return "\n".join(parts)
                 parts.append(f"\nplot: {png}")
-            else:
-                parts.append("\n(no plot: matplotlib is not installed)")
     return "\n".join(parts)
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.report", description=__doc__.splitlines()[0])
-    parser.add_argument("results", type=Path, help="JSON written by pytest --benchmark-json")
+    parser.add_argument("results", type=Path, nargs="+", help="JSON written by pytest --benchmark-json")
     parser.add_argument("--no-plots", action="store_true", help="skip the PNG plots")
+    parser.add_argument("--plots", type=Path, metavar="PREFIX",
+                        help="write the plots to PREFIX-<op>-<device>.png (default: the first JSON without .json)")
     args = parser.parse_args(argv)
-    if not args.results.is_file():
-        print(f"bench.report: error: no such results file: {args.results}", file=sys.stderr)
+    missing = [str(p) for p in args.results if not p.is_file()]
+    if missing:
+        print(f"bench.report: error: no such results file: {', '.join(missing)}", file=sys.stderr)
         return 2
     try:
-        text = report(args.results, make_plots=not args.no_plots)
-    except (json.JSONDecodeError, KeyError) as exc:
-        print(f"bench.report: error: {args.results} is not pytest-benchmark JSON ({exc})", file=sys.stderr)
+        text = report(args.results, make_plots=not args.no_plots, plots=args.plots)
+    except (json.JSONDecodeError, KeyError, TypeError) as exc:
+        print(f"bench.report: error: not pytest-benchmark JSON ({type(exc).__name__}: {exc})", file=sys.stderr)
         return 2
     print(text)
     return 0
