@@ -10,9 +10,13 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import scipy.sparse as sp
 
-from aam.data import AAMDataset, Study, load_study
+try:
+    import scipy.sparse as sp
+
+    from aam.data import AAMDataset, Study, load_study
+except ImportError as exc:
+    pytest.skip(f"data-layer benchmarks need the aam package and its dependencies ({exc})", allow_module_level=True)
 
 UDCA = Path(__file__).resolve().parents[1] / ".." / "shared" / "data" / "udca_gut"
 N_SAMPLES, N_FEATURES, DRAWS, BATCH, TOKENS, MAX_BP = 5_000, 20_000, 1_400, 64, 1_024, 150
