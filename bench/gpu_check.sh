@@ -1,23 +1,48 @@
 #!/usr/bin/env bash
-# One command for a machine with a CUDA GPU and no network: the kernel tests on CUDA, the kernel
-# benchmarks, the end-to-end training benchmark when its dependencies are importable, and the
-# report, all written under one folder.
+# One command for a machine with a CUDA GPU and no network: the kernel tests on CUDA, every GPU provider of
+# the benchmark suite (peaks, regression_loss, moe_mlp, end-to-end training when aam's dependencies
+# import), then the report, all written under one folder.
 #
-#   bench/gpu_check.sh [OUT_DIR]        (default: gpu-check-<date>)
+#   bench/gpu_check.sh [OUT_DIR]        (default: out/gpu-check-<date>; out/ is git-ignored)
 #
-# Needs PyTorch, Triton, NumPy, pytest and pytest-benchmark. Missing Python packages are installed
-# offline from wheels placed in bench/wheels/ (pip download them on a connected machine).
-# Budget: about 9 minutes on one H100 (each step has its own time limit).
+# Needs PyTorch, Triton, NumPy, pytest and pytest-benchmark. Missing Python packages are installed offline
+# from wheels placed in bench/wheels/ (pip download them on a connected machine). The kernel benchmarks
+# import only torch and aam_kernels; the end-to-end benchmark also needs aam's dependencies (biom-format,
+# scipy, ...) and is skipped with a message when they are neither installed nor in bench/wheels/.
+#
+# Budget: 9 minutes on one H100. Each step runs under `timeout`; at its limit it gets SIGINT, so pytest
+# still writes the JSON of the benchmarks that finished (SIGKILL 20 s later). Estimates, one H100:
+#   step                                  limit   estimate
+#   environment, CUDA check                   -      10 s
+#   1 kernel tests on CUDA (73)             130 s   60-120 s   mostly Triton compiles, one per specialization
+#   2 peaks (copy 1 GiB, two matmuls)        30 s      10 s   CUDA start-up dominates
+#   3 regression_loss, 15 cases x 8         120 s      80 s   ~1 s per case, 3 torch.compile graphs x ~20 s
+#   4 moe_mlp, 11 cases x 11                150 s     100 s   ~1.5 s per case, ~5 s for D=1024, 2 graphs x ~30 s
+#   5 training, default model x 2            60 s      25 s   imports, study, 2 x 5 epochs of ~1 s
+#   6 report                                 20 s       5 s
+#   sum of limits                           510 s (+ ~10 s of set-up: within 9 minutes)
+# Benchmarks run --benchmark-max-time=0.05 with at least 3 rounds: enough for medians of calls that take
+# microseconds to milliseconds; calls over 0.25 s get exactly 3 rounds (bench/common.py).
 set -uo pipefail
 cd "$(dirname "$0")/.."
-out=${1:-gpu-check-$(date +%Y%m%d-%H%M%S)}
+out=${1:-out/gpu-check-$(date +%Y%m%d-%H%M%S)}
 mkdir -p "$out"
 export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}"
 log() { echo "[gpu_check] $*" | tee -a "$out/summary.txt"; }
 
+if ! python -c "import torch" 2>/dev/null; then
+  log "error: PyTorch does not import; nothing to check"
+  exit 2
+fi
+if ! python -c "import torch, sys; sys.exit(0 if torch.cuda.is_available() else 1)" 2>/dev/null; then
+  log "error: no CUDA device is visible to PyTorch (torch.cuda.is_available() is False); this script needs" \
+      "a CUDA GPU. On a machine without one, run the CPU suite instead: python -m pytest bench --benchmark-only"
+  exit 2
+fi
+
 wheels=bench/wheels
 install_offline() {  # install_offline MODULE:PACKAGE... : pip-installs what does not import, from $wheels
-  local missing=() packages=() pair
+  local missing=() packages=() pair mod
   for pair in "$@"; do
     python -c "import ${pair%%:*}" 2>/dev/null || { missing+=("${pair%%:*}"); packages+=("${pair#*:}"); }
   done
@@ -29,7 +54,7 @@ install_offline() {  # install_offline MODULE:PACKAGE... : pip-installs what doe
 }
 
 if ! install_offline pytest:pytest pytest_benchmark:pytest-benchmark; then
-  log "error: pytest and pytest-benchmark are needed (put their wheels in $wheels/)"
+  log "error: pytest and pytest-benchmark are needed (put their wheels, and py-cpuinfo's, in $wheels/)"
   exit 2
 fi
 python - >"$out/environment.txt" 2>&1 <<'PY'
@@ -40,40 +65,52 @@ try:
     print("triton", triton.__version__)
 except Exception as exc:
     print("triton: not importable:", exc)
-print("cuda", torch.version.cuda, "device", torch.cuda.get_device_name() if torch.cuda.is_available() else "none")
+print("cuda", torch.version.cuda, "device", torch.cuda.get_device_name())
 PY
-cat "$out/environment.txt" | tee -a "$out/summary.txt"
-if ! python -c "import torch, sys; sys.exit(0 if torch.cuda.is_available() else 1)"; then
-  log "error: no CUDA device visible; nothing to check"
-  exit 2
-fi
+tee -a "$out/summary.txt" <"$out/environment.txt"
+nvidia-smi >"$out/nvidia-smi.txt" 2>&1 || true
 
 status=0
-log "1/4 kernel tests on CUDA"
-timeout 180 python -m pytest tests/kernels -m cuda -q -p no:cacheprovider --junitxml="$out/kernel-tests.xml" \
-  >"$out/kernel-tests.txt" 2>&1 || status=1
-tail -n 3 "$out/kernel-tests.txt" | tee -a "$out/summary.txt"
+step() {  # step NAME LIMIT_S COMMAND... : output in $out/NAME.txt, its last lines in the summary
+  local name=$1 limit=$2 rc
+  shift 2
+  log "$name (limit ${limit} s)"
+  timeout -s INT -k 20 "$limit" "$@" >"$out/$name.txt" 2>&1
+  rc=$?
+  if [ $rc -eq 124 ] || [ $rc -eq 137 ]; then
+    log "  $name: time limit reached; the benchmarks that finished are kept"
+  fi
+  [ $rc -ne 0 ] && status=1
+  tail -n 3 "$out/$name.txt" | tee -a "$out/summary.txt"
+}
+pytest_q=(python -m pytest -q -p no:cacheprovider)
+bench_opts=(-m cuda --benchmark-only --benchmark-max-time=0.05 --benchmark-min-rounds=3)
 
-log "2/4 kernel benchmarks (GPU providers and peaks)"
-timeout 300 python -m pytest bench/test_peak.py bench/test_regression_loss.py bench/test_moe.py \
-  -k "cuda or triton" --benchmark-only --benchmark-max-time=0.5 --benchmark-json="$out/kernels.json" -q \
-  -p no:cacheprovider >"$out/kernel-bench.txt" 2>&1 || status=1
-tail -n 3 "$out/kernel-bench.txt" | tee -a "$out/summary.txt"
+step 1-kernel-tests 130 "${pytest_q[@]}" tests/kernels -m cuda --junitxml="$out/kernel-tests.xml"
+step 2-peaks 30 "${pytest_q[@]}" bench/test_peak.py "${bench_opts[@]}" --benchmark-json="$out/peak.json"
+step 3-regression-loss 120 "${pytest_q[@]}" bench/test_regression_loss.py "${bench_opts[@]}" \
+  --benchmark-json="$out/regression_loss.json"
+step 4-moe 150 "${pytest_q[@]}" bench/test_moe.py "${bench_opts[@]}" --benchmark-json="$out/moe.json"
 
-log "3/4 end-to-end training benchmark"
 if install_offline scipy:scipy pandas:pandas biom:biom-format sklearn:scikit-learn matplotlib:matplotlib \
   tqdm:tqdm h5py:h5py; then
-  timeout 150 python -m pytest bench/test_training.py --benchmark-only --benchmark-max-time=0.5 \
-    --benchmark-json="$out/training.json" -q -p no:cacheprovider >"$out/training-bench.txt" 2>&1 || status=1
-  tail -n 3 "$out/training-bench.txt" | tee -a "$out/summary.txt"
+  step 5-training 60 "${pytest_q[@]}" bench/test_training.py "${bench_opts[@]}" --benchmark-json="$out/training.json"
 else
-  log "skipped: the aam package needs scipy, pandas, biom-format, scikit-learn, matplotlib, tqdm and h5py (wheels in $wheels/)"
+  log "5-training skipped: the aam package needs scipy, pandas, biom-format, scikit-learn, matplotlib, tqdm and" \
+      "h5py (put their wheels in $wheels/)"
 fi
 
-log "4/4 report"
-for json in "$out"/kernels.json "$out"/training.json; do
-  [ -f "$json" ] && python -m bench.report "$json" >"${json%.json}-report.md" 2>&1
+results=()
+for name in peak regression_loss moe training; do
+  [ -s "$out/$name.json" ] && results+=("$out/$name.json")
 done
-[ -f "$out/kernels-report.md" ] && cat "$out/kernels-report.md" >>"$out/summary.txt"
+if [ ${#results[@]} -gt 0 ]; then
+  log "6-report (limit 20 s): $out/report.md"
+  timeout 20 python -m bench.report "${results[@]}" --plots "$out/plot" >"$out/report.md" 2>&1 || status=1
+  cat "$out/report.md" >>"$out/summary.txt"
+else
+  log "6-report: no benchmark results to report"
+  status=1
+fi
 log "done (status $status); everything is in $out/"
 exit $status
