@@ -190,10 +190,12 @@ def record(
     **extra,
 ) -> None:
     """Metadata for ``bench.report``. ``extra`` may hold ``size``, ``size_label`` and ``family`` (x axis,
-    its label, and line of the plots), ``items`` and ``unit`` (a throughput such as samples/s),
+    its label, and line of the plots), ``items`` and ``unit`` (a throughput: <unit>_per_second is added),
     ``shape``, ``dtype``."""
     stats = getattr(benchmark.stats, "stats", None)  # None when benchmarking is disabled
     data = list(getattr(stats, "data", None) or [])
+    if stats is not None and extra.get("items"):
+        extra[f"{extra.get('unit') or 'items'}_per_second"] = extra["items"] / stats.median
     benchmark.extra_info.update(
         op=op,
         provider=provider.name,

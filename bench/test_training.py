@@ -118,8 +118,8 @@ def test_train_epoch_samples_per_second(benchmark, request, setup: Setup, provid
     peak = measure(benchmark, epoch, provider.device, group=f"training:{setup.name}", rounds=EPOCH_ROUNDS)
     n = len(data.train_set)
     record(benchmark, op="training", provider=provider, case=f"{setup.name}-epoch-{n}-samples", mode=mode,
-           peak_bytes=peak, items=n, unit="samples", samples_per_second=n / benchmark.stats.stats.median,
-           batch_size=config.train.batch_size, threads=torch.get_num_threads())
+           peak_bytes=peak, items=n, unit="samples", batch_size=config.train.batch_size,
+           threads=torch.get_num_threads())
 
 
 @pytest.mark.parametrize("setup", SETUPS, ids=lambda s: s.name)
@@ -168,5 +168,5 @@ def test_udca_train_step_asv_dedup(benchmark, udca_batches, mode):
     provider = Provider(mode.replace("_", "-"), "cpu", baseline="per-slot" if per_slot else None)
     record(benchmark, op="training-udca", provider=provider, case=f"udca-{samples}-samples", items=samples,
            unit="samples", batches=len(udca_batches), samples=samples, asv_slots=slots, distinct_asvs=distinct,
-           slots_per_distinct=slots / distinct, samples_per_second=samples / benchmark.stats.stats.median)
+           slots_per_distinct=slots / distinct)
     assert np.isfinite(slots / distinct)
