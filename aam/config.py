@@ -84,6 +84,7 @@ class TrainConfig:
     device: str = "auto"  # auto (CUDA when present) | cpu | cuda
     fused_kernels: bool = False  # aam_kernels fused ops (Triton on CUDA, CPU path on CPU) instead of the reference
     num_workers: int = 0  # DataLoader worker processes
+    norm_batches: int = 64  # training batches (at most) used to recompute the ASV BatchNorm statistics after each epoch
     progress: bool = True  # tqdm bar per epoch
 
 
@@ -144,6 +145,8 @@ class RunConfig:
             raise UserError(f"--lr must be > 0; got {t.lr}")
         if t.warmup_steps is not None and t.warmup_steps < 0:
             raise UserError(f"--warmup-steps must be >= 0; got {t.warmup_steps}")
+        if t.norm_batches < 0:
+            raise UserError(f"norm_batches must be >= 0; got {t.norm_batches}")
         if t.patience < 0:
             raise UserError(f"--patience must be >= 0; got {t.patience}")
         if t.device not in DEVICES:

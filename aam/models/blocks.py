@@ -96,7 +96,17 @@ class ASVBatchNorm(nn.BatchNorm1d):
     "predict the mean" for 12 epochs without it and falls to ~0.07 with it). In eval the running
     statistics are used, so a prediction does not depend on the rest of its batch. A training batch
     with a single distinct ASV also uses the running statistics (one value has no variance).
+
+    The trainer replaces the momentum averages after each epoch with statistics computed from the
+    epoch's final weights (`set_statistics`, `aam.training.norm_statistics`).
     """
+
+    @torch.no_grad()
+    def set_statistics(self, batch_means: list[torch.Tensor], batch_variances: list[torch.Tensor]) -> None:
+        """Running statistics = the average over batches of each batch's mean and unbiased variance
+        ([D] each), i.e. what the momentum average estimates, but all from the same weights."""
+        self.running_mean.copy_(torch.stack(batch_means).mean(0))
+        self.running_var.copy_(torch.stack(batch_variances).mean(0))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         use_batch = self.training and x.shape[0] > 1

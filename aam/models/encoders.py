@@ -24,11 +24,15 @@ class ASVEncoder(nn.Module):
 
     def forward(self, tokens: torch.Tensor) -> torch.Tensor:
         # tokens uint8 [U, L] (L <= max_bp) -> [U, D]
+        return self.norm(self.pooled(tokens))
+
+    def pooled(self, tokens: torch.Tensor) -> torch.Tensor:
+        """The ASV vectors before the BatchNorm: tokens uint8 [U, L] -> [U, D]."""
         tokens = tokens.long()
         mask = ensure_one_real(tokens != 0)  # [U, L]
         positions = torch.arange(tokens.shape[1], device=tokens.device)
         x = self.nucleotides(tokens) + self.positions(positions)  # [U, L, D]
-        return self.norm(self.pool(self.stack(x, mask), mask))
+        return self.pool(self.stack(x, mask), mask)
 
 
 class SampleEncoder(nn.Module):

@@ -23,6 +23,7 @@ from aam.training.device import autocast
 from aam.training.inference import Predictions, run_model, to_predictions
 from aam.training.losses import RegressionLoss
 from aam.training.metrics import metrics_table
+from aam.training.norm_statistics import recompute_norm_statistics
 from aam.training.router_loss import RouterLoss
 from aam.training.schedule import default_warmup_steps, warmup_cosine
 from aam.training.weights import row_weights
@@ -153,6 +154,7 @@ class Trainer:
 
     def run_epoch(self, train_loader, val_loader, epoch: int) -> EpochResult:
         train_loss, train_columns, train_router = self.train_epoch(train_loader, epoch)
+        recompute_norm_statistics(self.model, train_loader, self.device, self.config.norm_batches)
         val_loss, val_columns, p = self.validate(val_loader)
         metrics = metrics_table(p.point, p.observed, self.target_columns, p.quantile_values, self.quantiles)
         return EpochResult(train_loss, train_columns, val_loss, val_columns, metrics, train_router)
