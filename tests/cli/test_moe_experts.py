@@ -54,17 +54,12 @@ def read(run, name):
 
 def test_fused_and_dense_moe_runs_agree(runs):
     """Both paths differ by fp32 rounding only (tests/aam/models/test_moe_head.py: forward and every
-    gradient to 1e-5). Measured on this run: the training losses agree to 6e-5 relative at every
-    epoch, but the validation loss (eval mode, BatchNorm running statistics, while lr 3e-3 makes the
-    validation curve jump by 3x between epochs) differs by up to 6.5% mid-run and 0.6% at the end;
-    final predictions differ by < 0.02 pH."""
+    gradient to 1e-5). Measured on this run: every logged loss agrees to 1.1e-4 relative at every epoch
+    and the final predictions to 7e-5 pH; the bounds leave ~10x room for other CPUs' rounding."""
     a, b = read(runs / "dense", "history.tsv"), read(runs / "fused", "history.tsv")
-    train = ["train_loss", "train_loss_ph", "train_balance_loss"]
-    pd.testing.assert_frame_equal(a[train], b[train], rtol=1e-3, atol=1e-6)
-    pd.testing.assert_frame_equal(a[["val_loss"]], b[["val_loss"]], rtol=0.1, atol=1e-3)
-    pd.testing.assert_series_equal(a.iloc[-1].drop("seconds"), b.iloc[-1].drop("seconds"), rtol=1e-2, atol=1e-3)
+    pd.testing.assert_frame_equal(a.drop(columns="seconds"), b.drop(columns="seconds"), rtol=1e-3, atol=1e-6)
     pa, pb = read(runs / "dense", "val_predictions.tsv"), read(runs / "fused", "val_predictions.tsv")
-    np.testing.assert_allclose(pa.to_numpy(), pb.to_numpy(), atol=0.05)  # pH units
+    np.testing.assert_allclose(pa.to_numpy(), pb.to_numpy(), atol=1e-3)  # pH units
     ua = json.loads((runs / "dense" / "metrics.json").read_text())["moe"]["utilization"]
     ub = json.loads((runs / "fused" / "metrics.json").read_text())["moe"]["utilization"]
     np.testing.assert_allclose(ua, ub, atol=2 / 64)  # 32 samples x 2 slots: at most 2 pairs move

@@ -70,18 +70,14 @@ def test_predict_writes_the_quantile_columns_without_crossing(runs, study, tmp_p
 
 def test_fused_and_reference_runs_agree(runs):
     """The two paths differ by fp32 rounding only (tests/aam/training/test_losses.py checks loss and gradient
-    to 1e-5). Over a run, Adam divides each gradient by its running RMS, so rounding in near-zero gradient
-    entries becomes lr-sized steps: the curves agree closely at the first epoch, within a few % mid-run
-    (measured: up to 2.1% on val_loss at epoch 3) and to ~0.1% at the end."""
+    to 1e-5). Measured on this run: every logged loss agrees to 1e-5 relative at every epoch and the
+    predictions to 4e-5 pH; the bounds leave ~10x room for other CPUs' rounding."""
     a = pd.read_csv(runs / "reference" / "history.tsv", sep="\t").drop(columns="seconds")
     b = pd.read_csv(runs / "fused" / "history.tsv", sep="\t").drop(columns="seconds")
-    assert a["train_loss"][0] == pytest.approx(b["train_loss"][0], rel=1e-4)
-    losses = [c for c in a.columns if "loss" in c]
-    pd.testing.assert_frame_equal(a[losses], b[losses], rtol=5e-2, atol=1e-3)
-    pd.testing.assert_series_equal(a.iloc[-1], b.iloc[-1], rtol=1e-2, atol=1e-3)  # every column at the end
+    pd.testing.assert_frame_equal(a, b, rtol=1e-4, atol=1e-6)
     pa = pd.read_csv(runs / "reference" / "val_predictions.tsv", sep="\t", index_col="sample_id")
     pb = pd.read_csv(runs / "fused" / "val_predictions.tsv", sep="\t", index_col="sample_id")
-    np.testing.assert_allclose(pa.to_numpy(), pb.to_numpy(), atol=0.05)  # pH units
+    np.testing.assert_allclose(pa.to_numpy(), pb.to_numpy(), atol=5e-4)  # pH units
 
 
 def test_per_target_losses_are_logged(runs):
