@@ -71,17 +71,17 @@ tee -a "$out/summary.txt" <"$out/environment.txt"
 nvidia-smi >"$out/nvidia-smi.txt" 2>&1 || true
 
 status=0
-step() {  # step NAME LIMIT_S COMMAND... : output in $out/NAME.txt, its last lines in the summary
+step() {  # step NAME LIMIT_S COMMAND... : output in $out/NAME.txt, its closing line in the summary
   local name=$1 limit=$2 rc
   shift 2
   log "$name (limit ${limit} s)"
   timeout -s INT -k 20 "$limit" "$@" >"$out/$name.txt" 2>&1
   rc=$?
   if [ $rc -eq 124 ] || [ $rc -eq 137 ]; then
-    log "  $name: time limit reached; the benchmarks that finished are kept"
+    log "  $name: time limit reached; what finished is kept (pytest writes its JSON on SIGINT)"
   fi
   [ $rc -ne 0 ] && status=1
-  tail -n 3 "$out/$name.txt" | tee -a "$out/summary.txt"
+  tail -n 1 "$out/$name.txt" | tee -a "$out/summary.txt"
 }
 pytest_q=(python -m pytest -q -p no:cacheprovider)
 bench_opts=(-m cuda --benchmark-only --benchmark-max-time=0.05 --benchmark-min-rounds=3)
