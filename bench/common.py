@@ -13,7 +13,7 @@ call and hands it to ``run``, which does the rest the same way for every op:
 3. ``record``: op, case, mode, provider, device, bytes or flops, p20/p80 and peak memory into
    ``extra_info``, from which ``bench.report`` makes its tables and plots.
 
-Imports torch only (never ``aam``), so the kernel benchmarks run where only PyTorch and Triton are.
+Imports torch and pytest only (never ``aam``), so the kernel benchmarks run where only PyTorch and Triton are.
 """
 
 from __future__ import annotations
