@@ -20,6 +20,7 @@ import torch.nn.functional as F
 
 from aam_kernels.moe.reference import topk_lowest_index
 
+
 def _acc_dtype(dtype: torch.dtype) -> torch.dtype:
     return torch.float64 if dtype == torch.float64 else torch.float32
 
@@ -45,10 +46,17 @@ def _small_n_bmm(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     return torch.bmm(b.transpose(1, 2), a.transpose(1, 2)).transpose(1, 2)
 
 
+def _softmax_rows(logits: torch.Tensor) -> torch.Tensor:
+    """softmax over the last dim, written out: ATen's CPU softmax over a short last dim (E experts) is
+    ~5x slower than these four elementwise passes ([4096, 8] fp32: 580 us vs 115 us, 1 core)."""
+    e = (logits - logits.amax(-1, keepdim=True)).exp_()
+    return e.div_(e.sum(-1, keepdim=True))
+
+
 def route(router_logits: torch.Tensor, top_k: int, renormalize: bool):
     """probs [T, E] fp32 (fp64 for fp64 logits), topi [T, k] int64, gates [T, k], counts [E] int64, order [T*k]."""
     T, E = router_logits.shape
-    probs = torch.softmax(router_logits.to(_acc_dtype(router_logits.dtype)), dim=-1)
+    probs = _softmax_rows(router_logits.to(_acc_dtype(router_logits.dtype)))
     topi = topk_lowest_index(router_logits, top_k)  # [T, k]
     v = probs.gather(1, topi)
     gates = v / v.sum(-1, keepdim=True) if renormalize else v

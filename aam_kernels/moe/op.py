@@ -169,6 +169,9 @@ class _EagerMoE(torch.autograd.Function):
         output = _impl(backend).forward(*inputs[:-1])
         _setup_context(ctx, inputs, output)
         ctx.mark_non_differentiable(*output[2:])
+        # Unused outputs get None, not materialized zeros: zero-filling the saved [E, cap, D] batches
+        # for nothing cost ~15% of the CPU path's forward + backward at T = 4096.
+        ctx.set_materialize_grads(False)
         return output
 
     @staticmethod
