@@ -14,7 +14,6 @@ import torch
 from aam.cli.main import main
 from aam.config import DataConfig, ModelConfig, RunConfig
 from aam.data.encoders import TargetScaler
-from aam.data.simulate import write_simulation
 from aam.errors import UserError
 from aam.models import AAMRegressor
 from aam.training import load_model, predict
@@ -28,22 +27,15 @@ MOE = ["--metadata-column", "ph", "--categorical-columns", "location", "--moe-ex
        "--moe-routing", "location"]
 
 
-@pytest.fixture(scope="module")
-def study(tmp_path_factory):
-    folder = tmp_path_factory.mktemp("sim")
-    write_simulation(folder, n_samples=160, seed=3, n_features=64)
-    return folder
-
-
-def inputs(study):
-    return ["--table", str(study / "table.biom"), "--metadata", str(study / "metadata.tsv")]
+def inputs(small_study):
+    return ["--table", str(small_study / "table.biom"), "--metadata", str(small_study / "metadata.tsv")]
 
 
 @pytest.fixture(scope="module")
-def runs(study, tmp_path_factory):
+def runs(small_study, tmp_path_factory):
     root = tmp_path_factory.mktemp("runs")
     for name, extra in (("dense", []), ("fused", ["--fused-kernels"])):
-        assert main(["train", *inputs(study), *MOE, *TINY_MODEL, "--epochs", "10", *extra,
+        assert main(["train", *inputs(small_study), *MOE, *TINY_MODEL, "--epochs", "10", *extra,
                      "--output-dir", str(root / name)]) == 0
     return root
 
@@ -66,7 +58,7 @@ def test_fused_and_dense_moe_runs_agree(runs):
 
 
 @pytest.mark.parametrize("name", ["dense", "fused"])
-def test_metrics_json_reports_expert_utilization(runs, study, name):
+def test_metrics_json_reports_expert_utilization(runs, small_study, name):
     run = runs / name
     metrics = json.loads((run / "metrics.json").read_text())
     assert set(metrics) == {"ph", "moe"}
@@ -76,7 +68,7 @@ def test_metrics_json_reports_expert_utilization(runs, study, name):
     assert utilization.sum() == pytest.approx(1.0, abs=1e-12)
     assert 0.0 < moe["entropy"] <= math.log(4)
     # Levels from the metadata and the split files, independently of aam; all four sites are in training.
-    meta = pd.read_csv(study / "metadata.tsv", sep="\t", index_col=0)
+    meta = pd.read_csv(small_study / "metadata.tsv", sep="\t", index_col=0)
     val_levels = meta.loc[(run / "val_samples.txt").read_text().split(), "location"]
     assert set(moe["by_category"]) == set(val_levels)
     # Per-level shares come from the logits, utilization from the op's counts: their mix must agree.
@@ -90,32 +82,32 @@ def test_metrics_json_reports_expert_utilization(runs, study, name):
 
 
 @pytest.mark.parametrize("name", ["dense", "fused"])
-def test_predict_on_the_moe_model_equals_val_predictions(runs, study, tmp_path, name):
+def test_predict_on_the_moe_model_equals_val_predictions(runs, small_study, tmp_path, name):
     out = tmp_path / "pred.tsv"
-    assert main(["predict", "--model", str(runs / name / "model.pt"), "--table", str(study / "table.biom"),
-                 "--metadata", str(study / "metadata.tsv"), "--device", "cpu", "--batch-size", "7",
+    assert main(["predict", "--model", str(runs / name / "model.pt"), "--table", str(small_study / "table.biom"),
+                 "--metadata", str(small_study / "metadata.tsv"), "--device", "cpu", "--batch-size", "7",
                  "--output", str(out)]) == 0
     predicted = pd.read_csv(out, sep="\t", index_col="sample_id")
     val = read(runs / name, "val_predictions.tsv")
     np.testing.assert_allclose(predicted.loc[val.index, "ph"], val["ph"], rtol=1e-5, atol=1e-5)
 
 
-def test_predict_routes_samples_of_a_location_never_seen(runs, study, tmp_path):
-    meta = pd.read_csv(study / "metadata.tsv", sep="\t", index_col=0, dtype=str)
+def test_predict_routes_samples_of_a_location_never_seen(runs, small_study, tmp_path):
+    meta = pd.read_csv(small_study / "metadata.tsv", sep="\t", index_col=0, dtype=str)
     meta["location"] = "site_new"
     meta.to_csv(tmp_path / "new.tsv", sep="\t")
     out = tmp_path / "pred.tsv"
-    assert main(["predict", "--model", str(runs / "dense" / "model.pt"), "--table", str(study / "table.biom"),
+    assert main(["predict", "--model", str(runs / "dense" / "model.pt"), "--table", str(small_study / "table.biom"),
                  "--metadata", str(tmp_path / "new.tsv"), "--device", "cpu", "--output", str(out)]) == 0
     predicted = pd.read_csv(out, sep="\t", index_col="sample_id")
     assert len(predicted) == 160 and np.isfinite(predicted["ph"]).all()
 
 
-def test_soft_quantile_mixture_with_learned_routing(study, tmp_path):
+def test_soft_quantile_mixture_with_learned_routing(small_study, tmp_path):
     """k = E: every sample uses every expert, so utilization is exactly 1/E everywhere; learned routing
     reports by_category for the first categorical column; the z-loss is logged when on."""
     out = tmp_path / "soft"
-    assert main(["train", *inputs(study), "--metadata-column", "ph", "--categorical-columns", "location",
+    assert main(["train", *inputs(small_study), "--metadata-column", "ph", "--categorical-columns", "location",
                  "--moe-experts", "3", "--moe-top-k", "3", "--moe-router-z-weight", "1e-3", "--loss-type",
                  "quantile", "--regressor-hidden-dims", "16", "--residual-regression-head", "--fused-kernels",
                  *TINY_MODEL, "--epochs", "3", "--output-dir", str(out)]) == 0
@@ -151,9 +143,9 @@ TINY = ["--metadata-column", "ph", "--categorical-columns", "location", "--embed
 ], ids=["top-k-zero", "top-k-above-experts", "one-expert", "negative-experts", "routing-not-categorical",
         "top-k-without-experts", "routing-without-experts", "balance-without-experts", "z-without-experts",
         "negative-balance", "fused-two-hidden-layers", "fused-dropout"])
-def test_moe_flag_errors(study, tmp_path, capsys, flags, fragments):
+def test_moe_flag_errors(small_study, tmp_path, capsys, flags, fragments):
     capsys.readouterr()
-    code = main(["train", *inputs(study), *TINY, *flags, "--output-dir", str(tmp_path / "o")])
+    code = main(["train", *inputs(small_study), *TINY, *flags, "--output-dir", str(tmp_path / "o")])
     err = capsys.readouterr().err
     assert code == 2, err
     assert len(err.strip().splitlines()) == 1 and "Traceback" not in err, err
@@ -169,7 +161,7 @@ def test_a_target_named_moe_is_refused_with_moe_heads():
     dataclasses.replace(config, model=ModelConfig()).validate()  # fine without MoE
 
 
-def test_config_and_checkpoint_from_before_moe_still_load(study, tmp_path):
+def test_config_and_checkpoint_from_before_moe_still_load(small_study, tmp_path):
     """A config.json / checkpoint written before the MoE fields existed: the dataclass defaults apply."""
     config = RunConfig(DataConfig(target_columns=("ph",), max_bp=16, token_limit=16),
                        ModelConfig(embedding_dim=8, attention_heads=2, asv_layers=1, sample_layers=1, max_bp=16))
@@ -184,5 +176,5 @@ def test_config_and_checkpoint_from_before_moe_still_load(study, tmp_path):
                                           "target_scaler": TargetScaler(("ph",), [7.0], [1.0]).to_dict(),
                                           "category_encoder": None})
     assert load_model(tmp_path / "old.pt").config.model.moe_experts == 0
-    frame = predict(tmp_path / "old.pt", study / "table.biom", device="cpu")
+    frame = predict(tmp_path / "old.pt", small_study / "table.biom", device="cpu")
     assert len(frame) == 160 and np.isfinite(frame["ph"]).all()

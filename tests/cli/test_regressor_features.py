@@ -8,7 +8,6 @@ import pandas as pd
 import pytest
 
 from aam.cli.main import main
-from aam.data.simulate import write_simulation
 
 FLAGS = ["--metadata-column", "ph", "--embedding-dim", "32", "--attention-heads", "2", "--asv-layers", "1",
          "--sample-layers", "1", "--dropout", "0", "--max-bp", "64", "--token-limit", "64", "--batch-size", "16",
@@ -18,26 +17,19 @@ FLAGS = ["--metadata-column", "ph", "--embedding-dim", "32", "--attention-heads"
 LEVELS = ["ph_q0.1", "ph_q0.5", "ph_q0.9"]
 
 
-@pytest.fixture(scope="module")
-def study(tmp_path_factory):
-    folder = tmp_path_factory.mktemp("sim")
-    write_simulation(folder, n_samples=160, seed=3, n_features=64)
-    return folder
-
-
-def inputs(study):
-    return ["--table", str(study / "table.biom"), "--metadata", str(study / "metadata.tsv")]
+def inputs(small_study):
+    return ["--table", str(small_study / "table.biom"), "--metadata", str(small_study / "metadata.tsv")]
 
 
 @pytest.fixture(scope="module")
-def runs(study, tmp_path_factory):
+def runs(small_study, tmp_path_factory):
     root = tmp_path_factory.mktemp("runs")
     for name, extra in (("reference", []), ("fused", ["--fused-kernels"])):
-        assert main(["train", *inputs(study), *FLAGS, *extra, "--output-dir", str(root / name)]) == 0
+        assert main(["train", *inputs(small_study), *FLAGS, *extra, "--output-dir", str(root / name)]) == 0
     return root
 
 
-def test_quantiles_never_cross_and_cover_the_validation_samples(runs, study):
+def test_quantiles_never_cross_and_cover_the_validation_samples(runs, small_study):
     val = pd.read_csv(runs / "reference" / "val_predictions.tsv", sep="\t", index_col="sample_id")
     assert list(val.columns) == ["ph", *LEVELS, "ph_observed"]
     q = val[LEVELS].to_numpy()
@@ -45,7 +37,7 @@ def test_quantiles_never_cross_and_cover_the_validation_samples(runs, study):
     inside = ((val["ph_observed"] >= val["ph_q0.1"]) & (val["ph_observed"] <= val["ph_q0.9"])).mean()
     assert 0.65 <= inside <= 0.95, inside
     np.testing.assert_array_equal(val["ph"], val["ph_q0.5"])  # the point prediction is the 0.5 quantile
-    meta = pd.read_csv(study / "metadata.tsv", sep="\t", index_col=0)
+    meta = pd.read_csv(small_study / "metadata.tsv", sep="\t", index_col=0)
     train = (runs / "reference" / "train_samples.txt").read_text().split()
     mean_mae = np.abs(meta.loc[train, "ph"].mean() - val["ph_observed"]).mean()
     assert np.abs(val["ph"] - val["ph_observed"]).mean() < mean_mae
@@ -57,9 +49,9 @@ def test_quantiles_never_cross_and_cover_the_validation_samples(runs, study):
     assert (runs / "reference" / "plots" / "calibration.png").is_file()
 
 
-def test_predict_writes_the_quantile_columns_without_crossing(runs, study, tmp_path):
+def test_predict_writes_the_quantile_columns_without_crossing(runs, small_study, tmp_path):
     out = tmp_path / "p.tsv"
-    assert main(["predict", "--model", str(runs / "reference" / "model.pt"), "--table", str(study / "table.biom"),
+    assert main(["predict", "--model", str(runs / "reference" / "model.pt"), "--table", str(small_study / "table.biom"),
                  "--device", "cpu", "--output", str(out)]) == 0
     predicted = pd.read_csv(out, sep="\t", index_col="sample_id")
     assert list(predicted.columns) == ["ph", *LEVELS]
@@ -108,9 +100,9 @@ TINY = ["--embedding-dim", "8", "--attention-heads", "2", "--asv-layers", "1", "
 ], ids=["q-above-1", "q-zero", "q-repeated", "q-without-quantile-loss", "over-zero", "under-negative",
         "residual-without-hidden", "config-not-json", "config-unknown-column", "config-unknown-loss",
         "config-bad-param", "unknown-loss-type"])
-def test_regressor_flag_errors(study, tmp_path, capsys, flags, fragment):
+def test_regressor_flag_errors(small_study, tmp_path, capsys, flags, fragment):
     capsys.readouterr()
-    code = main(["train", *inputs(study), "--metadata-column", "ph,temperature", "--output-dir",
+    code = main(["train", *inputs(small_study), "--metadata-column", "ph,temperature", "--output-dir",
                  str(tmp_path / "o"), *TINY, *flags])
     err = capsys.readouterr().err
     assert code == 2, err
@@ -118,7 +110,7 @@ def test_regressor_flag_errors(study, tmp_path, capsys, flags, fragment):
     assert not (tmp_path / "o").exists()
 
 
-def test_parameters_a_loss_ignores_give_a_warning(study, tmp_path, caplog):
-    assert main(["train", *inputs(study), "--metadata-column", "ph", "--output-dir", str(tmp_path / "o"), *TINY,
+def test_parameters_a_loss_ignores_give_a_warning(small_study, tmp_path, caplog):
+    assert main(["train", *inputs(small_study), "--metadata-column", "ph", "--output-dir", str(tmp_path / "o"), *TINY,
                  "--loss-type", "mse", "--over-penalty", "2"]) == 0
     assert "--over-penalty is ignored by the mse loss" in caplog.text
