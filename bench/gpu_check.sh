@@ -14,13 +14,14 @@
 # still writes the JSON of the benchmarks that finished (SIGKILL 20 s later). Estimates, one H100:
 #   step                                  limit   estimate
 #   environment, CUDA check                   -      10 s
-#   1 kernel tests on CUDA (73)             130 s   60-120 s   mostly Triton compiles, one per specialization
+#   1 kernel tests on CUDA (73)             100 s   30-60 s    mostly Triton compiles; 4 workers with pytest-xdist
 #   2 peaks (copy 1 GiB, two matmuls)        30 s      10 s   CUDA start-up dominates
 #   3 regression_loss, 15 cases x 8         120 s      80 s   ~1 s per case, 3 torch.compile graphs x ~20 s
 #   4 moe_mlp, 11 cases x 11                150 s     100 s   ~1.5 s per case, ~5 s for D=1024, 2 graphs x ~30 s
 #   5 training, default model x 2            60 s      25 s   imports, study, 2 x 5 epochs of ~1 s
 #   6 report                                 20 s       5 s
-#   sum of limits                           510 s (+ ~10 s of set-up: within 9 minutes)
+#   7 sweep: block sizes, scale-shape check  60 s      45 s   bench/gpu_sweep.py, stops itself after 45 s
+#   sum of limits                           540 s (+ ~10 s of set-up: within 9 minutes)
 # Benchmarks run --benchmark-max-time=0.05 with at least 3 rounds: enough for medians of calls that take
 # microseconds to milliseconds; calls over 0.25 s get exactly 3 rounds (bench/common.py).
 set -uo pipefail
@@ -86,7 +87,9 @@ step() {  # step NAME LIMIT_S COMMAND... : output in $out/NAME.txt, its closing 
 pytest_q=(python -m pytest -q -p no:cacheprovider)
 bench_opts=(-m cuda --benchmark-only --benchmark-max-time=0.05 --benchmark-min-rounds=3)
 
-step 1-kernel-tests 130 "${pytest_q[@]}" tests/kernels -m cuda --junitxml="$out/kernel-tests.xml"
+workers=()
+python -c "import xdist" 2>/dev/null && workers=(-n 4)  # Triton compiles in parallel
+step 1-kernel-tests 100 "${pytest_q[@]}" tests/kernels -m cuda "${workers[@]}" --junitxml="$out/kernel-tests.xml"
 step 2-peaks 30 "${pytest_q[@]}" bench/test_peak.py "${bench_opts[@]}" --benchmark-json="$out/peak.json"
 step 3-regression-loss 120 "${pytest_q[@]}" bench/test_regression_loss.py "${bench_opts[@]}" \
   --benchmark-json="$out/regression_loss.json"
@@ -112,5 +115,6 @@ else
   log "6-report: no benchmark results to report"
   status=1
 fi
+step 7-sweep 60 python -m bench.gpu_sweep --budget-s 45
 log "done (status $status); everything is in $out/"
 exit $status

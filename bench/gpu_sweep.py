@@ -1,0 +1,140 @@
+"""Block-size sweep of the Triton kernels on a CUDA GPU, with a correctness check at every shape.
+
+For each kernel configuration and shape: the relative error of the fused op's output and gradients
+against the reference computed in fp32 (MoE) or fp64 (loss), then the median forward+backward time
+(``triton.testing.do_bench``, CUDA events). The first configuration of each list is the shipped one.
+The kernel tests cover small shapes only; this also checks the scale shapes the benchmarks time.
+
+    python -m bench.gpu_sweep [--budget-s 60]
+
+Prints one line per (shape, configuration) as it goes, so a run stopped at its time limit keeps what
+finished. Needs a CUDA GPU; imports only torch, triton and aam_kernels.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+
+import torch
+import triton
+from triton.testing import do_bench
+
+from aam_kernels import moe_mlp, regression_loss, use_backend
+from aam_kernels.moe import triton as moe_triton
+from aam_kernels.moe.reference import moe_mlp_reference
+from aam_kernels.regression_loss import triton as loss_triton
+from aam_kernels.regression_loss.reference import regression_loss_reference
+
+# (BM, BD, BH, WARPS): sorted rows per program, D and H tile widths, warps per program
+MOE_CONFIGS = [(64, 64, 64, 4), (32, 64, 64, 4), (16, 64, 64, 4), (128, 64, 64, 8), (64, 128, 64, 8), (64, 64, 128, 8)]
+# (T, D, H, O, E, k, dtype)
+MOE_SHAPES = [
+    (256, 128, 64, 3, 8, 2, torch.float32),
+    (4096, 128, 64, 3, 8, 2, torch.float32),
+    (32768, 1024, 2048, 3, 8, 2, torch.bfloat16),
+]
+# (elements per program, warps)
+LOSS_CONFIGS = [(4096, 8), (2048, 4), (8192, 8), (16384, 16)]
+LOSS_SHAPES = [(16_777_216, 1, torch.float32), (5_592_405, 3, torch.float32), (22_369_621, 3, torch.bfloat16)]
+
+
+def rel_err(out: torch.Tensor, ref: torch.Tensor) -> float:
+    out, ref = out.detach().double(), ref.detach().double()
+    return float((out - ref).norm() / ref.norm().clamp_min(1e-30))
+
+
+def moe_inputs(T, D, H, O, E, dtype, gen):
+    def r(shape, scale, dt=dtype):
+        return (torch.randn(shape, generator=gen, device="cuda") * scale).to(dt).requires_grad_(True)
+
+    return [r((T, D), 1.0), r((T, E), 1.0, torch.float32), r((E, D, H), D**-0.5), r((E, H), 0.1),
+            r((E, H, O), H**-0.5), r((E, O), 0.1)]  # fmt: skip
+
+
+def sweep_moe(deadline: float) -> None:
+    shipped = moe_triton._config
+    gen = torch.Generator(device="cuda").manual_seed(0)
+    for T, D, H, O, E, k, dtype in MOE_SHAPES:
+        inputs = moe_inputs(T, D, H, O, E, dtype, gen)
+        gy = torch.randn((T, O), generator=gen, device="cuda").to(dtype)
+        ref_in = [t.detach().float().requires_grad_(True) for t in inputs]
+        ref_y = moe_mlp_reference(*ref_in, top_k=k)[0]
+        ref = [ref_y, *torch.autograd.grad(ref_y, ref_in, gy.float())]
+        flops = 3 * 2 * T * k * (D * H + H * O)
+        for bm, bd, bh, warps in MOE_CONFIGS:
+            if time.monotonic() > deadline:
+                print("moe: time budget spent, stopping", flush=True)
+                return
+            cfg = dict(BM=bm, BD=bd, BH=bh, BT=128, WARPS=warps)
+            moe_triton._config = lambda backend, cfg=cfg: cfg if backend == "triton" else shipped(backend)
+            try:
+                with use_backend("triton"):
+                    y = moe_mlp(*inputs, top_k=k)[0]
+                    grads = torch.autograd.grad(y, inputs, gy)
+                    err = max(rel_err(a, b) for a, b in zip([y, *grads], ref))
+                    ms = do_bench(lambda: torch.autograd.grad(moe_mlp(*inputs, top_k=k)[0], inputs, gy),
+                                  warmup=25, rep=100, return_mode="median")  # fmt: skip
+                print(f"moe T={T} D={D} H={H} E={E} k={k} {str(dtype)[6:]} BM={bm} BD={bd} BH={bh} warps={warps}: "
+                      f"fwd+bwd {ms:.3f} ms, {flops / ms / 1e9:.1f} TFLOP/s, max rel err {err:.2e}", flush=True)  # fmt: skip
+            except Exception as exc:  # a configuration that does not compile or fit is a result too
+                print(f"moe T={T} D={D} H={H} BM={bm} BD={bd} BH={bh} warps={warps}: failed: "
+                      f"{type(exc).__name__}: {str(exc).splitlines()[0][:200]}", flush=True)  # fmt: skip
+            finally:
+                moe_triton._config = shipped
+        del inputs, ref_in, ref, ref_y
+        torch.cuda.empty_cache()
+
+
+def sweep_loss(deadline: float) -> None:
+    shipped = (loss_triton.ELEMENTS_PER_PROGRAM, loss_triton.NUM_WARPS)
+    gen = torch.Generator(device="cuda").manual_seed(1)
+    for n, k, dtype in LOSS_SHAPES:
+        pred = torch.randn((n, k), generator=gen, device="cuda").to(dtype).requires_grad_(True)
+        target = torch.randn((n, k), generator=gen, device="cuda").to(dtype)
+        taus = [(0.1, 0.5, 0.9)[i % 3] for i in range(k)]
+        p = dict(under=torch.tensor(taus, device="cuda"), over=torch.tensor([1 - t for t in taus], device="cuda"),
+                 delta=torch.zeros(k, device="cuda"), power=torch.ones(k, device="cuda"))  # fmt: skip
+        ref_pred = pred.detach().double().requires_grad_(True)
+        ref_loss = regression_loss_reference(ref_pred, target.double(), **{a: v.double() for a, v in p.items()})
+        ref = [ref_loss, torch.autograd.grad(ref_loss, ref_pred)[0]]
+        bytes_moved = 3 * n * k * pred.element_size()
+        for per_program, warps in LOSS_CONFIGS:
+            if time.monotonic() > deadline:
+                print("loss: time budget spent, stopping", flush=True)
+                return
+            loss_triton.ELEMENTS_PER_PROGRAM, loss_triton.NUM_WARPS = per_program, warps
+            try:
+                with use_backend("triton"):
+                    loss = regression_loss(pred, target, **p)
+                    err = max(rel_err(a, b) for a, b in zip([loss, torch.autograd.grad(loss, pred)[0]], ref))
+                    ms = do_bench(lambda: torch.autograd.grad(regression_loss(pred, target, **p), pred),
+                                  warmup=25, rep=100, return_mode="median")  # fmt: skip
+                print(f"loss N={n} K={k} {str(dtype)[6:]} per_program={per_program} warps={warps}: fwd+bwd "
+                      f"{ms:.3f} ms, {bytes_moved / ms / 1e9:.0f} GB/s, max rel err {err:.2e}", flush=True)  # fmt: skip
+            except Exception as exc:
+                print(f"loss N={n} K={k} per_program={per_program} warps={warps}: failed: "
+                      f"{type(exc).__name__}: {str(exc).splitlines()[0][:200]}", flush=True)  # fmt: skip
+            finally:
+                loss_triton.ELEMENTS_PER_PROGRAM, loss_triton.NUM_WARPS = shipped
+        del pred, target, ref_pred, ref, ref_loss
+        torch.cuda.empty_cache()
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--budget-s", type=float, default=60.0, help="stop starting new runs after this long")
+    args = parser.parse_args(argv)
+    if not torch.cuda.is_available():
+        print("error: no CUDA device is visible to PyTorch; the sweep needs one", file=sys.stderr)
+        return 2
+    print(f"device {torch.cuda.get_device_name()}, torch {torch.__version__}, triton {triton.__version__}", flush=True)
+    start = time.monotonic()
+    sweep_loss(start + args.budget_s * 0.3)
+    sweep_moe(start + args.budget_s)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
