@@ -112,7 +112,7 @@ def sweep_loss(deadline: float) -> None:
                     ms = do_bench(lambda: torch.autograd.grad(regression_loss(pred, target, **p), pred),
                                   warmup=25, rep=100, return_mode="median")  # fmt: skip
                 print(f"loss N={n} K={k} {str(dtype)[6:]} per_program={per_program} warps={warps}: fwd+bwd "
-                      f"{ms:.3f} ms, {bytes_moved / ms / 1e9:.0f} GB/s, max rel err {err:.2e}", flush=True)  # fmt: skip
+                      f"{ms:.3f} ms, {bytes_moved / ms / 1e6:.0f} GB/s, max rel err {err:.2e}", flush=True)  # fmt: skip
             except Exception as exc:
                 print(f"loss N={n} K={k} per_program={per_program} warps={warps}: failed: "
                       f"{type(exc).__name__}: {str(exc).splitlines()[0][:200]}", flush=True)  # fmt: skip

@@ -22,6 +22,7 @@ from aam_kernels.moe.reference import moe_mlp_expert_loop, moe_mlp_reference
 from bench.common import Provider, dtype_name, params, randn, run
 
 BOTH, GPU = ("cpu", "cuda"), ("cuda",)
+SCALE_TOKENS = 4096  # T from which a case is a scale case (its own torch.compile graph)
 FLOP_PASSES = {"fwd": 1, "bwd": 2, "fwd+bwd": 3}  # multiples of the forward's useful flops
 
 
@@ -74,13 +75,21 @@ PROVIDERS = [
 ]
 
 
+def _reference_aam_sizes(*args, **kw):
+    return moe_mlp_reference(*args, **kw)
+
+
+def _reference_scale_sizes(*args, **kw):
+    return moe_mlp_reference(*args, **kw)
+
+
 @functools.lru_cache(maxsize=None)
-def _compiled():
-    # Dynamic shapes: one graph per device and dtype for every case (see bench/test_regression_loss.py).
-    return torch.compile(moe_mlp_reference, dynamic=True)
+def _compiled(scale: bool):
+    # Dynamic shapes, one graph per device and dtype for each size class (see bench/test_regression_loss.py).
+    return torch.compile(_reference_scale_sizes if scale else _reference_aam_sizes, dynamic=True)
 
 
-def moe_fn(provider: Provider):
+def moe_fn(provider: Provider, case: Case):
     if provider.name in ("cpu-path", "triton"):
         backend = "torch" if provider.name == "cpu-path" else "triton"
 
@@ -93,7 +102,7 @@ def moe_fn(provider: Provider):
         return moe_mlp_expert_loop
     if provider.name.startswith("dense-einsum"):
         return moe_mlp_reference
-    return _compiled()
+    return _compiled(case.T >= SCALE_TOKENS)
 
 
 def make_inputs(case: Case, device: str) -> list[torch.Tensor]:
@@ -116,7 +125,7 @@ def make_inputs(case: Case, device: str) -> list[torch.Tensor]:
 def test_moe(benchmark, case: Case, provider: Provider, mode: str):
     inputs = make_inputs(case, provider.device)
     gy = randn((case.T, case.O), case.dtype, provider.device, seed=len(inputs))
-    fn = moe_fn(provider)
+    fn = moe_fn(provider, case)
     run(
         benchmark,
         op="moe_mlp",

@@ -140,13 +140,17 @@ def _setup_context(ctx, inputs, output):
     ctx.args = (top_k, activation, renormalize, backend)
 
 
-def _backward(ctx, gy, gprobs, *unused):
+def _backward(ctx, gy, gprobs, *unused, traced: bool = True):
+    """``traced``: called from the registered op's autograd, which torch.compile traces with fake
+    tensors, so the backward must be the ``moe_mlp_bwd`` op too (``torch.compiler.is_compiling()``
+    is False while AOTAutograd traces a backward on some PyTorch versions). The eager Function
+    calls the implementation directly."""
     x, router_logits, w1, b1, w2, b2, probs, topi, gates, o_tk, route, xp, a, h = ctx.saved_tensors
     if gy is None:
         gy = torch.zeros(x.shape[0], w2.shape[2], dtype=x.dtype, device=x.device)
     top_k, activation, renormalize, backend = ctx.args
     args = (gy.contiguous(), gprobs, x, router_logits, w1, b1, w2, b2, probs, topi, gates, o_tk, route, xp, a, h, top_k)
-    if torch.compiler.is_compiling():
+    if traced:
         gx, g_logits, gw1, gb1, gw2, gb2 = _moe_bwd(*args, activation, renormalize, backend)
     else:
         gx, g_logits, gw1, gb1, gw2, gb2 = _impl(backend).backward(*args, activation, renormalize)
@@ -177,7 +181,7 @@ class _EagerMoE(torch.autograd.Function):
     @staticmethod
     @once_differentiable
     def backward(ctx, *grads):
-        return _backward(ctx, *grads)
+        return _backward(ctx, *grads, traced=False)
 
 
 def _check_tensor(name: str, t: object, ndim: int, device: torch.device | None) -> Tensor:

@@ -502,6 +502,24 @@ def _split_route(route: torch.Tensor, T: int, k: int, E: int, bm: int):
     return nb, route[: nb * bm], route[nb * bm : nb * bm + nb], route[nb * bm + nb :]
 
 
+# 16-bit inputs: the forward kernel pads the hidden layer to a multiple of this. On an H200 with
+# Triton 3.6, its compiled forward (4 warps, bf16 tensor-core dots) gave wrong outputs, or an illegal
+# memory access, whenever H was not a multiple of 16 (H = 100, 130, 136; 80 and 128 were right);
+# fp32 and the backward kernels were right at every H, and the padded forward at every H tried.
+H_MULTIPLE_16BIT = 16
+
+
+def _pad_hidden(w1: torch.Tensor, b1: torch.Tensor, w2: torch.Tensor):
+    """Zero-pad the hidden layer of MLP experts to a multiple of ``H_MULTIPLE_16BIT``: the same
+    function, since a padded unit has pre-activation 0, act(0) = 0 for gelu, relu and silu, and a
+    zero row of w2. Returns (w1 [E, D, Hp], b1 [E, Hp], w2 [E, Hp, O], Hp)."""
+    pad = -w1.shape[2] % H_MULTIPLE_16BIT
+    w1 = torch.nn.functional.pad(w1, (0, pad))
+    b1 = torch.nn.functional.pad(b1, (0, pad))
+    w2 = torch.nn.functional.pad(w2, (0, 0, 0, pad))
+    return w1, b1, w2, w1.shape[2]
+
+
 def _backend_of(x: torch.Tensor) -> str:
     return "triton" if x.is_cuda else "interpret"
 
@@ -519,6 +537,9 @@ def forward(x, router_logits, w1, b1, w2, b2, top_k: int, activation: str, renor
     w1c = w1.contiguous() if w1 is not None else x
     b1c = b1.contiguous() if b1 is not None else x
     w2c, b2c = w2.contiguous(), b2.contiguous()
+    H_run = H  # the hidden width the forward kernel runs with
+    if w1 is not None and x.element_size() == 2 and H % H_MULTIPLE_16BIT:
+        w1c, b1c, w2c, H_run = _pad_hidden(w1c, b1c, w2c)
     nb = triton.cdiv(T * top_k, cfg["BM"]) + E
 
     probs = empty((T, E), dtype=torch.float32, device=dev)
@@ -540,9 +561,9 @@ def forward(x, router_logits, w1, b1, w2, b2, top_k: int, activation: str, renor
         _moe_fwd_kernel.launch(
             backend, (nb,),
             x, w1c, b1c, w2c, b2c, pairs, blk_expert, o_tk,
-            E, D, H, O, x.stride(0), x.stride(1),
+            E, D, H_run, O, x.stride(0), x.stride(1),
             K=top_k, HAS_W1=w1 is not None, ACT=_ACT_CODE[activation],
-            BM=cfg["BM"], BD=min(cfg["BD"], _pow2(D)), BH=min(cfg["BH"], _pow2(H)), BO=_pow2(O),
+            BM=cfg["BM"], BD=min(cfg["BD"], _pow2(D)), BH=min(cfg["BH"], _pow2(H_run)), BO=_pow2(O),
             num_warps=cfg["WARPS"],
         )  # fmt: skip
     y = (gates[:, :, None] * o_tk).sum(1).to(x.dtype)  # fixed-order sum over the k slots

@@ -83,8 +83,10 @@ def _backward(ctx, g_elem, g_grad, g_col_sum, g_col_den):
         g_pred = scaled if g_pred is None else g_pred + scaled
     if g_pred is None:
         g_pred = torch.zeros_like(grad)
-    # r = target - pred, so d/dtarget = -d/dpred (0 where the target is missing)
-    return g_pred, -g_pred, None, None, None, None, None, None, None
+    # r = target - pred, so d/dtarget = -d/dpred (0 where the target is missing); a full [N, K] pass,
+    # so only when the target needs it
+    g_target = -g_pred if ctx.needs_input_grad[1] else None
+    return g_pred, g_target, None, None, None, None, None, None, None
 
 
 _regression_loss_fwd.register_autograd(_backward, setup_context=_setup_context)

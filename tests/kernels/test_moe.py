@@ -175,6 +175,35 @@ def test_cuda_large(backend, dtype):
     run_variant(backend, 4099, 8, 2, "gelu", {}, device="cuda", dtype=dtype, dims=(200, 130, 5))
 
 
+@needs_triton
+@pytest.mark.parametrize("activation", ["gelu", "relu", "silu"])
+def test_interpret_16bit_pads_hidden(activation):
+    """fp16 with H = 13: the forward kernel runs on the hidden layer zero-padded to 16 (see
+    ``H_MULTIPLE_16BIT``); outputs and all six gradients still match the reference."""
+    run_variant("interpret", 37, 4, 2, activation, {}, dtype=torch.float16, dims=(19, 13, 3))
+
+
+@pytest.mark.parametrize("activation", ["gelu", "relu", "silu"])
+def test_padded_hidden_layer_is_the_same_function(activation):
+    """The padding the 16-bit forward applies changes nothing, in fp64 through the reference."""
+    from aam_kernels.moe.triton import H_MULTIPLE_16BIT, _pad_hidden
+
+    x, lg, w1, b1, w2, b2 = (t.double() for t in make_inputs(37, 19, 13, 3, 4, seed=5))
+    pw1, pb1, pw2, hp = _pad_hidden(w1, b1, w2)
+    assert hp == 16 and hp % H_MULTIPLE_16BIT == 0 and torch.equal(pw1[:, :, :13], w1)
+    want = moe_mlp_reference(x, lg, w1, b1, w2, b2, top_k=2, activation=activation)[0]
+    got = moe_mlp_reference(x, lg, pw1, pb1, pw2, b2, top_k=2, activation=activation)[0]
+    torch.testing.assert_close(got, want, atol=1e-12, rtol=1e-12)
+
+
+@pytest.mark.parametrize("H", [100, 130, 136])
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16], ids=["fp16", "bf16"])
+@pytest.mark.parametrize("backend", [pytest.param("triton", marks=needs_cuda)])
+def test_cuda_16bit_hidden_not_multiple_of_16(backend, dtype, H):
+    """Widths at which the unpadded 16-bit forward was wrong or faulted on an H200 (Triton 3.6)."""
+    run_variant(backend, 4099, 8, 2, "gelu", {}, device="cuda", dtype=dtype, dims=(200, H, 5))
+
+
 def test_reference_gradcheck():
     """The reference itself, fp64, both expert kinds; the loss also uses probs."""
     for linear, activation in ((False, "gelu"), (False, "silu"), (True, "relu")):

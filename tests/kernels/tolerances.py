@@ -15,8 +15,9 @@ TOLERANCES = {
 
 
 def assert_close(actual: torch.Tensor, expected: torch.Tensor, dtype: torch.dtype, scale: float = 1.0) -> None:
-    """Compare in fp64; ``scale`` widens the bound for sums over many elements."""
+    """Compare in fp64 on the CPU (the reference runs there); ``scale`` widens the bound for sums over
+    many elements."""
     atol, rtol = TOLERANCES[dtype]
     torch.testing.assert_close(
-        actual.detach().double(), expected.detach().double(), atol=atol * scale, rtol=rtol * scale, equal_nan=True
+        actual.detach().cpu().double(), expected.detach().cpu().double(), atol=atol * scale, rtol=rtol * scale, equal_nan=True
     )
