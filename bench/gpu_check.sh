@@ -11,16 +11,16 @@
 # scipy, ...) and is skipped with a message when they are neither installed nor in bench/wheels/.
 #
 # Budget: 9 minutes on one H100. Each step runs under `timeout`; at its limit it gets SIGINT, so pytest
-# still writes the JSON of the benchmarks that finished (SIGKILL 20 s later). Estimates, one H100:
-#   step                                  limit   estimate
-#   environment, CUDA check                   -      10 s
-#   1 kernel tests on CUDA (73)             100 s   30-60 s    mostly Triton compiles; 4 workers with pytest-xdist
-#   2 peaks (copy 1 GiB, two matmuls)        30 s      10 s   CUDA start-up dominates
-#   3 regression_loss, 15 cases x 8         120 s      80 s   ~1 s per case, 3 torch.compile graphs x ~20 s
-#   4 moe_mlp, 11 cases x 11                150 s     100 s   ~1.5 s per case, ~5 s for D=1024, 2 graphs x ~30 s
-#   5 training, default model x 2            60 s      25 s   imports, study, 2 x 5 epochs of ~1 s
-#   6 report                                 20 s       5 s
-#   7 sweep: block sizes, scale-shape check  60 s      45 s   bench/gpu_sweep.py, stops itself after 45 s
+# still writes the JSON of the benchmarks that finished (SIGKILL 20 s later). Measured on one H200
+# (2026-11-26, Triton 3.6, docs/performance.md): 5 min 6 s in all.
+#   step                                  limit   measured
+#   1 kernel tests on CUDA (73, now 85)     100 s      49 s   mostly Triton compiles; 4 workers with pytest-xdist
+#   2 peaks (copy 1 GiB, two matmuls)        30 s       3 s
+#   3 regression_loss, 15 cases x 8         120 s      58 s   then 3 torch.compile graphs; now 6 (two size classes)
+#   4 moe_mlp, 11 cases x 11                150 s      56 s   then 2 torch.compile graphs; now 4
+#   5 training, default model x 2            60 s      32 s   imports, study, 2 x 4 epochs of ~0.9 s
+#   6 report                                 20 s      ~2 s
+#   7 sweep: block sizes, scale-shape check  60 s      ~50 s  bench/gpu_sweep.py, stops itself after 45 s
 #   sum of limits                           540 s (+ ~10 s of set-up: within 9 minutes)
 # Benchmarks run --benchmark-max-time=0.05 with at least 3 rounds: enough for medians of calls that take
 # microseconds to milliseconds; calls over 0.25 s get exactly 3 rounds (bench/common.py).
