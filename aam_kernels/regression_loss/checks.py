@@ -75,8 +75,39 @@ def _check_values(name: str, values: list[float] | torch.Tensor, rule: str) -> N
 _PARAM_CACHE: dict[tuple, ColumnParams] = {}
 
 
+# [K] fp32 parameter tensors already on the device (what aam's RegressionLoss passes every step), keyed by
+# identity and version counter: an in-place change bumps the version, so it is checked again. An entry
+# holds its tensors, so their ids cannot be reused by other tensors while it is cached.
+_TENSOR_CACHE: dict[tuple, ColumnParams] = {}
+
+
+def _cached_tensor_params(values: tuple, k: int, device) -> ColumnParams | None:
+    if not all(
+        isinstance(v, torch.Tensor) and v.dtype == torch.float32 and v.dim() == 1 and v.shape[0] == k
+        and v.device == device and v.is_contiguous()
+        for v in values
+    ):  # fmt: skip
+        return None
+    key = tuple((id(v), v._version) for v in values)
+    cached = _TENSOR_CACHE.get(key)
+    if cached is None:
+        cached = _column_params(*values, k, device)
+        if len(_TENSOR_CACHE) >= 64:
+            _TENSOR_CACHE.clear()
+        _TENSOR_CACHE[key] = cached
+    return cached
+
+
 def column_params(under: ParamLike, over: ParamLike, delta: ParamLike, power: ParamLike, k: int, device) -> ColumnParams:
     """Broadcast scalars / sequences / tensors of length 1 or K to fp32 [K] parameters on ``device``."""
+    if not torch.compiler.is_compiling():
+        cached = _cached_tensor_params((under, over, delta, power), k, torch.device(device))
+        if cached is not None:
+            return cached
+    return _column_params(under, over, delta, power, k, device)
+
+
+def _column_params(under: ParamLike, over: ParamLike, delta: ParamLike, power: ParamLike, k: int, device) -> ColumnParams:
     raw = {
         "under": _values("under", under, k, 1.0),
         "over": _values("over", over, k, 1.0),

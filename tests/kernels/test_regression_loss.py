@@ -270,6 +270,21 @@ def test_bad_input_names_the_argument(name, exc, call):
         call(p, t)
 
 
+def test_parameter_tensors_changed_in_place_are_checked_and_used_again():
+    """[K] fp32 parameter tensors are reused across calls without re-checking; an in-place change
+    must still be validated and must change the loss."""
+    p, t = torch.randn(8, 3), torch.randn(8, 3)
+    under, over = torch.tensor([0.1, 0.5, 0.9]), torch.tensor([0.9, 0.5, 0.1])
+    first = regression_loss(p, t, under=under, over=over)
+    assert torch.equal(regression_loss(p, t, under=under, over=over), first)
+    under.mul_(2.0)
+    want = regression_loss_reference(p.double(), t.double(), under=[0.2, 1.0, 1.8], over=[0.9, 0.5, 0.1])
+    torch.testing.assert_close(regression_loss(p, t, under=under, over=over).double(), want, rtol=1e-6, atol=1e-7)
+    under[1] = -1.0
+    with pytest.raises(ValueError, match="under"):
+        regression_loss(p, t, under=under, over=over)
+
+
 @pytest.mark.cuda
 @pytest.mark.skipif(not HAS_CUDA, reason="no CUDA")
 def test_device_mismatch_is_reported():
