@@ -14,14 +14,14 @@
 # still writes the JSON of the benchmarks that finished (SIGKILL 20 s later). Measured on one H200
 # (2026-11-26, Triton 3.6, docs/performance.md): 5 min 6 s in all.
 #   step                                  limit   measured
-#   1 kernel tests on CUDA (73, now 85)     100 s      49 s   mostly Triton compiles; 4 workers with pytest-xdist
+#   1 kernel tests on CUDA (73, now 95)      80 s      49 s   mostly Triton compiles; 4 workers with pytest-xdist
 #   2 peaks (copy 1 GiB, two matmuls)        30 s       3 s
-#   3 regression_loss, 15 cases x 8         120 s      58 s   then 3 torch.compile graphs; now 6 (two size classes)
-#   4 moe_mlp, 11 cases x 11                150 s      56 s   then 2 torch.compile graphs; now 4
+#   3 regression_loss, 15 cases x 8         100 s      58 s   then 3 torch.compile graphs; now 6 (two size classes)
+#   4 moe_mlp, 11 cases x 11                110 s      56 s   then 2 torch.compile graphs; now 4
 #   5 training, default model x 2            60 s      32 s   imports, study, 2 x 4 epochs of ~0.9 s
 #   6 report                                 20 s      ~2 s
-#   7 sweep: block sizes, scale-shape check  60 s      ~50 s  bench/gpu_sweep.py, stops itself after 45 s
-#   sum of limits                           540 s (+ ~10 s of set-up: within 9 minutes)
+#   7 sweep: block sizes, scale-shape check  90 s      ~50 s  bench/gpu_sweep.py, now stops itself after 75 s
+#   sum of limits                           490 s (+ ~10 s of set-up: within 9 minutes)
 # Benchmarks run --benchmark-max-time=0.05 with at least 3 rounds: enough for medians of calls that take
 # microseconds to milliseconds; calls over 0.25 s get exactly 3 rounds (bench/common.py).
 set -uo pipefail
@@ -89,11 +89,11 @@ bench_opts=(-m cuda --benchmark-only --benchmark-max-time=0.05 --benchmark-min-r
 
 workers=()
 python -c "import xdist" 2>/dev/null && workers=(-n 4)  # Triton compiles in parallel
-step 1-kernel-tests 100 "${pytest_q[@]}" tests/kernels -m cuda "${workers[@]}" --junitxml="$out/kernel-tests.xml"
+step 1-kernel-tests 80 "${pytest_q[@]}" tests/kernels -m cuda "${workers[@]}" --junitxml="$out/kernel-tests.xml"
 step 2-peaks 30 "${pytest_q[@]}" bench/test_peak.py "${bench_opts[@]}" --benchmark-json="$out/peak.json"
-step 3-regression-loss 120 "${pytest_q[@]}" bench/test_regression_loss.py "${bench_opts[@]}" \
+step 3-regression-loss 100 "${pytest_q[@]}" bench/test_regression_loss.py "${bench_opts[@]}" \
   --benchmark-json="$out/regression_loss.json"
-step 4-moe 150 "${pytest_q[@]}" bench/test_moe.py "${bench_opts[@]}" --benchmark-json="$out/moe.json"
+step 4-moe 110 "${pytest_q[@]}" bench/test_moe.py "${bench_opts[@]}" --benchmark-json="$out/moe.json"
 
 if install_offline scipy:scipy pandas:pandas biom:biom-format sklearn:scikit-learn matplotlib:matplotlib \
   tqdm:tqdm h5py:h5py; then
@@ -115,6 +115,6 @@ else
   log "6-report: no benchmark results to report"
   status=1
 fi
-step 7-sweep 60 python -m bench.gpu_sweep --budget-s 45
+step 7-sweep 90 python -m bench.gpu_sweep --budget-s 75
 log "done (status $status); everything is in $out/"
 exit $status

@@ -36,8 +36,8 @@ MOE_SHAPES = [
     (4096, 128, 64, 3, 8, 2, torch.float32),
     (32768, 1024, 2048, 3, 8, 2, torch.bfloat16),
 ]
-# (elements per program, warps)
-LOSS_CONFIGS = [(4096, 8), (2048, 4), (8192, 8), (16384, 16)]
+# (elements per program, warps, flat layout); the flat layout only runs where K > 1
+LOSS_CONFIGS = [(4096, 8, False), (4096, 8, True), (2048, 4, False), (2048, 4, True), (8192, 8, True), (16384, 16, False)]
 LOSS_SHAPES = [(16_777_216, 1, torch.float32), (5_592_405, 3, torch.float32), (22_369_621, 3, torch.bfloat16)]
 
 
@@ -89,7 +89,7 @@ def sweep_moe(deadline: float) -> None:
 
 
 def sweep_loss(deadline: float) -> None:
-    shipped = (loss_triton.ELEMENTS_PER_PROGRAM, loss_triton.NUM_WARPS)
+    shipped = (loss_triton.ELEMENTS_PER_PROGRAM, loss_triton.NUM_WARPS, loss_triton.FLAT_LAYOUT)
     gen = torch.Generator(device="cuda").manual_seed(1)
     for n, k, dtype in LOSS_SHAPES:
         pred = torch.randn((n, k), generator=gen, device="cuda").to(dtype).requires_grad_(True)
@@ -102,11 +102,13 @@ def sweep_loss(deadline: float) -> None:
         ref = [ref_loss, torch.autograd.grad(ref_loss, ref_pred)[0]]
         bytes_moved = 3 * n * k * pred.element_size()  # read pred and target, write d pred
         params = ColumnParams(p["under"], p["over"], p["delta"], p["power"])
-        for per_program, warps in LOSS_CONFIGS:
+        for per_program, warps, flat in LOSS_CONFIGS:
+            if flat and k == 1:
+                continue
             if time.monotonic() > deadline:
                 print("loss: time budget spent, stopping", flush=True)
                 return
-            loss_triton.ELEMENTS_PER_PROGRAM, loss_triton.NUM_WARPS = per_program, warps
+            loss_triton.ELEMENTS_PER_PROGRAM, loss_triton.NUM_WARPS, loss_triton.FLAT_LAYOUT = per_program, warps, flat
             try:
                 with use_backend("triton"):
                     loss = regression_loss(pred, target, **p)
@@ -117,14 +119,14 @@ def sweep_loss(deadline: float) -> None:
                 # graph so that the host's launch cost stays out: what the kernel itself moves per second.
                 kernel_ms = do_bench_cudagraph(lambda: loss_triton.forward(
                     pred.detach(), target, None, params, False, True, "triton"), rep=100, return_mode="median")  # fmt: skip
-                print(f"loss N={n} K={k} {str(dtype)[6:]} per_program={per_program} warps={warps}: fwd+bwd "
+                print(f"loss N={n} K={k} {str(dtype)[6:]} per_program={per_program} warps={warps} flat={flat}: fwd+bwd "
                       f"{ms:.3f} ms, {bytes_moved / ms / 1e6:.0f} GB/s; kernel alone {kernel_ms * 1e3:.1f} us, "
                       f"{bytes_moved / kernel_ms / 1e6:.0f} GB/s; max rel err {err:.2e}", flush=True)  # fmt: skip
             except Exception as exc:
-                print(f"loss N={n} K={k} per_program={per_program} warps={warps}: failed: "
+                print(f"loss N={n} K={k} per_program={per_program} warps={warps} flat={flat}: failed: "
                       f"{type(exc).__name__}: {str(exc).splitlines()[0][:200]}", flush=True)  # fmt: skip
             finally:
-                loss_triton.ELEMENTS_PER_PROGRAM, loss_triton.NUM_WARPS = shipped
+                loss_triton.ELEMENTS_PER_PROGRAM, loss_triton.NUM_WARPS, loss_triton.FLAT_LAYOUT = shipped
         del pred, target, ref_pred, ref, ref_loss
         torch.cuda.empty_cache()
 
@@ -138,7 +140,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     print(f"device {torch.cuda.get_device_name()}, torch {torch.__version__}, triton {triton.__version__}", flush=True)
     start = time.monotonic()
-    sweep_loss(start + args.budget_s * 0.3)
+    sweep_loss(start + args.budget_s * 0.4)
     sweep_moe(start + args.budget_s)
     return 0
 

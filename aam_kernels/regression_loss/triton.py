@@ -20,6 +20,12 @@ from aam_kernels.regression_loss.checks import ColumnParams
 ELEMENTS_PER_PROGRAM = 4096
 MAX_BLOCK_K = 64
 NUM_WARPS = 8
+# Flat layout for contiguous inputs with 2 <= K <= FLAT_MAX_K columns: each program reads one contiguous
+# run of N*K elements (16-byte loads) instead of [rows, next_pow2(K)] tiles whose last columns are masked
+# and whose rows are K apart. On an H200 the tiled kernel moved pinball 22M x 3 bf16 at ~0.3 TB/s against
+# ~3 TB/s for K = 1. Off until a GPU run measures it (bench/gpu_sweep.py times both layouts).
+FLAT_LAYOUT = False
+FLAT_MAX_K = 8
 
 
 @triton_kernel
@@ -95,6 +101,76 @@ def _regression_loss_fwd_kernel(
         tl.store(p_part_den + i_n * K + o_k, tl.sum(b_mass, axis=0), mask=m_k)
 
 
+@triton_kernel
+def _regression_loss_flat_kernel(
+    p_pred,  # [N, K] contiguous
+    p_target,  # [N, K] contiguous, NaN = missing
+    p_weight,  # [N] row weights (unused unless HAS_WEIGHT)
+    p_under,  # fp32 [K]
+    p_over,  # fp32 [K]
+    p_delta,  # fp32 [K]
+    p_power,  # fp32 [K]
+    p_elem,  # [N, K] contiguous (only if STORE_ELEM)
+    p_grad,  # [N, K] contiguous (only if STORE_GRAD)
+    p_part_sum,  # ACC [P, K]
+    p_part_den,  # ACC [P, K]
+    NK,  # N * K
+    K,
+    s_w,
+    HAS_WEIGHT: tl.constexpr,
+    STORE_ELEM: tl.constexpr,
+    STORE_GRAD: tl.constexpr,
+    ACC: tl.constexpr,
+    BLOCK: tl.constexpr,  # flat elements per program
+    KP: tl.constexpr,  # next power of 2 >= K
+):
+    """The tiled kernel's maths over flat element indices e = n * K + k of contiguous inputs."""
+    i_p = tl.program_id(0).to(tl.int64)
+    o_e = i_p * BLOCK + tl.arange(0, BLOCK).to(tl.int64)  # [B]
+    m_e = o_e < NK
+    o_k = o_e % K  # [B] column of each element
+    if HAS_WEIGHT:
+        b_rw = tl.load(p_weight + (o_e // K) * s_w, mask=m_e, other=0.0).to(ACC)
+    else:
+        b_rw = tl.where(m_e, 1.0, 0.0).to(ACC)
+    # [K] parameters gathered per element: a few cached bytes, read from L1
+    b_under = tl.load(p_under + o_k, mask=m_e, other=0.0).to(ACC)
+    b_over = tl.load(p_over + o_k, mask=m_e, other=0.0).to(ACC)
+    b_delta = tl.load(p_delta + o_k, mask=m_e, other=0.0).to(ACC)
+    b_power = tl.load(p_power + o_k, mask=m_e, other=1.0)
+
+    b_pred = tl.load(p_pred + o_e, mask=m_e, other=0.0).to(ACC)
+    b_tgt = tl.load(p_target + o_e, mask=m_e, other=0.0).to(ACC)
+    b_valid = m_e & (b_tgt == b_tgt)
+    b_r = tl.where(b_valid, b_tgt - b_pred, 0.0)
+    b_w = tl.where(b_r >= 0, b_under, b_over)
+    b_g = tl.where(b_r > 0, b_under, tl.where(b_r < 0, -b_over, 0.0))
+    b_loss = b_g * b_r
+    is_sq = b_power == 2.0
+    b_loss = tl.where(is_sq, b_w * b_r * b_r, b_loss)
+    b_g = tl.where(is_sq, 2.0 * b_w * b_r, b_g)
+    is_hub = b_delta > 0
+    b_c = tl.minimum(tl.maximum(b_r, -b_delta), b_delta)
+    b_loss = tl.where(is_hub, b_w * b_c * (b_r - 0.5 * b_c), b_loss)
+    b_g = tl.where(is_hub, b_w * b_c, b_g)
+    b_loss = b_loss * b_rw
+    if STORE_ELEM:
+        tl.store(p_elem + o_e, b_loss.to(p_elem.dtype.element_ty), mask=m_e)
+    if STORE_GRAD:
+        tl.store(p_grad + o_e, (-b_g * b_rw).to(p_grad.dtype.element_ty), mask=m_e)
+    b_mass = tl.where(b_valid, b_rw, 0.0)
+    # Per-column partial sums: one fixed-order block reduction per column.
+    o_c = tl.arange(0, KP)  # [KP]
+    b_sum = tl.zeros([KP], dtype=ACC)
+    b_den = tl.zeros([KP], dtype=ACC)
+    for c in tl.static_range(KP):
+        b_in = o_k == c
+        b_sum = tl.where(o_c == c, tl.sum(tl.where(b_in, b_loss, 0.0), axis=0), b_sum)
+        b_den = tl.where(o_c == c, tl.sum(tl.where(b_in, b_mass, 0.0), axis=0), b_den)
+    tl.store(p_part_sum + i_p * K + o_c, b_sum, mask=o_c < K)
+    tl.store(p_part_den + i_p * K + o_c, b_den, mask=o_c < K)
+
+
 def forward(
     pred: torch.Tensor,
     target: torch.Tensor,
@@ -107,15 +183,31 @@ def forward(
     """Same outputs as ``cpu.forward``; ``backend`` is "triton" (CUDA) or "interpret" (CPU)."""
     n, k = pred.shape
     acc = torch.float64 if pred.dtype == torch.float64 else torch.float32
-    block_k = min(triton.next_power_of_2(max(k, 1)), MAX_BLOCK_K)
-    block_n = min(max(ELEMENTS_PER_PROGRAM // block_k, 1), triton.next_power_of_2(max(n, 1)))
-    n_programs = triton.cdiv(n, block_n)
+    flat = FLAT_LAYOUT and 2 <= k <= FLAT_MAX_K and pred.is_contiguous() and target.is_contiguous()
+    if flat:
+        block = min(ELEMENTS_PER_PROGRAM, triton.next_power_of_2(max(n * k, 1)))
+        n_programs = triton.cdiv(n * k, block)
+    else:
+        block_k = min(triton.next_power_of_2(max(k, 1)), MAX_BLOCK_K)
+        block_n = min(max(ELEMENTS_PER_PROGRAM // block_k, 1), triton.next_power_of_2(max(n, 1)))
+        n_programs = triton.cdiv(n, block_n)
 
     elem = empty((n, k) if store_elementwise else (0,), dtype=pred.dtype, device=pred.device)
     grad = empty((n, k) if compute_grad else (0,), dtype=pred.dtype, device=pred.device)
     part_sum = empty((n_programs, k), dtype=acc, device=pred.device)
     part_den = empty((n_programs, k), dtype=acc, device=pred.device)
-    if n > 0 and k > 0:
+    if n > 0 and k > 0 and flat:
+        _regression_loss_flat_kernel.launch(
+            backend, (n_programs,),
+            pred, target, pred if weight is None else weight,
+            params.under, params.over, params.delta, params.power,
+            elem, grad, part_sum, part_den,
+            n * k, k, 0 if weight is None else weight.stride(0),
+            HAS_WEIGHT=weight is not None, STORE_ELEM=store_elementwise, STORE_GRAD=compute_grad,
+            ACC=tl.float64 if acc == torch.float64 else tl.float32,
+            BLOCK=block, KP=triton.next_power_of_2(k), num_warps=NUM_WARPS,
+        )  # fmt: skip
+    elif n > 0 and k > 0:
         _regression_loss_fwd_kernel.launch(
             backend,
             (n_programs,),

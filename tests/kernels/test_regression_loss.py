@@ -270,6 +270,69 @@ def test_bad_input_names_the_argument(name, exc, call):
         call(p, t)
 
 
+FLAT_BACKENDS = BACKENDS[1:]  # the flat layout is a Triton kernel: interpreted here, compiled with a GPU
+
+
+@pytest.fixture
+def flat_layout(monkeypatch):
+    """Turns the flat-layout kernel on and counts its launches."""
+    from aam_kernels.regression_loss import triton as rt
+
+    monkeypatch.setattr(rt, "FLAT_LAYOUT", True)
+    launches = []
+    kernel = rt._regression_loss_flat_kernel
+    launch = kernel.launch
+    monkeypatch.setattr(kernel, "launch", lambda *a, **kw: (launches.append(1), launch(*a, **kw))[1])
+    return launches
+
+
+@pytest.mark.parametrize("backend,device", FLAT_BACKENDS)
+@pytest.mark.parametrize("reduction", ["mean", "sum", "none"])
+@pytest.mark.parametrize("n,k,weighted", [(1, 2, True), (63, 3, True), (4099, 7, False), (700, 8, True)], ids=str)
+def test_flat_layout_matches_reference(flat_layout, backend, device, reduction, n, k, weighted):
+    """2 <= K <= 8, contiguous inputs: every kind of loss per column, NaN targets, blocks that end
+    inside a row (4099 x 7 is not a multiple of the block)."""
+    pred, target, weight = make_inputs(n, k, torch.float32, device, seed=n + k, weighted=weighted)
+    (loss, means, gp, gt), (rloss, rmeans, rgp, rgt) = run_both(backend, pred, target, weight, reduction, mixed_params(k))
+    assert flat_layout, "the flat kernel did not run"
+    scale = max(1.0, n * k / 64) if reduction == "sum" else 4.0
+    assert_close(loss, rloss, torch.float32, scale)
+    assert_close(means, rmeans, torch.float32, 4.0)
+    assert_close(gp, rgp, torch.float32)
+    assert_close(gt, rgt, torch.float32)
+
+
+@pytest.mark.parametrize("backend,device", FLAT_BACKENDS)
+@pytest.mark.parametrize("dtype", [torch.float16, torch.float64], ids=str)
+def test_flat_layout_other_precisions(flat_layout, backend, device, dtype):
+    pred, target, weight = make_inputs(257, 3, dtype, device, seed=6)
+    (loss, _, gp, _), (rloss, _, rgp, _) = run_both(backend, pred, target, weight, "mean", mixed_params(3))
+    assert flat_layout and loss.dtype == dtype and gp.dtype == dtype
+    assert_close(loss, rloss, dtype)
+    assert_close(gp, rgp, dtype)
+
+
+@pytest.mark.parametrize("backend,device", FLAT_BACKENDS)
+def test_flat_layout_writes_everything_deterministically(flat_layout, backend, device):
+    pred, target, weight = make_inputs(1023, 5, torch.float32, device, seed=8, nan_frac=0.0)
+    with poison_outputs():
+        first = run_both(backend, pred, target, weight, "none", mixed_params(5))[0]
+    second = run_both(backend, pred, target, weight, "none", mixed_params(5))[0]
+    assert not torch.isnan(first[0]).any() and not torch.isnan(first[2]).any()
+    assert all(torch.equal(a, b) for a, b in zip(first, second))
+
+
+@pytest.mark.parametrize("backend,device", FLAT_BACKENDS)
+def test_flat_layout_not_used_for_strided_or_wide_inputs(flat_layout, backend, device):
+    """Broadcast targets, strided predictions and K > FLAT_MAX_K keep the tiled kernel."""
+    base = torch.randn(7, 50, device=device)
+    pred, target = base.t()[::2], torch.randn(25, 1, device=device).expand(25, 7)
+    with use_backend(backend):
+        regression_loss(pred, target, under=1.0, over=1.0)
+        regression_loss(torch.randn(9, 9, device=device), torch.randn(9, 9, device=device), under=1.0, over=1.0)
+    assert not flat_layout
+
+
 def test_parameter_tensors_changed_in_place_are_checked_and_used_again():
     """[K] fp32 parameter tensors are reused across calls without re-checking; an in-place change
     must still be validated and must change the loss."""
@@ -328,3 +391,6 @@ def test_kernel_compiles_for_cuda_without_gpu(dtype, monkeypatch):
     ints = {"N": "i32", "K": "i32"} | {s: "i64" for s in ("s_pn", "s_pk", "s_tn", "s_tk", "s_w")}
     consts = dict(HAS_WEIGHT=True, STORE_ELEM=True, STORE_GRAD=True, ACC=tl.float32, BLOCK_N=1024, BLOCK_K=4)
     compile_for_sm90(rt._regression_loss_fwd_kernel, pointers | ints, consts, num_warps=rt.NUM_WARPS)
+    flat_ints = {"NK": "i64", "K": "i32", "s_w": "i64"}
+    flat_consts = dict(HAS_WEIGHT=True, STORE_ELEM=True, STORE_GRAD=True, ACC=tl.float32, BLOCK=4096, KP=4)
+    compile_for_sm90(rt._regression_loss_flat_kernel, pointers | flat_ints, flat_consts, num_warps=rt.NUM_WARPS)
