@@ -28,10 +28,9 @@ Backward: (1) _moe_router_bwd_kernel: d logits from d g = <dy, o_tk> and from d 
 from __future__ import annotations
 
 import torch
-import triton
 import triton.language as tl
 
-from aam_kernels.backend import empty, triton_kernel
+from aam_kernels.backend import cdiv, empty, next_pow2, triton_kernel
 
 _ACT_CODE = {"gelu": 0, "relu": 1, "silu": 2}
 
@@ -48,12 +47,12 @@ def _config(backend: str) -> dict:
 def route_numel(T: int, k: int, E: int, backend: str) -> int:
     """Length of the int32 route buffer (see the module docstring)."""
     bm = _config(backend)["BM"]
-    nb = triton.cdiv(T * k, bm) + E
+    nb = cdiv(T * k, bm) + E
     return nb * bm + nb + E + 1
 
 
 def _pow2(n: int, floor: int = 16) -> int:
-    return max(floor, triton.next_power_of_2(max(n, 1)))
+    return max(floor, next_pow2(max(n, 1)))
 
 
 @triton_kernel
@@ -498,7 +497,7 @@ def _moe_bwd_reduce_kernel(
 
 
 def _split_route(route: torch.Tensor, T: int, k: int, E: int, bm: int):
-    nb = triton.cdiv(T * k, bm) + E
+    nb = cdiv(T * k, bm) + E
     return nb, route[: nb * bm], route[nb * bm : nb * bm + nb], route[nb * bm + nb :]
 
 
@@ -540,7 +539,7 @@ def forward(x, router_logits, w1, b1, w2, b2, top_k: int, activation: str, renor
     H_run = H  # the hidden width the forward kernel runs with
     if w1 is not None and x.element_size() == 2 and H % H_MULTIPLE_16BIT:
         w1c, b1c, w2c, H_run = _pad_hidden(w1c, b1c, w2c)
-    nb = triton.cdiv(T * top_k, cfg["BM"]) + E
+    nb = cdiv(T * top_k, cfg["BM"]) + E
 
     probs = empty((T, E), dtype=torch.float32, device=dev)
     topi = empty((T, top_k), dtype=torch.int64, device=dev)
@@ -607,7 +606,7 @@ def backward(gy, gprobs, x, router_logits, w1, b1, w2, b2, probs, topi, gates, o
     gxp = empty((T, top_k, D), dtype=torch.float32, device=dev)
 
     _moe_router_bwd_kernel.launch(
-        backend, (triton.cdiv(T, cfg["BT"]),),
+        backend, (cdiv(T, cfg["BT"]),),
         gy, gprobs.contiguous() if gprobs is not None else probs, probs, topi, gates, o_tk, g_logits,
         T, E, O,
         K=top_k, RENORM=renormalize, HAS_GPROBS=gprobs is not None,
@@ -620,8 +619,8 @@ def backward(gy, gprobs, x, router_logits, w1, b1, w2, b2, probs, topi, gates, o
             E, D, H, O, x.stride(0), x.stride(1),
             K=top_k, ACT=_ACT_CODE[activation], BM=cfg["BM"], BD=bd, BH=bh, BO=bo, num_warps=cfg["WARPS"],
         )  # fmt: skip
-    n_dt = triton.cdiv(D, bd)
-    n_ht = triton.cdiv(HH, bh)
+    n_dt = cdiv(D, bd)
+    n_ht = cdiv(HH, bh)
     n_w = (n_dt * n_ht if has_w1 else 0) + n_ht
     _moe_bwd_reduce_kernel.launch(
         backend, (E * n_w + nb * n_dt,),

@@ -9,10 +9,9 @@ reduction is bitwise deterministic (no float atomics).
 from __future__ import annotations
 
 import torch
-import triton
 import triton.language as tl
 
-from aam_kernels.backend import empty, triton_kernel
+from aam_kernels.backend import cdiv, empty, next_pow2, triton_kernel
 from aam_kernels.regression_loss.checks import ColumnParams
 
 # Elements per program: 4096 keeps a program's loads in flight for bandwidth on recent GPUs
@@ -185,12 +184,12 @@ def forward(
     acc = torch.float64 if pred.dtype == torch.float64 else torch.float32
     flat = FLAT_LAYOUT and 2 <= k <= FLAT_MAX_K and pred.is_contiguous() and target.is_contiguous()
     if flat:
-        block = min(ELEMENTS_PER_PROGRAM, triton.next_power_of_2(max(n * k, 1)))
-        n_programs = triton.cdiv(n * k, block)
+        block = min(ELEMENTS_PER_PROGRAM, next_pow2(max(n * k, 1)))
+        n_programs = cdiv(n * k, block)
     else:
-        block_k = min(triton.next_power_of_2(max(k, 1)), MAX_BLOCK_K)
-        block_n = min(max(ELEMENTS_PER_PROGRAM // block_k, 1), triton.next_power_of_2(max(n, 1)))
-        n_programs = triton.cdiv(n, block_n)
+        block_k = min(next_pow2(max(k, 1)), MAX_BLOCK_K)
+        block_n = min(max(ELEMENTS_PER_PROGRAM // block_k, 1), next_pow2(max(n, 1)))
+        n_programs = cdiv(n, block_n)
 
     elem = empty((n, k) if store_elementwise else (0,), dtype=pred.dtype, device=pred.device)
     grad = empty((n, k) if compute_grad else (0,), dtype=pred.dtype, device=pred.device)
@@ -205,7 +204,7 @@ def forward(
             n * k, k, 0 if weight is None else weight.stride(0),
             HAS_WEIGHT=weight is not None, STORE_ELEM=store_elementwise, STORE_GRAD=compute_grad,
             ACC=tl.float64 if acc == torch.float64 else tl.float32,
-            BLOCK=block, KP=triton.next_power_of_2(k), num_warps=NUM_WARPS,
+            BLOCK=block, KP=next_pow2(k), num_warps=NUM_WARPS,
         )  # fmt: skip
     elif n > 0 and k > 0:
         _regression_loss_fwd_kernel.launch(
