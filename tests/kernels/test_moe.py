@@ -204,6 +204,15 @@ def test_cuda_16bit_hidden_not_multiple_of_16(backend, dtype, H):
     run_variant(backend, 4099, 8, 2, "gelu", {}, device="cuda", dtype=dtype, dims=(200, H, 5))
 
 
+@pytest.mark.parametrize("D", [100, 200])
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16], ids=["fp16", "bf16"])
+@pytest.mark.parametrize("backend", [pytest.param("triton", marks=needs_cuda)])
+def test_cuda_16bit_linear_experts_odd_width(backend, dtype, D):
+    """Linear experts (one 16-bit dot over D) at widths that are not multiples of 16: not padded, and
+    not yet run on a GPU when the MLP forward's padding was added."""
+    run_variant(backend, 4099, 8, 2, "gelu", dict(linear=True), device="cuda", dtype=dtype, dims=(D, 8, 5))
+
+
 def test_reference_gradcheck():
     """The reference itself, fp64, both expert kinds; the loss also uses probs."""
     for linear, activation in ((False, "gelu"), (False, "silu"), (True, "relu")):
