@@ -9,6 +9,7 @@ reduction is bitwise deterministic (no float atomics).
 from __future__ import annotations
 
 import torch
+import triton
 import triton.language as tl
 
 from aam_kernels.backend import cdiv, empty, next_pow2, triton_kernel
@@ -25,6 +26,25 @@ NUM_WARPS = 8
 # ~3 TB/s for K = 1. Off until a GPU run measures it (bench/gpu_sweep.py times both layouts).
 FLAT_LAYOUT = False
 FLAT_MAX_K = 8
+
+
+@triton.jit
+def _loss_and_slope(b_r, b_under, b_over, b_delta, b_power):
+    """Per element, for residuals r = target - pred (0 where missing): the loss and dl/dr."""
+    b_w = tl.where(b_r >= 0, b_under, b_over)
+    # power 1: loss = w |r|, dl/dr = w sign(r)
+    b_g = tl.where(b_r > 0, b_under, tl.where(b_r < 0, -b_over, 0.0))
+    b_loss = b_g * b_r
+    # power 2: loss = w r^2, dl/dr = 2 w r
+    is_sq = b_power == 2.0
+    b_loss = tl.where(is_sq, b_w * b_r * b_r, b_loss)
+    b_g = tl.where(is_sq, 2.0 * b_w * b_r, b_g)
+    # Huber: c = clamp(r, -delta, delta); loss = w c (r - c/2), dl/dr = w c
+    is_hub = b_delta > 0
+    b_c = tl.minimum(tl.maximum(b_r, -b_delta), b_delta)
+    b_loss = tl.where(is_hub, b_w * b_c * (b_r - 0.5 * b_c), b_loss)
+    b_g = tl.where(is_hub, b_w * b_c, b_g)
+    return b_loss, b_g
 
 
 @triton_kernel
@@ -74,21 +94,7 @@ def _regression_loss_fwd_kernel(
         b_tgt = tl.load(p_target + o_n[:, None] * s_tn + o_k[None, :] * s_tk, mask=m_nk, other=0.0).to(ACC)
         b_valid = m_nk & (b_tgt == b_tgt)  # NaN != NaN marks a missing target
         b_r = tl.where(b_valid, b_tgt - b_pred, 0.0)  # [BN, BK]; r = 0 gives loss 0, gradient 0
-
-        b_w = tl.where(b_r >= 0, b_under, b_over)
-        # power 1: loss = w |r|, dl/dr = w sign(r)
-        b_g = tl.where(b_r > 0, b_under, tl.where(b_r < 0, -b_over, 0.0))
-        b_loss = b_g * b_r
-        # power 2: loss = w r^2, dl/dr = 2 w r
-        is_sq = b_power == 2.0
-        b_loss = tl.where(is_sq, b_w * b_r * b_r, b_loss)
-        b_g = tl.where(is_sq, 2.0 * b_w * b_r, b_g)
-        # Huber: c = clamp(r, -delta, delta); loss = w c (r - c/2), dl/dr = w c
-        is_hub = b_delta > 0
-        b_c = tl.minimum(tl.maximum(b_r, -b_delta), b_delta)
-        b_loss = tl.where(is_hub, b_w * b_c * (b_r - 0.5 * b_c), b_loss)
-        b_g = tl.where(is_hub, b_w * b_c, b_g)
-
+        b_loss, b_g = _loss_and_slope(b_r, b_under, b_over, b_delta, b_power)
         b_loss = b_loss * b_rw[:, None]
         o_out = o_n[:, None] * K + o_k[None, :]  # [BN, BK] into contiguous outputs
         if STORE_ELEM:
@@ -142,16 +148,7 @@ def _regression_loss_flat_kernel(
     b_tgt = tl.load(p_target + o_e, mask=m_e, other=0.0).to(ACC)
     b_valid = m_e & (b_tgt == b_tgt)
     b_r = tl.where(b_valid, b_tgt - b_pred, 0.0)
-    b_w = tl.where(b_r >= 0, b_under, b_over)
-    b_g = tl.where(b_r > 0, b_under, tl.where(b_r < 0, -b_over, 0.0))
-    b_loss = b_g * b_r
-    is_sq = b_power == 2.0
-    b_loss = tl.where(is_sq, b_w * b_r * b_r, b_loss)
-    b_g = tl.where(is_sq, 2.0 * b_w * b_r, b_g)
-    is_hub = b_delta > 0
-    b_c = tl.minimum(tl.maximum(b_r, -b_delta), b_delta)
-    b_loss = tl.where(is_hub, b_w * b_c * (b_r - 0.5 * b_c), b_loss)
-    b_g = tl.where(is_hub, b_w * b_c, b_g)
+    b_loss, b_g = _loss_and_slope(b_r, b_under, b_over, b_delta, b_power)
     b_loss = b_loss * b_rw
     if STORE_ELEM:
         tl.store(p_elem + o_e, b_loss.to(p_elem.dtype.element_ty), mask=m_e)
