@@ -21,7 +21,8 @@
 #   5 training, default model x 2            60 s      32 s   imports, study, 2 x 4 epochs of ~0.9 s
 #   6 report                                 20 s      ~2 s
 #   7 sweep: block sizes, scale-shape check  90 s      ~50 s  bench/gpu_sweep.py, now stops itself after 75 s
-#   sum of limits                           490 s (+ ~10 s of set-up: within 9 minutes)
+#   8 profile: moe_mlp kernels, 2 shapes     40 s       -     bench/gpu_sweep.py --profile (new)
+#   sum of limits                           530 s (+ ~10 s of set-up: within 9 minutes)
 # Benchmarks run --benchmark-max-time=0.05 with at least 3 rounds: enough for medians of calls that take
 # microseconds to milliseconds; calls over 0.25 s get exactly 3 rounds (bench/common.py).
 set -uo pipefail
@@ -116,5 +117,6 @@ else
   status=1
 fi
 step 7-sweep 90 python -m bench.gpu_sweep --budget-s 75
+step 8-profile 40 python -m bench.gpu_sweep --profile
 log "done (status $status); everything is in $out/"
 exit $status

@@ -6,6 +6,7 @@ against the reference computed in fp32 (MoE) or fp64 (loss), then the median for
 The kernel tests cover small shapes only; this also checks the scale shapes the benchmarks time.
 
     python -m bench.gpu_sweep [--budget-s 60]
+    python -m bench.gpu_sweep --profile      (per-kernel GPU times of moe_mlp, torch.profiler)
 
 Prints one line per (shape, configuration) as it goes, so a run stopped at its time limit keeps what
 finished. Needs a CUDA GPU; imports only torch, triton and aam_kernels.
@@ -131,14 +132,53 @@ def sweep_loss(deadline: float) -> None:
         torch.cuda.empty_cache()
 
 
+# (T, D, H, O, dtype) of the per-kernel profile: the MoE goal shape and the transformer-sized one
+PROFILE_SHAPES = [(4096, 128, 64, 3, torch.float32), (32768, 1024, 2048, 3, torch.bfloat16)]
+
+
+def profile_moe(calls: int = 5) -> None:
+    """GPU time per kernel of ``calls`` forward+backward calls of moe_mlp (torch.profiler, CUDA
+    activity), and the host time per call: which kernel to work on, and whether the host dominates."""
+    from torch.profiler import ProfilerActivity, profile
+
+    gen = torch.Generator(device="cuda").manual_seed(2)
+    for T, D, H, O, dtype in PROFILE_SHAPES:
+        inputs = moe_inputs(T, D, H, O, 8, dtype, gen)
+        gy = torch.randn((T, O), generator=gen, device="cuda").to(dtype)
+
+        def step():
+            with use_backend("triton"):
+                return torch.autograd.grad(moe_mlp(*inputs, top_k=2)[0], inputs, gy)
+
+        step()
+        torch.cuda.synchronize()
+        started = time.perf_counter()
+        with profile(activities=[ProfilerActivity.CUDA]) as prof:
+            for _ in range(calls):
+                step()
+            torch.cuda.synchronize()
+        host_ms = (time.perf_counter() - started) * 1e3 / calls
+        print(f"moe profile T={T} D={D} H={H} {str(dtype)[6:]}: {host_ms:.3f} ms per call (wall, profiled)", flush=True)
+        # device_time_total in recent PyTorch, cuda_time_total before (times in microseconds)
+        gpu_us = lambda e: getattr(e, "device_time_total", None) or getattr(e, "cuda_time_total", 0)  # noqa: E731
+        for event in sorted(prof.key_averages(), key=gpu_us, reverse=True)[:8]:
+            print(f"  {event.key[:60]:60s} {gpu_us(event) / calls / 1e3:8.3f} ms per call", flush=True)
+        del inputs, gy
+        torch.cuda.empty_cache()
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--budget-s", type=float, default=60.0, help="stop starting new runs after this long")
+    parser.add_argument("--profile", action="store_true", help="only the per-kernel profile of moe_mlp")
     args = parser.parse_args(argv)
     if not torch.cuda.is_available():
         print("error: no CUDA device is visible to PyTorch; the sweep needs one", file=sys.stderr)
         return 2
     print(f"device {torch.cuda.get_device_name()}, torch {torch.__version__}, triton {triton.__version__}", flush=True)
+    if args.profile:
+        profile_moe()
+        return 0
     start = time.monotonic()
     sweep_loss(start + args.budget_s * 0.4)
     sweep_moe(start + args.budget_s)
