@@ -22,8 +22,9 @@ MAX_BLOCK_K = 64
 NUM_WARPS = 8
 # Flat layout for contiguous inputs with 2 <= K <= FLAT_MAX_K columns: each program reads one contiguous
 # run of N*K elements (16-byte loads) instead of [rows, next_pow2(K)] tiles whose last columns are masked
-# and whose rows are K apart. On an H200 the tiled kernel moved pinball 22M x 3 bf16 at ~0.3 TB/s against
-# ~3 TB/s for K = 1. Off until a GPU run measures it (bench/gpu_sweep.py times both layouts).
+# and whose rows are K apart. On an H200 the tiled op took 1.5-3.4 ms for pinball 22M x 3 bf16 (0.1-0.3 TB/s,
+# depending on the tile) while the kernel alone moved 3 TB/s at K = 1. Off until a GPU run measures it
+# (bench/gpu_sweep.py times both layouts).
 FLAT_LAYOUT = False
 FLAT_MAX_K = 8
 
