@@ -29,13 +29,15 @@ from aam_kernels.regression_loss import triton as loss_triton
 from aam_kernels.regression_loss.checks import ColumnParams
 from aam_kernels.regression_loss.reference import regression_loss_reference
 
-# (BM, BD, BH, WARPS): sorted rows per program, D and H tile widths, warps per program
-MOE_CONFIGS = [(64, 64, 64, 4), (32, 64, 64, 4), (16, 64, 64, 4), (128, 64, 64, 8), (64, 128, 64, 8), (64, 64, 128, 8)]
-# (T, D, H, O, E, k, dtype)
+# (BM, BD, BH, WARPS): sorted rows per program, D and H tile widths, warps per program. The first H200
+# run timed the first four at the large shape (BM 64 best); wider D and H tiles come next, since the
+# weight-gradient kernel re-reads x once per H tile and d a once per D tile.
+MOE_CONFIGS = [(64, 64, 64, 4), (64, 128, 64, 8), (64, 64, 128, 8), (64, 128, 128, 8), (128, 64, 64, 8), (32, 64, 64, 4)]
+# (T, D, H, O, E, k, dtype): the transformer-sized shape first (GPU-bound; the AAM ones are host-bound)
 MOE_SHAPES = [
-    (256, 128, 64, 3, 8, 2, torch.float32),
-    (4096, 128, 64, 3, 8, 2, torch.float32),
     (32768, 1024, 2048, 3, 8, 2, torch.bfloat16),
+    (65536, 128, 64, 3, 8, 2, torch.bfloat16),
+    (4096, 128, 64, 3, 8, 2, torch.float32),
 ]
 # (elements per program, warps, flat layout); the flat layout only runs where K > 1
 LOSS_CONFIGS = [(4096, 8, False), (4096, 8, True), (2048, 4, False), (2048, 4, True), (8192, 8, True), (16384, 16, False)]
