@@ -14,15 +14,15 @@
 # still writes the JSON of the benchmarks that finished (SIGKILL 20 s later). Measured on one H200
 # (2026-11-26, Triton 3.6, docs/performance.md): 5 min 6 s in all.
 #   step                                  limit   measured
-#   1 kernel tests on CUDA (73, now 99)      80 s      49 s   mostly Triton compiles; 4 workers with pytest-xdist
-#   2 peaks (copy 1 GiB, two matmuls)        30 s       3 s
-#   3 regression_loss, 15 cases x 8         100 s      58 s   then 3 torch.compile graphs; now 6 (two size classes)
-#   4 moe_mlp, 11 cases x 11                110 s      56 s   then 2 torch.compile graphs; now 4
-#   5 training, default model x 2            60 s      32 s   imports, study, 2 x 4 epochs of ~0.9 s
+#   1 kernel tests on CUDA (73, now 99)     100 s      49 s   mostly Triton compiles; 4 workers with pytest-xdist
+#   2 peaks (copy 1 GiB, two matmuls)        20 s       3 s
+#   3 regression_loss, 15 cases x 8          90 s      58 s   then 3 torch.compile graphs; now 6 (two size classes)
+#   4 moe_mlp, 11 cases x 11                100 s      56 s   then 2 torch.compile graphs; now 4
+#   5 training, default model x 2            50 s      32 s   imports, study, 2 x 4 epochs of ~0.9 s
 #   6 report                                 20 s      ~2 s
 #   7 sweep: block sizes, scale-shape check  90 s      ~50 s  bench/gpu_sweep.py, now stops itself after 75 s
 #   8 profile: moe_mlp kernels, 2 shapes     40 s       -     bench/gpu_sweep.py --profile (new)
-#   sum of limits                           530 s (+ ~10 s of set-up: within 9 minutes)
+#   sum of limits                           510 s (+ ~10 s of set-up: within 9 minutes)
 # Benchmarks run --benchmark-max-time=0.05 with at least 3 rounds: enough for medians of calls that take
 # microseconds to milliseconds; calls over 0.25 s get exactly 3 rounds (bench/common.py).
 set -uo pipefail
@@ -90,15 +90,15 @@ bench_opts=(-m cuda --benchmark-only --benchmark-max-time=0.05 --benchmark-min-r
 
 workers=()
 python -c "import xdist" 2>/dev/null && workers=(-n 4)  # Triton compiles in parallel
-step 1-kernel-tests 80 "${pytest_q[@]}" tests/kernels -m cuda "${workers[@]}" --junitxml="$out/kernel-tests.xml"
-step 2-peaks 30 "${pytest_q[@]}" bench/test_peak.py "${bench_opts[@]}" --benchmark-json="$out/peak.json"
-step 3-regression-loss 100 "${pytest_q[@]}" bench/test_regression_loss.py "${bench_opts[@]}" \
+step 1-kernel-tests 100 "${pytest_q[@]}" tests/kernels -m cuda "${workers[@]}" --junitxml="$out/kernel-tests.xml"
+step 2-peaks 20 "${pytest_q[@]}" bench/test_peak.py "${bench_opts[@]}" --benchmark-json="$out/peak.json"
+step 3-regression-loss 90 "${pytest_q[@]}" bench/test_regression_loss.py "${bench_opts[@]}" \
   --benchmark-json="$out/regression_loss.json"
-step 4-moe 110 "${pytest_q[@]}" bench/test_moe.py "${bench_opts[@]}" --benchmark-json="$out/moe.json"
+step 4-moe 100 "${pytest_q[@]}" bench/test_moe.py "${bench_opts[@]}" --benchmark-json="$out/moe.json"
 
 if install_offline scipy:scipy pandas:pandas biom:biom-format sklearn:scikit-learn matplotlib:matplotlib \
   tqdm:tqdm h5py:h5py; then
-  step 5-training 60 "${pytest_q[@]}" bench/test_training.py "${bench_opts[@]}" --benchmark-json="$out/training.json"
+  step 5-training 50 "${pytest_q[@]}" bench/test_training.py "${bench_opts[@]}" --benchmark-json="$out/training.json"
 else
   log "5-training skipped: the aam package needs scipy, pandas, biom-format, scikit-learn, matplotlib, tqdm and" \
       "h5py (put their wheels in $wheels/)"
