@@ -14,7 +14,7 @@
 # still writes the JSON of the benchmarks that finished (SIGKILL 20 s later). Measured on one H200
 # (2026-11-26, Triton 3.6, docs/performance.md): 5 min 6 s in all.
 #   step                                  limit   measured
-#   1 kernel tests on CUDA (73, now 99)     100 s      49 s   mostly Triton compiles; 4 workers with pytest-xdist
+#   1 kernel tests on CUDA (73, now 104)    100 s      49 s   mostly Triton compiles; 4 workers with pytest-xdist
 #   2 peaks (copy 1 GiB, two matmuls)        20 s       3 s
 #   3 regression_loss, 15 cases x 8          90 s      58 s   then 3 torch.compile graphs; now 6 (two size classes)
 #   4 moe_mlp, 11 cases x 11                100 s      56 s   then 2 torch.compile graphs; now 4

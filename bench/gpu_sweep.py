@@ -29,10 +29,14 @@ from aam_kernels.regression_loss import triton as loss_triton
 from aam_kernels.regression_loss.checks import ColumnParams
 from aam_kernels.regression_loss.reference import regression_loss_reference
 
-# (BM, BD, BH, WARPS): sorted rows per program, D and H tile widths, warps per program. The first H200
-# run timed the first four at the large shape (BM 64 best); wider D and H tiles come next, since the
-# weight-gradient kernel re-reads x once per H tile and d a once per D tile.
-MOE_CONFIGS = [(64, 64, 64, 4), (64, 128, 64, 8), (64, 64, 128, 8), (64, 128, 128, 8), (128, 64, 64, 8), (32, 64, 64, 4)]
+# (BM, BD, BH, WARPS, chunked routing): sorted rows per program, D and H tile widths, warps per program,
+# and whether the one-program-per-chunk routing kernel runs (ROUTE_CHUNKS). The first H200 run timed
+# BM 16-128 at the large shape (64 best); the chunked routing and wider D and H tiles come next (the
+# weight-gradient kernel re-reads x once per H tile and d a once per D tile).
+MOE_CONFIGS = [
+    (64, 64, 64, 4, False), (64, 64, 64, 4, True), (64, 128, 64, 8, False), (64, 64, 128, 8, False),
+    (64, 128, 128, 8, False), (128, 64, 64, 8, False),
+]  # fmt: skip
 # (T, D, H, O, E, k, dtype): the transformer-sized shape first (GPU-bound; the AAM ones are host-bound)
 MOE_SHAPES = [
     (32768, 1024, 2048, 3, 8, 2, torch.bfloat16),
@@ -58,7 +62,7 @@ def moe_inputs(T, D, H, O, E, dtype, gen):
 
 
 def sweep_moe(deadline: float) -> None:
-    shipped = moe_triton._config
+    shipped, shipped_chunks = moe_triton._config, moe_triton.ROUTE_CHUNKS
     gen = torch.Generator(device="cuda").manual_seed(0)
     for T, D, H, O, E, k, dtype in MOE_SHAPES:
         inputs = moe_inputs(T, D, H, O, E, dtype, gen)
@@ -67,12 +71,13 @@ def sweep_moe(deadline: float) -> None:
         ref_y = moe_mlp_reference(*ref_in, top_k=k)[0]
         ref = [ref_y, *torch.autograd.grad(ref_y, ref_in, gy.float())]
         flops = 3 * 2 * T * k * (D * H + H * O)
-        for bm, bd, bh, warps in MOE_CONFIGS:
+        for bm, bd, bh, warps, chunks in MOE_CONFIGS:
             if time.monotonic() > deadline:
                 print("moe: time budget spent, stopping", flush=True)
                 return
-            cfg = dict(BM=bm, BD=bd, BH=bh, BT=128, WARPS=warps)
+            cfg = dict(shipped("triton"), BM=bm, BD=bd, BH=bh, WARPS=warps)
             moe_triton._config = lambda backend, cfg=cfg: cfg if backend == "triton" else shipped(backend)
+            moe_triton.ROUTE_CHUNKS = chunks
             try:
                 with use_backend("triton"):
                     y = moe_mlp(*inputs, top_k=k)[0]
@@ -80,13 +85,14 @@ def sweep_moe(deadline: float) -> None:
                     err = max(rel_err(a, b) for a, b in zip([y, *grads], ref))
                     ms = do_bench(lambda: torch.autograd.grad(moe_mlp(*inputs, top_k=k)[0], inputs, gy),
                                   warmup=25, rep=100, return_mode="median")  # fmt: skip
-                print(f"moe T={T} D={D} H={H} E={E} k={k} {str(dtype)[6:]} BM={bm} BD={bd} BH={bh} warps={warps}: "
+                print(f"moe T={T} D={D} H={H} E={E} k={k} {str(dtype)[6:]} BM={bm} BD={bd} BH={bh} warps={warps} "
+                      f"route_chunks={chunks}: "
                       f"fwd+bwd {ms:.3f} ms, {flops / ms / 1e9:.1f} TFLOP/s, max rel err {err:.2e}", flush=True)  # fmt: skip
             except Exception as exc:  # a configuration that does not compile or fit is a result too
-                print(f"moe T={T} D={D} H={H} BM={bm} BD={bd} BH={bh} warps={warps}: failed: "
+                print(f"moe T={T} D={D} H={H} BM={bm} BD={bd} BH={bh} warps={warps} route_chunks={chunks}: failed: "
                       f"{type(exc).__name__}: {str(exc).splitlines()[0][:200]}", flush=True)  # fmt: skip
             finally:
-                moe_triton._config = shipped
+                moe_triton._config, moe_triton.ROUTE_CHUNKS = shipped, shipped_chunks
         del inputs, ref_in, ref, ref_y
         torch.cuda.empty_cache()
 

@@ -8,9 +8,9 @@ Layout shared by all kernels ("route", one int32 buffer built by the routing ker
 NB = cdiv(T * k, BM) + E is a static bound (each segment wastes < 1 block), so every grid is sized
 from shapes alone: no host-device synchronization anywhere.
 
-Forward:  (1) _moe_route_kernel, one program: softmax, top-k (ties -> lowest expert index), gates,
-          tokens per expert, then a counting sort of the pairs (per-expert block offsets by a cumsum,
-          ranks by a running count + in-block cumsum in token order).
+Forward:  (1) _moe_route_kernel (triton_route.py), one program: softmax, top-k (ties -> lowest
+          expert index), gates, tokens per expert, then a counting sort of the pairs (per-expert block
+          offsets by a cumsum, ranks by a running count + in-block cumsum in token order).
           (2) _moe_fwd_kernel, one program per block of BM sorted rows: gathers the x rows by token
           index, h = act(x @ w1 + b1) chunk by chunk over H, out = h @ w2 + b2, all in fp32
           accumulators, and writes out to o_tk[t, j] (the pair's own row: no collisions).
@@ -31,6 +31,11 @@ import torch
 import triton.language as tl
 
 from aam_kernels.backend import cdiv, empty, next_pow2, triton_kernel
+from aam_kernels.moe.triton_route import _moe_route_chunks_kernel, _moe_route_kernel
+
+# The routing kernel that runs: False = one program over all tokens (shipped), True = one program per
+# chunk of BT tokens with the last one placing the pairs (triton_route.py). Same route buffer.
+ROUTE_CHUNKS = False
 
 _ACT_CODE = {"gelu": 0, "relu": 1, "silu": 2}
 
@@ -40,8 +45,8 @@ def _config(backend: str) -> dict:
     (not yet tuned on a GPU: none was available when these kernels were written). Interpreted: the
     smallest tiles tl.dot accepts (16), since the interpreter's cost grows with tile area."""
     if backend == "triton":
-        return dict(BM=64, BD=64, BH=64, BT=128, WARPS=4)
-    return dict(BM=16, BD=16, BH=16, BT=16, WARPS=1)
+        return dict(BM=64, BD=64, BH=64, BT=128, BC=64, BP=1024, WARPS=4)
+    return dict(BM=16, BD=16, BH=16, BT=16, BC=4, BP=16, WARPS=1)
 
 
 def route_numel(T: int, k: int, E: int, backend: str) -> int:
@@ -53,119 +58,6 @@ def route_numel(T: int, k: int, E: int, backend: str) -> int:
 
 def _pow2(n: int, floor: int = 16) -> int:
     return max(floor, next_pow2(max(n, 1)))
-
-
-@triton_kernel
-def _moe_route_kernel(
-    p_logits,  # [T, E] any strides, any float dtype
-    p_probs,  # fp32 [T, E] out: softmax
-    p_topi,  # int64 [T, K] out: chosen experts, largest logit first
-    p_gates,  # fp32 [T, K] out: combine weights
-    p_counts,  # int64 [E] out: pairs per expert
-    p_pairs,  # int32 [NB * BM] out: expert-sorted pair ids, -1 padding
-    p_blk_expert,  # int32 [NB] out: expert of each block, E = unused
-    p_seg_blk,  # int32 [E + 1] out: first block of each expert, then the number of used blocks
-    T,
-    E,
-    NB,
-    s_lt,
-    s_le,
-    K: tl.constexpr,
-    RENORM: tl.constexpr,
-    BM: tl.constexpr,  # sorted rows per block of the expert kernels
-    BT: tl.constexpr,  # tokens per step
-    BE: tl.constexpr,  # next power of 2 >= E
-    BK: tl.constexpr,  # next power of 2 >= K
-):
-    o_e = tl.arange(0, BE)  # [BE]
-    m_e = o_e < E
-    o_k = tl.arange(0, BK)  # [BK]
-    b_counts = tl.zeros([BE], dtype=tl.int32)
-    # Pass 1: softmax, top-k, gates, counts.
-    for t0 in range(0, T, BT):
-        o_t = t0 + tl.arange(0, BT).to(tl.int64)  # [BT]
-        m_t = o_t < T
-        m_te = m_t[:, None] & m_e[None, :]  # [BT, BE]
-        b_l = tl.load(p_logits + o_t[:, None] * s_lt + o_e[None, :] * s_le, mask=m_te, other=float("-inf"))
-        b_l = b_l.to(tl.float32)  # [BT, BE]
-        b_max = tl.max(tl.where(m_te, b_l, float("-inf")), axis=1)  # [BT]
-        b_max = tl.where(m_t, b_max, 0.0)  # rows past T: keep the maths finite
-        b_p = tl.where(m_te, tl.exp(b_l - b_max[:, None]), 0.0)
-        b_p = b_p / tl.where(m_t, tl.sum(b_p, axis=1), 1.0)[:, None]  # [BT, BE]
-        tl.store(p_probs + o_t[:, None] * E + o_e[None, :], b_p, mask=m_te)
-
-        b_taken = o_e[None, :] >= E  # [BT, BE] padding columns count as taken
-        b_taken = b_taken | (o_t[:, None] < 0)  # broadcast to [BT, BE]
-        b_sel_all = tl.zeros([BT, BK], dtype=tl.int32)
-        b_v_all = tl.zeros([BT, BK], dtype=tl.float32)
-        b_vsum = tl.zeros([BT], dtype=tl.float32)
-        for j in tl.static_range(K):
-            # Largest logit among the experts not yet taken; ties -> lowest index. If nothing
-            # compares equal (NaN logits), fall back to the lowest free index so indices stay valid.
-            b_cand = tl.where(b_taken, float("-inf"), b_l)
-            b_best = tl.max(b_cand, axis=1)  # [BT]
-            b_is_best = (b_cand == b_best[:, None]) & (~b_taken)
-            b_sel = tl.min(tl.where(b_is_best, o_e[None, :], BE), axis=1)  # [BT]
-            b_free = tl.min(tl.where(b_taken, BE, o_e[None, :]), axis=1)
-            b_sel = tl.where(b_sel < BE, b_sel, b_free)
-            b_hot = o_e[None, :] == b_sel[:, None]  # [BT, BE]
-            b_taken = b_taken | b_hot
-            b_v = tl.sum(tl.where(b_hot, b_p, 0.0), axis=1)  # [BT] probability of the choice
-            b_vsum += b_v
-            b_sel_all = tl.where(o_k[None, :] == j, b_sel[:, None], b_sel_all)
-            b_v_all = tl.where(o_k[None, :] == j, b_v[:, None], b_v_all)
-            b_counts += tl.sum((b_hot & m_t[:, None]).to(tl.int32), axis=0)
-        if RENORM:
-            b_v_all = b_v_all / tl.where(m_t, b_vsum, 1.0)[:, None]
-        m_tk = m_t[:, None] & (o_k[None, :] < K)
-        tl.store(p_topi + o_t[:, None] * K + o_k[None, :], b_sel_all.to(tl.int64), mask=m_tk)
-        tl.store(p_gates + o_t[:, None] * K + o_k[None, :], b_v_all, mask=m_tk)
-
-    # Segments: expert e owns n_blk[e] = cdiv(count, BM) blocks starting at block seg_start[e].
-    b_nblk = (b_counts + BM - 1) // BM  # [BE] (0 in padding columns)
-    b_seg_end = tl.cumsum(b_nblk, axis=0)  # [BE] inclusive
-    b_seg_start = b_seg_end - b_nblk
-    n_used = tl.sum(b_nblk, axis=0)
-    tl.store(p_counts + o_e, b_counts.to(tl.int64), mask=m_e)
-    tl.store(p_seg_blk + o_e, b_seg_start, mask=m_e)
-    tl.store(p_seg_blk + E, n_used)
-    # Block -> expert: the number of experts whose segment ends at or before the block (E if unused).
-    for b0 in range(0, NB, BT):
-        o_b = b0 + tl.arange(0, BT)  # [BT]
-        b_exp = tl.sum(((b_seg_end[None, :] <= o_b[:, None]) & m_e[None, :]).to(tl.int32), axis=1)
-        tl.store(p_blk_expert + o_b, b_exp, mask=o_b < NB)
-    # -1 in each segment's padding rows and in every unused block (disjoint from the pair rows).
-    o_r = tl.arange(0, BM)  # [BM]
-    b_pad_at = b_seg_start.to(tl.int64) * BM + b_counts  # [BE] first padding row of each segment
-    m_pad = m_e[:, None] & (o_r[None, :] < b_nblk[:, None] * BM - b_counts[:, None])  # [BE, BM]
-    tl.store(p_pairs + b_pad_at[:, None] + o_r[None, :], tl.full([BE, BM], -1, tl.int32), mask=m_pad)
-    for r0 in range(0, NB * BM, BT):
-        o_rows = r0 + tl.arange(0, BT).to(tl.int64)
-        m_rows = (o_rows >= n_used.to(tl.int64) * BM) & (o_rows < NB * BM)
-        tl.store(p_pairs + o_rows, tl.full([BT], -1, tl.int32), mask=m_rows)
-
-    # Pass 2 reads back topi written above by other threads of this program.
-    tl.debug_barrier()
-    # Rank of pair (t, j) in its expert's segment = pairs of that expert in earlier tokens (a token
-    # picks an expert at most once): running count over previous steps + exclusive cumsum in this one.
-    b_running = tl.zeros([BE], dtype=tl.int32)
-    b_base = b_seg_start * BM  # [BE] first row of each segment
-    for t0 in range(0, T, BT):
-        o_t = t0 + tl.arange(0, BT).to(tl.int64)
-        m_t = o_t < T
-        m_tk = m_t[:, None] & (o_k[None, :] < K)
-        b_topi = tl.load(p_topi + o_t[:, None] * K + o_k[None, :], mask=m_tk, other=BE).to(tl.int32)  # [BT, BK]
-        b_chosen = tl.zeros([BT, BE], dtype=tl.int32)
-        for j in tl.static_range(K):
-            b_e = tl.sum(tl.where(o_k[None, :] == j, b_topi, 0), axis=1)  # [BT]
-            b_chosen += ((o_e[None, :] == b_e[:, None]) & m_t[:, None]).to(tl.int32)
-        b_rank = tl.cumsum(b_chosen, axis=0) - b_chosen + b_running[None, :]  # [BT, BE]
-        b_row = b_base[None, :] + b_rank  # [BT, BE] destination row if the token chose e
-        for j in tl.static_range(K):
-            b_e = tl.sum(tl.where(o_k[None, :] == j, b_topi, 0), axis=1)
-            b_dst = tl.sum(tl.where(o_e[None, :] == b_e[:, None], b_row, 0), axis=1).to(tl.int64)  # [BT]
-            tl.store(p_pairs + b_dst, (o_t * K + j).to(tl.int32), mask=m_t)
-        b_running += tl.sum(b_chosen, axis=0)
 
 
 @triton_kernel
@@ -519,6 +411,20 @@ def _pad_hidden(w1: torch.Tensor, b1: torch.Tensor, w2: torch.Tensor):
     return w1, b1, w2, w1.shape[2]
 
 
+# One zeroed int32 ticket per (device, stream) for the chunked routing kernel, whose last program
+# puts it back to 0: launches on one stream run in order, so they never share a ticket at once.
+_TICKETS: dict[tuple, torch.Tensor] = {}
+
+
+def _ticket(device: torch.device) -> torch.Tensor:
+    stream = torch.cuda.current_stream(device).cuda_stream if device.type == "cuda" else 0
+    key = (device, stream)
+    ticket = _TICKETS.get(key)
+    if ticket is None:
+        ticket = _TICKETS[key] = torch.zeros(1, dtype=torch.int32, device=device)
+    return ticket
+
+
 def _backend_of(x: torch.Tensor) -> str:
     return "triton" if x.is_cuda else "interpret"
 
@@ -549,13 +455,26 @@ def forward(x, router_logits, w1, b1, w2, b2, top_k: int, activation: str, renor
     o_tk = empty((T, top_k, O), dtype=torch.float32, device=dev)
     _, pairs, blk_expert, seg_blk = _split_route(route, T, top_k, E, cfg["BM"])
 
-    _moe_route_kernel.launch(
-        backend, (1,),
-        router_logits, probs, topi, gates, counts, pairs, blk_expert, seg_blk,
-        T, E, nb, router_logits.stride(0), router_logits.stride(1),
-        K=top_k, RENORM=renormalize, BM=cfg["BM"], BT=cfg["BT"],
-        BE=_pow2(E, 2), BK=_pow2(top_k, 2), num_warps=cfg["WARPS"],
-    )  # fmt: skip
+    if ROUTE_CHUNKS and T > 0:
+        n_chunks, be = cdiv(T, cfg["BT"]), _pow2(E, 2)
+        chunk_table = empty((n_chunks * be,), dtype=torch.int32, device=dev)
+        pair_rank = empty((T * top_k,), dtype=torch.int32, device=dev)
+        _moe_route_chunks_kernel.launch(
+            backend, (n_chunks,),
+            router_logits, probs, topi, gates, counts, pairs, blk_expert, seg_blk,
+            chunk_table, pair_rank, _ticket(dev),
+            T, E, nb, n_chunks, router_logits.stride(0), router_logits.stride(1),
+            K=top_k, RENORM=renormalize, BM=cfg["BM"], BT=cfg["BT"], BE=be, BK=_pow2(top_k, 2),
+            BC=cfg["BC"], BP=cfg["BP"], num_warps=cfg["WARPS"],
+        )  # fmt: skip
+    else:
+        _moe_route_kernel.launch(
+            backend, (1,),
+            router_logits, probs, topi, gates, counts, pairs, blk_expert, seg_blk,
+            T, E, nb, router_logits.stride(0), router_logits.stride(1),
+            K=top_k, RENORM=renormalize, BM=cfg["BM"], BT=cfg["BT"],
+            BE=_pow2(E, 2), BK=_pow2(top_k, 2), num_warps=cfg["WARPS"],
+        )  # fmt: skip
     if T > 0:
         _moe_fwd_kernel.launch(
             backend, (nb,),

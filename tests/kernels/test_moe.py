@@ -213,6 +213,69 @@ def test_cuda_16bit_linear_experts_odd_width(backend, dtype, D):
     run_variant(backend, 4099, 8, 2, "gelu", dict(linear=True), device="cuda", dtype=dtype, dims=(D, 8, 5))
 
 
+@pytest.fixture
+def route_chunks(monkeypatch):
+    """Routes with one program per chunk of tokens (triton_route.py) instead of one program."""
+    from aam_kernels.moe import triton as mt
+
+    monkeypatch.setattr(mt, "ROUTE_CHUNKS", True)
+    launches = []
+    kernel = mt._moe_route_chunks_kernel
+    launch = kernel.launch
+    monkeypatch.setattr(kernel, "launch", lambda *a, **kw: (launches.append(a[1]), launch(*a, **kw))[1])
+    return launches
+
+
+CHUNK_CASES = [
+    pytest.param(1, 2, 2, "gelu", dict(), id=case_id(1, 2, 2, "gelu")),
+    pytest.param(37, 4, 2, "relu", dict(logits="ties"), id=case_id(37, 4, 2, "relu", "ties")),
+    pytest.param(130, 4, 2, "gelu", dict(), id=case_id(130, 4, 2, "gelu")),
+    pytest.param(37, 8, 1, "silu", dict(logits="one"), id=case_id(37, 8, 1, "silu", "one-expert")),
+    pytest.param(37, 8, 8, "gelu", dict(linear=True), id=case_id(37, 8, 8, "gelu", "linear")),
+]
+
+
+@needs_triton
+@pytest.mark.parametrize("T,E,k,activation,opts", CHUNK_CASES)
+def test_interpret_route_chunks(route_chunks, T, E, k, activation, opts):
+    """Several chunks of 16 tokens (T = 130: 9 programs, the last one partial), ties, empty experts."""
+    run_variant("interpret", T, E, k, activation, opts, dims=(19, 5, 3))
+    assert route_chunks and all(grid == (-(-T // 16),) for grid in route_chunks)
+
+
+def _route_outputs(device, T, E, k, logits="random"):
+    from aam_kernels.moe import triton as mt
+
+    x, lg, w1, b1, w2, b2 = make_inputs(T, 19, 5, 3, E, seed=T + E, device=device, logits=logits)
+    with poison_outputs():
+        return mt.forward(x, lg, w1, b1, w2, b2, k, "gelu", True)[:7]
+
+
+@pytest.mark.parametrize(
+    "backend,device", [pytest.param("interpret", "cpu", marks=needs_triton), pytest.param("triton", "cuda", marks=needs_cuda)]
+)
+@pytest.mark.parametrize("T,E,k,logits", [(37, 4, 2, "ties"), (130, 8, 2, "random"), (5, 4, 4, "one")])
+def test_route_chunks_give_the_same_route_bit_for_bit(backend, device, T, E, k, logits, monkeypatch):
+    """probs, counts, topi, gates, o_tk and the whole route buffer (pairs, block experts, segments),
+    padding included, equal the one-program kernel's; and a second launch reuses the ticket."""
+    from aam_kernels.moe import triton as mt
+
+    one = _route_outputs(device, T, E, k, logits)
+    monkeypatch.setattr(mt, "ROUTE_CHUNKS", True)
+    for _ in range(2):
+        chunks = _route_outputs(device, T, E, k, logits)
+        for a, b in zip(one, chunks):
+            assert torch.equal(a, b)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16], ids=["fp32", "bf16"])
+@pytest.mark.parametrize("backend", [pytest.param("triton", marks=needs_cuda)])
+def test_cuda_route_chunks(route_chunks, backend, dtype):
+    """Many chunks on the GPU (4099 tokens: 33 programs of 128), against the reference."""
+    run_variant(backend, 4099, 8, 2, "gelu", {}, device="cuda", dtype=dtype, dims=(200, 128, 5))
+    assert route_chunks
+
+
 def test_reference_gradcheck():
     """The reference itself, fp64, both expert kinds; the loss also uses probs."""
     for linear, activation in ((False, "gelu"), (False, "silu"), (True, "relu")):
@@ -365,6 +428,9 @@ def test_kernels_compile_for_cuda_without_gpu(monkeypatch):
         return ints | routing | {p: "*" + dt for p in in_dtype} | {p: "*fp32" for p in fp32}
 
     compile_for_sm90(mt._moe_route_kernel, types("bf16"), dict(K=2, RENORM=True, BM=cfg["BM"], BT=cfg["BT"], BE=8, BK=2))
+    chunk_types = types("bf16") | dict(p_chunk="*i32", p_rank="*i32", p_ticket="*i32", C="i32")
+    chunk_consts = dict(K=2, RENORM=True, BM=cfg["BM"], BT=cfg["BT"], BE=8, BK=2, BC=cfg["BC"], BP=cfg["BP"])
+    compile_for_sm90(mt._moe_route_chunks_kernel, chunk_types, chunk_consts)
     for dt in ("bf16", "fp32"):
         compile_for_sm90(mt._moe_fwd_kernel, types(dt), dict(K=2, HAS_W1=True, ACT=0, **tiles))
     compile_for_sm90(mt._moe_fwd_kernel, types("bf16"), dict(K=2, HAS_W1=False, ACT=0, **tiles))
