@@ -1,0 +1,270 @@
+"""Backward kernels of moe_mlp (the layout they read is described in ``aam_kernels/moe/triton.py``):
+router gradient, per-row first-layer recompute with d a, and the fixed-order weight and input
+gradient reductions. The launcher is ``triton.backward``.
+"""
+
+from __future__ import annotations
+
+import triton.language as tl
+
+from aam_kernels.backend import triton_kernel
+
+
+@triton_kernel
+def _moe_router_bwd_kernel(
+    p_gy,  # [T, O] contiguous: d loss / d y
+    p_gprobs,  # [T, E] contiguous: d loss / d probs (unused unless HAS_GPROBS)
+    p_probs,  # fp32 [T, E]
+    p_topi,  # int64 [T, K]
+    p_gates,  # fp32 [T, K]
+    p_out,  # fp32 [T * K, O] per-pair expert outputs
+    p_glogits,  # [T, E] out, logits dtype
+    T,
+    E,
+    O,
+    K: tl.constexpr,
+    RENORM: tl.constexpr,
+    HAS_GPROBS: tl.constexpr,
+    BT: tl.constexpr,
+    BE: tl.constexpr,
+    BO: tl.constexpr,
+):
+    i_t = tl.program_id(0).to(tl.int64)
+    o_t = i_t * BT + tl.arange(0, BT)  # [BT]
+    m_t = o_t < T
+    o_e = tl.arange(0, BE)
+    m_te = m_t[:, None] & (o_e[None, :] < E)  # [BT, BE]
+    o_o = tl.arange(0, BO)
+    m_to = m_t[:, None] & (o_o[None, :] < O)
+    b_gy = tl.load(p_gy + o_t[:, None] * O + o_o[None, :], mask=m_to, other=0.0).to(tl.float32)  # [BT, BO]
+    b_p = tl.load(p_probs + o_t[:, None] * E + o_e[None, :], mask=m_te, other=0.0)  # [BT, BE]
+    # d g_j = <dy, out_j>; with renormalization g_j = v_j / s: d v_j = (d g_j - sum_i d g_i g_i) / s.
+    b_dot = tl.zeros([BT], dtype=tl.float32)  # sum_i d g_i g_i
+    b_s = tl.zeros([BT], dtype=tl.float32)  # s = sum_i v_i
+    for j in tl.static_range(K):
+        b_o = tl.load(p_out + (o_t * K + j)[:, None] * O + o_o[None, :], mask=m_to, other=0.0)
+        b_dg = tl.sum(b_gy * b_o, axis=1)
+        b_g = tl.load(p_gates + o_t * K + j, mask=m_t, other=0.0)
+        b_e = tl.load(p_topi + o_t * K + j, mask=m_t, other=0)
+        b_dot += b_dg * b_g
+        b_s += tl.sum(tl.where(o_e[None, :] == b_e[:, None], b_p, 0.0), axis=1)
+    b_s = tl.where(m_t, b_s, 1.0)
+    if HAS_GPROBS:
+        b_dp = tl.load(p_gprobs + o_t[:, None] * E + o_e[None, :], mask=m_te, other=0.0).to(tl.float32)
+    else:
+        b_dp = tl.zeros([BT, BE], dtype=tl.float32)
+    for j in tl.static_range(K):
+        b_o = tl.load(p_out + (o_t * K + j)[:, None] * O + o_o[None, :], mask=m_to, other=0.0)
+        b_dg = tl.sum(b_gy * b_o, axis=1)
+        b_e = tl.load(p_topi + o_t * K + j, mask=m_t, other=0)
+        if RENORM:
+            b_dv = (b_dg - b_dot) / b_s
+        else:
+            b_dv = b_dg
+        b_dp += tl.where(o_e[None, :] == b_e[:, None], b_dv[:, None], 0.0)
+    b_gl = b_p * (b_dp - tl.sum(b_dp * b_p, axis=1)[:, None])  # softmax backward
+    tl.store(p_glogits + o_t[:, None] * E + o_e[None, :], b_gl.to(p_glogits.dtype.element_ty), mask=m_te)
+
+
+@triton_kernel
+def _moe_bwd_rows_kernel(
+    p_x,  # [T, D] any strides
+    p_w1,  # [E, D, H] contiguous
+    p_b1,  # [E, H]
+    p_w2,  # [E, H, O] contiguous
+    p_gy,  # [T, O] contiguous
+    p_gates,  # fp32 [T * K]
+    p_pairs,  # int32 [NB * BM]
+    p_blk_expert,  # int32 [NB]
+    p_ga,  # fp32 [NB * BM, H] out: d loss / d a per sorted row, 0 in padding rows
+    p_h,  # fp32 [NB * BM, H] out: act(a) per sorted row
+    E,
+    D,
+    H,
+    O,
+    s_xt,
+    s_xd,
+    K: tl.constexpr,
+    ACT: tl.constexpr,
+    BM: tl.constexpr,
+    BD: tl.constexpr,
+    BH: tl.constexpr,
+    BO: tl.constexpr,
+):
+    # MLP experts only: recompute a = x @ w1 + b1 once per sorted row (a chunk of H at a time) and
+    # write what the weight and input gradients need, so no later kernel recomputes it.
+    i_b = tl.program_id(0).to(tl.int64)
+    i_e = tl.load(p_blk_expert + i_b)
+    b_live = (tl.zeros([BM], dtype=tl.int32) + i_e) < E  # [BM]; a tensor, not a scalar, for the interpreter
+    i_e = tl.minimum(i_e, E - 1).to(tl.int64)
+    o_m = i_b * BM + tl.arange(0, BM)  # [BM] sorted rows
+    b_pair = tl.load(p_pairs + o_m)
+    m_m = (b_pair >= 0) & b_live
+    b_pair = tl.where(m_m, b_pair, 0).to(tl.int64)
+    o_tok = b_pair // K
+    o_o = tl.arange(0, BO)
+    m_o = o_o < O
+    # d loss / d out for each row: gate * dy[token]; zero in padding rows.
+    b_gate = tl.load(p_gates + b_pair, mask=m_m, other=0.0)
+    b_gy = tl.load(p_gy + o_tok[:, None] * O + o_o[None, :], mask=m_m[:, None] & m_o[None, :], other=0.0)
+    b_gout = b_gy.to(tl.float32) * b_gate[:, None]  # [BM, BO]
+    for h0 in range(0, H, BH):
+        o_h = h0 + tl.arange(0, BH)
+        m_h = o_h < H
+        b_a = tl.zeros([BM, BH], dtype=tl.float32)
+        for d0 in range(0, D, BD):
+            o_d = d0 + tl.arange(0, BD)
+            m_d = o_d < D
+            b_x = tl.load(p_x + o_tok[:, None] * s_xt + o_d[None, :] * s_xd, mask=m_m[:, None] & m_d[None, :], other=0.0)
+            b_w1 = tl.load(p_w1 + i_e * D * H + o_d[:, None] * H + o_h[None, :], mask=m_d[:, None] & m_h[None, :], other=0.0)
+            b_a = tl.dot(b_x, b_w1, b_a, input_precision="ieee")  # [BM, BH]
+        b_a += tl.load(p_b1 + i_e * H + o_h, mask=m_h, other=0.0).to(tl.float32)[None, :]
+        if ACT == 0:
+            b_cdf = 0.5 * (1.0 + tl.math.erf(b_a * 0.7071067811865476))
+            b_h = b_a * b_cdf
+            b_dact = b_cdf + b_a * tl.exp(-0.5 * b_a * b_a) * 0.3989422804014327
+        elif ACT == 1:
+            b_h = tl.maximum(b_a, 0.0)
+            b_dact = tl.where(b_a > 0, 1.0, 0.0)
+        else:
+            b_sig = 1.0 / (1.0 + tl.exp(-b_a))
+            b_h = b_a * b_sig
+            b_dact = b_sig * (1.0 + b_a * (1.0 - b_sig))
+        b_w2 = tl.load(p_w2 + i_e * H * O + o_h[:, None] * O + o_o[None, :], mask=m_h[:, None] & m_o[None, :], other=0.0)
+        b_ga = tl.dot(b_gout, tl.trans(b_w2.to(tl.float32)), input_precision="ieee") * b_dact  # [BM, BH]
+        m_mh = (o_m[:, None] >= 0) & m_h[None, :]  # every row of the block: padding rows get ga = 0
+        tl.store(p_ga + o_m[:, None] * H + o_h[None, :], b_ga, mask=m_mh)
+        tl.store(p_h + o_m[:, None] * H + o_h[None, :], b_h, mask=m_mh)
+
+
+@triton_kernel
+def _moe_bwd_reduce_kernel(
+    p_x,  # [T, D] any strides
+    p_gy,  # [T, O] contiguous
+    p_gates,  # fp32 [T * K]
+    p_w1,  # [E, D, H] contiguous (HAS_W1)
+    p_w2,  # [E, HH, O] contiguous
+    p_pairs,  # int32 [NB * BM]
+    p_blk_expert,  # int32 [NB]
+    p_seg_blk,  # int32 [E + 1]
+    p_ga,  # fp32 [NB * BM, H] (HAS_W1)
+    p_h,  # fp32 [NB * BM, H] (HAS_W1)
+    p_gw1,  # [E, D, H] out (HAS_W1)
+    p_gb1,  # [E, H] out (HAS_W1)
+    p_gw2,  # [E, HH, O] out
+    p_gb2,  # [E, O] out
+    p_gxp,  # fp32 [T * K, D] out: d loss / d x per pair
+    E,
+    D,
+    H,
+    O,
+    s_xt,
+    s_xd,
+    K: tl.constexpr,
+    HAS_W1: tl.constexpr,
+    BM: tl.constexpr,
+    BD: tl.constexpr,
+    BH: tl.constexpr,
+    BO: tl.constexpr,
+):
+    # Programs [0, E * n_w): weight tiles of one expert each; then one per (block, tile of D) for d x.
+    HH = H if HAS_W1 else D
+    n_dt = tl.cdiv(D, BD)
+    n_ht = tl.cdiv(HH, BH)
+    n_w1 = n_dt * n_ht if HAS_W1 else 0
+    n_w = n_w1 + n_ht
+    pid = tl.program_id(0).to(tl.int64)
+    o_o = tl.arange(0, BO)
+    m_o = o_o < O
+    if pid < E * n_w:
+        i_e = pid // n_w
+        i_r = pid % n_w
+        # Segments are contiguous and seg_blk[E] is the number of used blocks, so expert e owns
+        # [seg_blk[e], seg_blk[e + 1]); the sums run over those blocks in order: deterministic.
+        blk_lo = tl.load(p_seg_blk + i_e).to(tl.int64)
+        blk_hi = tl.load(p_seg_blk + i_e + 1).to(tl.int64)
+        if i_r < n_w1:
+            i_d = i_r // n_ht
+            i_h = i_r % n_ht
+            o_d = i_d * BD + tl.arange(0, BD)
+            m_d = o_d < D
+            o_h = i_h * BH + tl.arange(0, BH)
+            m_h = o_h < H
+            b_gw1 = tl.zeros([BD, BH], dtype=tl.float32)
+            b_gb1 = tl.zeros([BH], dtype=tl.float32)
+            for blk in range(blk_lo, blk_hi):
+                o_m = blk * BM + tl.arange(0, BM)
+                b_pair = tl.load(p_pairs + o_m)
+                m_m = b_pair >= 0
+                o_tok = tl.where(m_m, b_pair, 0).to(tl.int64) // K
+                b_x = tl.load(p_x + o_tok[:, None] * s_xt + o_d[None, :] * s_xd, mask=m_m[:, None] & m_d[None, :], other=0.0)
+                b_ga = tl.load(p_ga + o_m[:, None] * H + o_h[None, :], mask=m_m[:, None] & m_h[None, :], other=0.0)
+                b_gw1 = tl.dot(tl.trans(b_x), b_ga.to(b_x.dtype), b_gw1, input_precision="ieee")  # [BD, BH]
+                b_gb1 += tl.sum(b_ga, axis=0)
+            tl.store(
+                p_gw1 + i_e * D * H + o_d[:, None] * H + o_h[None, :],
+                b_gw1.to(p_gw1.dtype.element_ty),
+                mask=m_d[:, None] & m_h[None, :],
+            )
+            if i_d == 0:
+                tl.store(p_gb1 + i_e * H + o_h, b_gb1.to(p_gb1.dtype.element_ty), mask=m_h)
+        else:
+            i_h = i_r - n_w1
+            o_h = i_h * BH + tl.arange(0, BH)  # tile of HH
+            m_h = o_h < HH
+            b_gw2 = tl.zeros([BH, BO], dtype=tl.float32)
+            b_gb2 = tl.zeros([BO], dtype=tl.float32)
+            for blk in range(blk_lo, blk_hi):
+                o_m = blk * BM + tl.arange(0, BM)
+                b_pair = tl.load(p_pairs + o_m)
+                m_m = b_pair >= 0
+                b_pair = tl.where(m_m, b_pair, 0).to(tl.int64)
+                o_tok = b_pair // K
+                m_mh = m_m[:, None] & m_h[None, :]
+                if HAS_W1:
+                    b_hid = tl.load(p_h + o_m[:, None] * H + o_h[None, :], mask=m_mh, other=0.0)
+                else:
+                    b_hid = tl.load(p_x + o_tok[:, None] * s_xt + o_h[None, :] * s_xd, mask=m_mh, other=0.0)
+                b_gate = tl.load(p_gates + b_pair, mask=m_m, other=0.0)
+                b_gy = tl.load(p_gy + o_tok[:, None] * O + o_o[None, :], mask=m_m[:, None] & m_o[None, :], other=0.0)
+                b_gout = b_gy.to(tl.float32) * b_gate[:, None]  # [BM, BO]
+                b_gw2 = tl.dot(tl.trans(b_hid.to(tl.float32)), b_gout, b_gw2, input_precision="ieee")  # [BH, BO]
+                b_gb2 += tl.sum(b_gout, axis=0)
+            tl.store(
+                p_gw2 + i_e * HH * O + o_h[:, None] * O + o_o[None, :],
+                b_gw2.to(p_gw2.dtype.element_ty),
+                mask=m_h[:, None] & m_o[None, :],
+            )
+            if i_h == 0:
+                tl.store(p_gb2 + i_e * O + o_o, b_gb2.to(p_gb2.dtype.element_ty), mask=m_o)
+    else:
+        # d x per pair for one (block of sorted rows, tile of D): all rows share the block's expert.
+        i_q = pid - E * n_w
+        i_b = i_q // n_dt
+        i_d = i_q % n_dt
+        i_e = tl.load(p_blk_expert + i_b)
+        b_live = (tl.zeros([BM], dtype=tl.int32) + i_e) < E  # [BM]
+        i_e = tl.minimum(i_e, E - 1).to(tl.int64)
+        o_m = i_b * BM + tl.arange(0, BM)  # [BM] sorted rows
+        b_pair = tl.load(p_pairs + o_m)
+        m_m = (b_pair >= 0) & b_live
+        b_pair = tl.where(m_m, b_pair, 0).to(tl.int64)
+        o_d = i_d * BD + tl.arange(0, BD)
+        m_d = o_d < D
+        if HAS_W1:
+            # d x = d a @ w1^T, over H in chunks
+            b_gx = tl.zeros([BM, BD], dtype=tl.float32)
+            for h0 in range(0, H, BH):
+                o_h = h0 + tl.arange(0, BH)
+                m_h = o_h < H
+                b_ga = tl.load(p_ga + o_m[:, None] * H + o_h[None, :], mask=m_m[:, None] & m_h[None, :], other=0.0)
+                b_w1 = tl.load(p_w1 + i_e * D * H + o_d[:, None] * H + o_h[None, :], mask=m_d[:, None] & m_h[None, :], other=0.0)
+                b_gx = tl.dot(b_ga.to(b_w1.dtype), tl.trans(b_w1), b_gx, input_precision="ieee")  # [BM, BD]
+        else:
+            # d x = (gate * dy) @ w2^T
+            b_gate = tl.load(p_gates + b_pair, mask=m_m, other=0.0)
+            b_gy = tl.load(p_gy + (b_pair // K)[:, None] * O + o_o[None, :], mask=m_m[:, None] & m_o[None, :], other=0.0)
+            b_gout = b_gy.to(tl.float32) * b_gate[:, None]  # [BM, BO]
+            b_w2 = tl.load(p_w2 + i_e * D * O + o_d[:, None] * O + o_o[None, :], mask=m_d[:, None] & m_o[None, :], other=0.0)
+            b_gx = tl.dot(b_gout, tl.trans(b_w2.to(tl.float32)), input_precision="ieee")  # [BM, BD]
+        tl.store(p_gxp + b_pair[:, None] * D + o_d[None, :], b_gx, mask=m_m[:, None] & m_d[None, :])
