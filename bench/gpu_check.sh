@@ -31,12 +31,14 @@ out=${1:-out/gpu-check-$(date +%Y%m%d-%H%M%S)}
 mkdir -p "$out"
 export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}"
 log() { echo "[gpu_check] $*" | tee -a "$out/summary.txt"; }
+# The interpreter: $PYTHON if set, else python, else python3 (some GPU images have only python3).
+py=${PYTHON:-$(command -v python || command -v python3 || echo python)}
 
-if ! python -c "import torch" 2>/dev/null; then
+if ! "$py" -c "import torch" 2>/dev/null; then
   log "error: PyTorch does not import; nothing to check"
   exit 2
 fi
-if ! python -c "import torch, sys; sys.exit(0 if torch.cuda.is_available() else 1)" 2>/dev/null; then
+if ! "$py" -c "import torch, sys; sys.exit(0 if torch.cuda.is_available() else 1)" 2>/dev/null; then
   log "error: no CUDA device is visible to PyTorch (torch.cuda.is_available() is False); this script needs" \
       "a CUDA GPU. On a machine without one, run the CPU suite instead: python -m pytest bench --benchmark-only"
   exit 2
@@ -46,20 +48,20 @@ wheels=bench/wheels
 install_offline() {  # install_offline MODULE:PACKAGE... : pip-installs what does not import, from $wheels
   local missing=() packages=() pair mod
   for pair in "$@"; do
-    python -c "import ${pair%%:*}" 2>/dev/null || { missing+=("${pair%%:*}"); packages+=("${pair#*:}"); }
+    "$py" -c "import ${pair%%:*}" 2>/dev/null || { missing+=("${pair%%:*}"); packages+=("${pair#*:}"); }
   done
   [ ${#missing[@]} -eq 0 ] && return 0
   if compgen -G "$wheels/*.whl" >/dev/null; then
-    python -m pip install --quiet --no-index --find-links "$wheels" "${packages[@]}" >>"$out/pip.log" 2>&1
+    "$py" -m pip install --quiet --no-index --find-links "$wheels" "${packages[@]}" >>"$out/pip.log" 2>&1
   fi
-  for mod in "${missing[@]}"; do python -c "import $mod" 2>/dev/null || return 1; done
+  for mod in "${missing[@]}"; do "$py" -c "import $mod" 2>/dev/null || return 1; done
 }
 
 if ! install_offline pytest:pytest pytest_benchmark:pytest-benchmark; then
   log "error: pytest and pytest-benchmark are needed (put their wheels, and py-cpuinfo's, in $wheels/)"
   exit 2
 fi
-python - >"$out/environment.txt" 2>&1 <<'PY'
+"$py" - >"$out/environment.txt" 2>&1 <<'PY'
 import platform, torch
 print("python", platform.python_version(), "torch", torch.__version__)
 try:
@@ -85,11 +87,11 @@ step() {  # step NAME LIMIT_S COMMAND... : output in $out/NAME.txt, its closing 
   [ $rc -ne 0 ] && status=1
   tail -n 1 "$out/$name.txt" | tee -a "$out/summary.txt"
 }
-pytest_q=(python -m pytest -q -p no:cacheprovider)
+pytest_q=("$py" -m pytest -q -p no:cacheprovider)
 bench_opts=(-m cuda --benchmark-only --benchmark-max-time=0.05 --benchmark-min-rounds=3)
 
 workers=()
-python -c "import xdist" 2>/dev/null && workers=(-n 4)  # Triton compiles in parallel
+"$py" -c "import xdist" 2>/dev/null && workers=(-n 4)  # Triton compiles in parallel
 step 1-kernel-tests 100 "${pytest_q[@]}" tests/kernels -m cuda "${workers[@]}" --junitxml="$out/kernel-tests.xml"
 step 2-peaks 20 "${pytest_q[@]}" bench/test_peak.py "${bench_opts[@]}" --benchmark-json="$out/peak.json"
 step 3-regression-loss 90 "${pytest_q[@]}" bench/test_regression_loss.py "${bench_opts[@]}" \
@@ -110,13 +112,13 @@ for name in peak regression_loss moe training; do
 done
 if [ ${#results[@]} -gt 0 ]; then
   log "6-report (limit 20 s): $out/report.md"
-  timeout 20 python -m bench.report "${results[@]}" --plots "$out/plot" >"$out/report.md" 2>&1 || status=1
+  timeout 20 "$py" -m bench.report "${results[@]}" --plots "$out/plot" >"$out/report.md" 2>&1 || status=1
   cat "$out/report.md" >>"$out/summary.txt"
 else
   log "6-report: no benchmark results to report"
   status=1
 fi
-step 7-sweep 90 python -m bench.gpu_sweep --budget-s 75
-step 8-profile 40 python -m bench.gpu_sweep --profile
+step 7-sweep 90 "$py" -m bench.gpu_sweep --budget-s 75
+step 8-profile 40 "$py" -m bench.gpu_sweep --profile
 log "done (status $status); everything is in $out/"
 exit $status
