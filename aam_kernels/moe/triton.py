@@ -33,6 +33,7 @@ import triton.language as tl
 
 from aam_kernels.backend import cdiv, empty, next_pow2, triton_kernel
 from aam_kernels.moe.triton_backward import _moe_bwd_reduce_kernel, _moe_bwd_rows_kernel, _moe_router_bwd_kernel
+from aam_kernels.moe.triton_parts import _block_rows, _first_layer
 from aam_kernels.moe.triton_route import _moe_route_chunks_kernel, _moe_route_kernel
 
 # The routing kernel that runs: False = one program over all tokens (shipped), True = one program per
@@ -88,14 +89,7 @@ def _moe_fwd_kernel(
     BH: tl.constexpr,
     BO: tl.constexpr,
 ):
-    i_b = tl.program_id(0).to(tl.int64)
-    i_e = tl.load(p_blk_expert + i_b)
-    b_live = (tl.zeros([BM], dtype=tl.int32) + i_e) < E  # [BM]; a tensor, not a scalar, for the interpreter
-    i_e = tl.minimum(i_e, E - 1).to(tl.int64)  # unused blocks: any valid expert, every row masked
-    o_m = i_b * BM + tl.arange(0, BM)  # [BM]
-    b_pair = tl.load(p_pairs + o_m)  # [BM]
-    m_m = (b_pair >= 0) & b_live
-    b_pair = tl.where(m_m, b_pair, 0).to(tl.int64)
+    i_e, o_m, m_m, b_pair = _block_rows(p_pairs, p_blk_expert, tl.program_id(0).to(tl.int64), E, BM)
     o_tok = b_pair // K
     o_o = tl.arange(0, BO)
     m_o = o_o < O
@@ -105,14 +99,7 @@ def _moe_fwd_kernel(
         for h0 in range(0, H, BH):
             o_h = h0 + tl.arange(0, BH)
             m_h = o_h < H
-            b_a = tl.zeros([BM, BH], dtype=tl.float32)
-            for d0 in range(0, D, BD):
-                o_d = d0 + tl.arange(0, BD)
-                m_d = o_d < D
-                b_x = tl.load(p_x + o_tok[:, None] * s_xt + o_d[None, :] * s_xd, mask=m_m[:, None] & m_d[None, :], other=0.0)
-                b_w1 = tl.load(p_w1 + i_e * D * H + o_d[:, None] * H + o_h[None, :], mask=m_d[:, None] & m_h[None, :], other=0.0)
-                b_a = tl.dot(b_x, b_w1, b_a, input_precision="ieee")  # [BM, BH]
-            b_a += tl.load(p_b1 + i_e * H + o_h, mask=m_h, other=0.0).to(tl.float32)[None, :]
+            b_a = _first_layer(p_x, p_w1, p_b1, o_tok, m_m, i_e, o_h, m_h, D, H, s_xt, s_xd, BM, BD, BH)
             if ACT == 0:
                 b_h = 0.5 * b_a * (1.0 + tl.math.erf(b_a * 0.7071067811865476))
             elif ACT == 1:

@@ -11,6 +11,7 @@ import torch
 
 from aam_kernels.backend import poison_outputs
 from aam_kernels.moe.reference import moe_mlp_reference
+from tests.kernels.spy import record_grids
 from tests.kernels.test_moe import case_id, make_inputs, needs_cuda, needs_triton, run_variant
 
 
@@ -58,11 +59,7 @@ def route_chunks(monkeypatch):
     from aam_kernels.moe import triton as mt
 
     monkeypatch.setattr(mt, "ROUTE_CHUNKS", True)
-    launches = []
-    kernel = mt._moe_route_chunks_kernel
-    launch = kernel.launch
-    monkeypatch.setattr(kernel, "launch", lambda *a, **kw: (launches.append(a[1]), launch(*a, **kw))[1])
-    return launches
+    return record_grids(monkeypatch, mt._moe_route_chunks_kernel)
 
 
 CHUNK_CASES = [

@@ -14,6 +14,7 @@ from aam_kernels import asymmetric_loss, count_launches, pinball_loss, regressio
 from aam_kernels.backend import poison_outputs, triton_import_error
 from aam_kernels.regression_loss.reference import regression_loss_reference
 from tests.kernels.cuda_compile import compile_for_sm90
+from tests.kernels.spy import record_grids
 from tests.kernels.tolerances import assert_close
 
 HAS_CUDA = torch.cuda.is_available()
@@ -275,15 +276,11 @@ FLAT_BACKENDS = BACKENDS[1:]  # the flat layout is a Triton kernel: interpreted 
 
 @pytest.fixture
 def flat_layout(monkeypatch):
-    """Turns the flat-layout kernel on and counts its launches."""
+    """Turns the flat-layout kernel on and records its launches."""
     from aam_kernels.regression_loss import triton as rt
 
     monkeypatch.setattr(rt, "FLAT_LAYOUT", True)
-    launches = []
-    kernel = rt._regression_loss_flat_kernel
-    launch = kernel.launch
-    monkeypatch.setattr(kernel, "launch", lambda *a, **kw: (launches.append(1), launch(*a, **kw))[1])
-    return launches
+    return record_grids(monkeypatch, rt._regression_loss_flat_kernel)
 
 
 @pytest.mark.parametrize("backend,device", FLAT_BACKENDS)
