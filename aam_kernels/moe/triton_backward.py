@@ -8,7 +8,7 @@ from __future__ import annotations
 import triton.language as tl
 
 from aam_kernels.backend import triton_kernel
-from aam_kernels.moe.triton_parts import _block_rows, _first_layer
+from aam_kernels.moe.triton_parts import _block_rows, _first_layer, _row_grad_out
 
 
 @triton_kernel
@@ -99,9 +99,7 @@ def _moe_bwd_rows_kernel(
     o_o = tl.arange(0, BO)
     m_o = o_o < O
     # d loss / d out for each row: gate * dy[token]; zero in padding rows.
-    b_gate = tl.load(p_gates + b_pair, mask=m_m, other=0.0)
-    b_gy = tl.load(p_gy + o_tok[:, None] * O + o_o[None, :], mask=m_m[:, None] & m_o[None, :], other=0.0)
-    b_gout = b_gy.to(tl.float32) * b_gate[:, None]  # [BM, BO]
+    b_gout = _row_grad_out(p_gates, p_gy, b_pair, m_m, o_o, m_o, O, K)  # [BM, BO]
     for h0 in range(0, H, BH):
         o_h = h0 + tl.arange(0, BH)
         m_h = o_h < H
@@ -212,9 +210,7 @@ def _moe_bwd_reduce_kernel(
                     b_hid = tl.load(p_h + o_m[:, None] * H + o_h[None, :], mask=m_mh, other=0.0)
                 else:
                     b_hid = tl.load(p_x + o_tok[:, None] * s_xt + o_h[None, :] * s_xd, mask=m_mh, other=0.0)
-                b_gate = tl.load(p_gates + b_pair, mask=m_m, other=0.0)
-                b_gy = tl.load(p_gy + o_tok[:, None] * O + o_o[None, :], mask=m_m[:, None] & m_o[None, :], other=0.0)
-                b_gout = b_gy.to(tl.float32) * b_gate[:, None]  # [BM, BO]
+                b_gout = _row_grad_out(p_gates, p_gy, b_pair, m_m, o_o, m_o, O, K)  # [BM, BO]
                 b_gw2 = tl.dot(tl.trans(b_hid.to(tl.float32)), b_gout, b_gw2, input_precision="ieee")  # [BH, BO]
                 b_gb2 += tl.sum(b_gout, axis=0)
             tl.store(
@@ -242,9 +238,7 @@ def _moe_bwd_reduce_kernel(
                 b_gx = tl.dot(b_ga.to(b_w1.dtype), tl.trans(b_w1), b_gx, input_precision="ieee")  # [BM, BD]
         else:
             # d x = (gate * dy) @ w2^T
-            b_gate = tl.load(p_gates + b_pair, mask=m_m, other=0.0)
-            b_gy = tl.load(p_gy + (b_pair // K)[:, None] * O + o_o[None, :], mask=m_m[:, None] & m_o[None, :], other=0.0)
-            b_gout = b_gy.to(tl.float32) * b_gate[:, None]  # [BM, BO]
+            b_gout = _row_grad_out(p_gates, p_gy, b_pair, m_m, o_o, m_o, O, K)  # [BM, BO]
             b_w2 = tl.load(p_w2 + i_e * D * O + o_d[:, None] * O + o_o[None, :], mask=m_d[:, None] & m_o[None, :], other=0.0)
             b_gx = tl.dot(b_gout, tl.trans(b_w2.to(tl.float32)), input_precision="ieee")  # [BM, BD]
         tl.store(p_gxp + b_pair[:, None] * D + o_d[None, :], b_gx, mask=m_m[:, None] & m_d[None, :])

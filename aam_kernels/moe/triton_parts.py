@@ -35,3 +35,12 @@ def _block_rows(p_pairs, p_blk_expert, i_b, E, BM: tl.constexpr):
     b_pair = tl.load(p_pairs + o_m)
     m_m = (b_pair >= 0) & b_live
     return i_e, o_m, m_m, tl.where(m_m, b_pair, 0).to(tl.int64)
+
+
+@triton.jit
+def _row_grad_out(p_gates, p_gy, b_pair, m_m, o_o, m_o, O, K: tl.constexpr):
+    """d loss / d out of each sorted row: its pair's gate times dy of its token, fp32 [BM, BO]; 0 in
+    rows where m_m is False."""
+    b_gate = tl.load(p_gates + b_pair, mask=m_m, other=0.0)
+    b_gy = tl.load(p_gy + (b_pair // K)[:, None] * O + o_o[None, :], mask=m_m[:, None] & m_o[None, :], other=0.0)
+    return b_gy.to(tl.float32) * b_gate[:, None]
