@@ -6,7 +6,7 @@ against the reference computed in fp32 (MoE) or fp64 (loss), then the median for
 The kernel tests cover small shapes only; this also checks the scale shapes the benchmarks time.
 
     python -m bench.gpu_sweep [--budget-s 60]
-    python -m bench.gpu_sweep --profile      (per-kernel GPU times of moe_mlp, torch.profiler)
+    python -m bench.gpu_sweep --profile      (per-kernel GPU times of moe_mlp and regression_loss)
 
 Prints one line per (shape, configuration) as it goes, so a run stopped at its time limit keeps what
 finished. Needs a CUDA GPU; imports only torch, triton and aam_kernels.
@@ -29,13 +29,13 @@ from aam_kernels.regression_loss import triton as loss_triton
 from aam_kernels.regression_loss.checks import ColumnParams
 from aam_kernels.regression_loss.reference import regression_loss_reference
 
-# (BM, BD, BH, WARPS, chunked routing): sorted rows per program, D and H tile widths, warps per program,
-# and whether the one-program-per-chunk routing kernel runs (ROUTE_CHUNKS). The first H200 run timed
-# BM 16-128 at the large shape (64 best); the chunked routing and wider D and H tiles come next (the
-# weight-gradient kernel re-reads x once per H tile and d a once per D tile).
+# (BM, BD, BH, WARPS, chunked routing); None = the shipped configuration, run first. The first H200 runs
+# timed BM 16-128 (64 best), then wider D and H tiles and the chunked router (both shipped for 16-bit
+# inputs and from ROUTE_CHUNKS_FROM_TOKENS tokens on); next: wider still, where the weight-gradient
+# kernel (6.35 of 11.2 ms at the large shape) re-reads fewer tiles.
 MOE_CONFIGS = [
-    (64, 64, 64, 4, False), (64, 64, 64, 4, True), (64, 128, 64, 8, False), (64, 64, 128, 8, False),
-    (64, 128, 128, 8, False), (128, 64, 64, 8, False),
+    None, (64, 64, 64, 4, False), (64, 64, 64, 4, True), (64, 128, 128, 8, True), (128, 128, 128, 8, True),
+    (64, 128, 256, 8, True), (64, 256, 128, 8, True),
 ]  # fmt: skip
 # (T, D, H, O, E, k, dtype): the transformer-sized shape first (GPU-bound; the AAM ones are host-bound)
 MOE_SHAPES = [
@@ -43,9 +43,14 @@ MOE_SHAPES = [
     (65536, 128, 64, 3, 8, 2, torch.bfloat16),
     (4096, 128, 64, 3, 8, 2, torch.float32),
 ]
-# (elements per program, warps, flat layout); the flat layout only runs where K > 1
-LOSS_CONFIGS = [(4096, 8, False), (4096, 8, True), (2048, 4, False), (2048, 4, True), (8192, 8, True), (16384, 16, False)]
-LOSS_SHAPES = [(16_777_216, 1, torch.float32), (5_592_405, 3, torch.float32), (22_369_621, 3, torch.bfloat16)]
+# (elements per program, warps, flat layout), the shipped one first
+LOSS_CONFIGS = [(4096, 8, True), (4096, 8, False), (2048, 4, True), (8192, 8, True), (16384, 16, True)]
+# (N, K, dtype, target broadcast over K as pinball_loss passes it): the kernel issue's goal (16M x 1
+# fp32), the same less one element (no 16-byte alignment of N), quantile-shaped K = 3 in fp32 and bf16
+LOSS_SHAPES = [
+    (16_777_216, 1, torch.float32, False), (16_777_215, 1, torch.float32, False),
+    (5_592_405, 3, torch.float32, False), (5_592_405, 3, torch.float32, True), (22_369_621, 3, torch.bfloat16, False),
+]  # fmt: skip
 
 
 def rel_err(out: torch.Tensor, ref: torch.Tensor) -> float:
@@ -62,7 +67,7 @@ def moe_inputs(T, D, H, O, E, dtype, gen):
 
 
 def sweep_moe(deadline: float) -> None:
-    shipped, shipped_chunks = moe_triton._config, moe_triton.ROUTE_CHUNKS
+    shipped, shipped_from = moe_triton._config, moe_triton.ROUTE_CHUNKS_FROM_TOKENS
     gen = torch.Generator(device="cuda").manual_seed(0)
     for T, D, H, O, E, k, dtype in MOE_SHAPES:
         inputs = moe_inputs(T, D, H, O, E, dtype, gen)
@@ -71,13 +76,18 @@ def sweep_moe(deadline: float) -> None:
         ref_y = moe_mlp_reference(*ref_in, top_k=k)[0]
         ref = [ref_y, *torch.autograd.grad(ref_y, ref_in, gy.float())]
         flops = 3 * 2 * T * k * (D * H + H * O)
-        for bm, bd, bh, warps, chunks in MOE_CONFIGS:
+        for config in MOE_CONFIGS:
             if time.monotonic() > deadline:
                 print("moe: time budget spent, stopping", flush=True)
                 return
-            cfg = dict(shipped("triton"), BM=bm, BD=bd, BH=bh, WARPS=warps)
-            moe_triton._config = lambda backend, cfg=cfg: cfg if backend == "triton" else shipped(backend)
-            moe_triton.ROUTE_CHUNKS = chunks
+            cfg = shipped("triton", inputs[0].element_size())
+            chunks = T >= shipped_from
+            if config is not None:
+                bm, bd, bh, warps, chunks = config
+                cfg = dict(cfg, BM=bm, BD=bd, BH=bh, WARPS=warps)
+                moe_triton._config = lambda backend, size=4, cfg=cfg: cfg if backend == "triton" else shipped(backend, size)
+                moe_triton.ROUTE_CHUNKS_FROM_TOKENS = 0 if chunks else 2**62
+            bm, bd, bh, warps = cfg["BM"], cfg["BD"], cfg["BH"], cfg["WARPS"]
             try:
                 with use_backend("triton"):
                     y = moe_mlp(*inputs, top_k=k)[0]
@@ -86,13 +96,13 @@ def sweep_moe(deadline: float) -> None:
                     ms = do_bench(lambda: torch.autograd.grad(moe_mlp(*inputs, top_k=k)[0], inputs, gy),
                                   warmup=25, rep=100, return_mode="median")  # fmt: skip
                 print(f"moe T={T} D={D} H={H} E={E} k={k} {str(dtype)[6:]} BM={bm} BD={bd} BH={bh} warps={warps} "
-                      f"route_chunks={chunks}: "
+                      f"route_chunks={chunks}{' (shipped)' if config is None else ''}: "
                       f"fwd+bwd {ms:.3f} ms, {flops / ms / 1e9:.1f} TFLOP/s, max rel err {err:.2e}", flush=True)  # fmt: skip
             except Exception as exc:  # a configuration that does not compile or fit is a result too
                 print(f"moe T={T} D={D} H={H} BM={bm} BD={bd} BH={bh} warps={warps} route_chunks={chunks}: failed: "
                       f"{type(exc).__name__}: {str(exc).splitlines()[0][:200]}", flush=True)  # fmt: skip
             finally:
-                moe_triton._config, moe_triton.ROUTE_CHUNKS = shipped, shipped_chunks
+                moe_triton._config, moe_triton.ROUTE_CHUNKS_FROM_TOKENS = shipped, shipped_from
         del inputs, ref_in, ref, ref_y
         torch.cuda.empty_cache()
 
@@ -100,20 +110,18 @@ def sweep_moe(deadline: float) -> None:
 def sweep_loss(deadline: float) -> None:
     shipped = (loss_triton.ELEMENTS_PER_PROGRAM, loss_triton.NUM_WARPS, loss_triton.FLAT_LAYOUT)
     gen = torch.Generator(device="cuda").manual_seed(1)
-    for n, k, dtype in LOSS_SHAPES:
+    for n, k, dtype, broadcast in LOSS_SHAPES:
         pred = torch.randn((n, k), generator=gen, device="cuda").to(dtype).requires_grad_(True)
-        target = torch.randn((n, k), generator=gen, device="cuda").to(dtype)
+        target = torch.randn((n, 1 if broadcast else k), generator=gen, device="cuda").to(dtype).expand(n, k)
         taus = [(0.1, 0.5, 0.9)[i % 3] for i in range(k)]
         p = dict(under=torch.tensor(taus, device="cuda"), over=torch.tensor([1 - t for t in taus], device="cuda"),
                  delta=torch.zeros(k, device="cuda"), power=torch.ones(k, device="cuda"))  # fmt: skip
         ref_pred = pred.detach().double().requires_grad_(True)
         ref_loss = regression_loss_reference(ref_pred, target.double(), **{a: v.double() for a, v in p.items()})
         ref = [ref_loss, torch.autograd.grad(ref_loss, ref_pred)[0]]
-        bytes_moved = 3 * n * k * pred.element_size()  # read pred and target, write d pred
+        bytes_moved = (3 - broadcast + broadcast / k) * n * k * pred.element_size()  # read pred, target; write d pred
         params = ColumnParams(p["under"], p["over"], p["delta"], p["power"])
         for per_program, warps, flat in LOSS_CONFIGS:
-            if flat and k == 1:
-                continue
             if time.monotonic() > deadline:
                 print("loss: time budget spent, stopping", flush=True)
                 return
@@ -128,7 +136,7 @@ def sweep_loss(deadline: float) -> None:
                 # graph so that the host's launch cost stays out: what the kernel itself moves per second.
                 kernel_ms = do_bench_cudagraph(lambda: loss_triton.forward(
                     pred.detach(), target, None, params, False, True, "triton"), rep=100, return_mode="median")  # fmt: skip
-                print(f"loss N={n} K={k} {str(dtype)[6:]} per_program={per_program} warps={warps} flat={flat}: fwd+bwd "
+                print(f"loss N={n} K={k} {str(dtype)[6:]}{' target [N, 1]' if broadcast else ''} per_program={per_program} warps={warps} flat={flat}: fwd+bwd "
                       f"{ms:.3f} ms, {bytes_moved / ms / 1e6:.0f} GB/s; kernel alone {kernel_ms * 1e3:.1f} us, "
                       f"{bytes_moved / kernel_ms / 1e6:.0f} GB/s; max rel err {err:.2e}", flush=True)  # fmt: skip
             except Exception as exc:
@@ -142,50 +150,70 @@ def sweep_loss(deadline: float) -> None:
 
 # (T, D, H, O, dtype) of the per-kernel profile: the MoE goal shape and the transformer-sized one
 PROFILE_SHAPES = [(4096, 128, 64, 3, torch.float32), (32768, 1024, 2048, 3, torch.bfloat16)]
+# (N, K) of the loss profile, fp32 pinball: the kernel issue's goal shape and a quantile-shaped one
+PROFILE_LOSS_SHAPES = [(16_777_216, 1), (5_592_405, 3)]
 
 
-def profile_moe(calls: int = 5) -> None:
-    """GPU time per kernel of ``calls`` forward+backward calls of moe_mlp (torch.profiler, CUDA
-    activity), and the host time per call: which kernel to work on, and whether the host dominates."""
+def _profiled(label: str, step, calls: int = 5) -> None:
+    """GPU time per kernel of ``calls`` calls of ``step`` (torch.profiler, CUDA activity), and the wall
+    time per call: which kernel to work on, and whether the host dominates."""
     from torch.profiler import ProfilerActivity, profile
 
+    step()
+    torch.cuda.synchronize()
+    started = time.perf_counter()
+    with profile(activities=[ProfilerActivity.CUDA]) as prof:
+        for _ in range(calls):
+            step()
+        torch.cuda.synchronize()
+    host_ms = (time.perf_counter() - started) * 1e3 / calls
+    print(f"{label}: {host_ms:.3f} ms per call (wall, profiled)", flush=True)
+    # device_time_total in recent PyTorch, cuda_time_total before (times in microseconds)
+    gpu_us = lambda e: getattr(e, "device_time_total", None) or getattr(e, "cuda_time_total", 0)  # noqa: E731
+    for event in sorted(prof.key_averages(), key=gpu_us, reverse=True)[:8]:
+        print(f"  {event.key[:60]:60s} {gpu_us(event) / calls / 1e3:8.3f} ms per call", flush=True)
+
+
+def profile_kernels() -> None:
+    """Per-kernel GPU times of moe_mlp and regression_loss forward+backward at the profile shapes."""
     gen = torch.Generator(device="cuda").manual_seed(2)
     for T, D, H, O, dtype in PROFILE_SHAPES:
         inputs = moe_inputs(T, D, H, O, 8, dtype, gen)
         gy = torch.randn((T, O), generator=gen, device="cuda").to(dtype)
 
-        def step():
+        def moe_step():
             with use_backend("triton"):
                 return torch.autograd.grad(moe_mlp(*inputs, top_k=2)[0], inputs, gy)
 
-        step()
-        torch.cuda.synchronize()
-        started = time.perf_counter()
-        with profile(activities=[ProfilerActivity.CUDA]) as prof:
-            for _ in range(calls):
-                step()
-            torch.cuda.synchronize()
-        host_ms = (time.perf_counter() - started) * 1e3 / calls
-        print(f"moe profile T={T} D={D} H={H} {str(dtype)[6:]}: {host_ms:.3f} ms per call (wall, profiled)", flush=True)
-        # device_time_total in recent PyTorch, cuda_time_total before (times in microseconds)
-        gpu_us = lambda e: getattr(e, "device_time_total", None) or getattr(e, "cuda_time_total", 0)  # noqa: E731
-        for event in sorted(prof.key_averages(), key=gpu_us, reverse=True)[:8]:
-            print(f"  {event.key[:60]:60s} {gpu_us(event) / calls / 1e3:8.3f} ms per call", flush=True)
+        _profiled(f"moe profile T={T} D={D} H={H} {str(dtype)[6:]}", moe_step)
         del inputs, gy
+        torch.cuda.empty_cache()
+    for n, k in PROFILE_LOSS_SHAPES:
+        pred = torch.randn((n, k), generator=gen, device="cuda").requires_grad_(True)
+        target = torch.randn((n, k), generator=gen, device="cuda")
+        under = torch.tensor([(0.1, 0.5, 0.9)[i % 3] for i in range(k)], device="cuda")
+        over = 1 - under
+
+        def loss_step():
+            with use_backend("triton"):
+                return torch.autograd.grad(regression_loss(pred, target, under=under, over=over), pred)
+
+        _profiled(f"loss profile N={n} K={k} float32 pinball", loss_step)
+        del pred, target
         torch.cuda.empty_cache()
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--budget-s", type=float, default=60.0, help="stop starting new runs after this long")
-    parser.add_argument("--profile", action="store_true", help="only the per-kernel profile of moe_mlp")
+    parser.add_argument("--profile", action="store_true", help="only the per-kernel profiles of both ops")
     args = parser.parse_args(argv)
     if not torch.cuda.is_available():
         print("error: no CUDA device is visible to PyTorch; the sweep needs one", file=sys.stderr)
         return 2
     print(f"device {torch.cuda.get_device_name()}, torch {torch.__version__}, triton {triton.__version__}", flush=True)
     if args.profile:
-        profile_moe()
+        profile_kernels()
         return 0
     start = time.monotonic()
     sweep_loss(start + args.budget_s * 0.4)

@@ -36,19 +36,24 @@ from aam_kernels.moe.triton_backward import _moe_bwd_reduce_kernel, _moe_bwd_row
 from aam_kernels.moe.triton_parts import _block_rows, _first_layer
 from aam_kernels.moe.triton_route import _moe_route_chunks_kernel, _moe_route_kernel
 
-# The routing kernel that runs: False = one program over all tokens (shipped), True = one program per
-# chunk of BT tokens with the last one placing the pairs (triton_route.py). Same route buffer.
-ROUTE_CHUNKS = False
+# Routing with one program per chunk of BT tokens (the last one placing the pairs, triton_route.py) from
+# this many tokens on; below it one program routes all tokens. Same route buffer either way. On an H200
+# (Triton 3.6, bf16 fwd+bwd) chunks took T = 65536 from 4.07 to 1.37 ms and T = 32768 (D 1024, H 2048)
+# from 11.2 to 9.9 ms; at T = 4096 (host-bound there) the one-program kernel was not slower.
+ROUTE_CHUNKS_FROM_TOKENS = 8192
 
 _ACT_CODE = {"gelu": 0, "relu": 1, "silu": 2}
 
 
-def _config(backend: str) -> dict:
-    """Block sizes. Compiled: 64 x 64 tl.dot tiles, the usual starting point for tensor-core GEMMs; a
-    first sweep on an H200 kept them (BM 16, 32, 64, 128 at T = 32768, D = 1024, H = 2048: 64 was
-    fastest; wider D and H tiles not yet timed). BC, BP: chunks and pairs per step of the chunked
-    router's last program. Interpreted: the smallest tiles tl.dot accepts (16), since the
-    interpreter's cost grows with tile area."""
+def _config(backend: str, element_size: int = 4) -> dict:
+    """Block sizes. Compiled: BM = 64 sorted rows per program (BM 16-128 timed at T = 32768, D = 1024,
+    H = 2048 on an H200: 64 was fastest). 16-bit inputs take 128-wide D and H tiles with 8 warps, which
+    cut fwd+bwd there from 11.2 to 9.4 ms (the weight-gradient kernel re-reads x once per H tile and
+    d a once per D tile); fp32 tiles stay 64 wide, within shared memory at three pipeline stages. BC, BP:
+    chunks and pairs per step of the chunked router's last program. Interpreted: the smallest tiles
+    tl.dot accepts (16), since the interpreter's cost grows with tile area."""
+    if backend == "triton" and element_size == 2:
+        return dict(BM=64, BD=128, BH=128, BT=128, BC=64, BP=1024, WARPS=8)
     if backend == "triton":
         return dict(BM=64, BD=64, BH=64, BT=128, BC=64, BP=1024, WARPS=4)
     return dict(BM=16, BD=16, BH=16, BT=16, BC=4, BP=16, WARPS=1)
@@ -163,7 +168,7 @@ def _backend_of(x: torch.Tensor) -> str:
 def forward(x, router_logits, w1, b1, w2, b2, top_k: int, activation: str, renormalize: bool):
     """Same contract as ``cpu.forward``; the saved batches are empty (backward recomputes the hidden layer)."""
     backend = _backend_of(x)
-    cfg = _config(backend)
+    cfg = _config(backend, x.element_size())
     T, D = x.shape
     E = router_logits.shape[1]
     O = w2.shape[2]
@@ -186,7 +191,7 @@ def forward(x, router_logits, w1, b1, w2, b2, top_k: int, activation: str, renor
     o_tk = empty((T, top_k, O), dtype=torch.float32, device=dev)
     _, pairs, blk_expert, seg_blk = _split_route(route, T, top_k, E, cfg["BM"])
 
-    if ROUTE_CHUNKS and T > 0:
+    if T >= max(ROUTE_CHUNKS_FROM_TOKENS, 1):
         n_chunks, be = cdiv(T, cfg["BT"]), _pow2(E, 2)
         chunk_table = empty((n_chunks * be,), dtype=torch.int32, device=dev)
         pair_rank = empty((T * top_k,), dtype=torch.int32, device=dev)
@@ -223,7 +228,7 @@ def forward(x, router_logits, w1, b1, w2, b2, top_k: int, activation: str, renor
 def backward(gy, gprobs, x, router_logits, w1, b1, w2, b2, probs, topi, gates, o_tk, route, xp, a, h, top_k, activation, renormalize):
     """Same contract as ``cpu.backward``."""
     backend = _backend_of(x)
-    cfg = _config(backend)
+    cfg = _config(backend, x.element_size())
     T, D = x.shape
     E = router_logits.shape[1]
     O = w2.shape[2]

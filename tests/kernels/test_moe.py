@@ -310,13 +310,11 @@ def test_fp64_needs_torch_backend():
 @pytest.mark.skipif(HAS_CUDA, reason="the CUDA tests run the compiled kernels")
 def test_kernels_compile_for_cuda_without_gpu(monkeypatch):
     """The interpreter accepts code the compiler rejects (dtype mixes in tl.dot, scalar/tensor control
-    flow), so compile every kernel with the GPU block sizes: bf16 inputs (tensor-core dots) and the
-    fp32 forward (ieee dots)."""
+    flow), so compile every kernel with the GPU block sizes of bf16 inputs (tensor-core dots) and of
+    fp32 ones (ieee dots)."""
     monkeypatch.setenv("TRITON_DEFAULT_FP_FUSION", "1")
     from aam_kernels.moe import triton as mt
 
-    cfg = mt._config("triton")
-    tiles = dict(BM=cfg["BM"], BD=cfg["BD"], BH=cfg["BH"], BO=16)
     ints = {name: "i32" for name in ("T", "E", "NB", "D", "H", "O")} | {name: "i64" for name in ("s_xt", "s_xd", "s_lt", "s_le")}
     routing = dict(p_pairs="*i32", p_blk_expert="*i32", p_seg_blk="*i32", p_topi="*i64", p_counts="*i64")
 
@@ -326,16 +324,16 @@ def test_kernels_compile_for_cuda_without_gpu(monkeypatch):
         fp32 = ("p_logits", "p_probs", "p_gates", "p_out", "p_gprobs", "p_glogits", "p_ga", "p_h", "p_gxp")
         return ints | routing | {p: "*" + dt for p in in_dtype} | {p: "*fp32" for p in fp32}
 
-    compile_for_sm90(mt._moe_route_kernel, types("bf16"), dict(K=2, RENORM=True, BM=cfg["BM"], BT=cfg["BT"], BE=8, BK=2))
-    chunk_types = types("bf16") | dict(p_chunk="*i32", p_rank="*i32", p_ticket="*i32", C="i32")
-    chunk_consts = dict(K=2, RENORM=True, BM=cfg["BM"], BT=cfg["BT"], BE=8, BK=2, BC=cfg["BC"], BP=cfg["BP"])
-    compile_for_sm90(mt._moe_route_chunks_kernel, chunk_types, chunk_consts)
-    for dt in ("bf16", "fp32"):
-        compile_for_sm90(mt._moe_fwd_kernel, types(dt), dict(K=2, HAS_W1=True, ACT=0, **tiles))
-    compile_for_sm90(mt._moe_fwd_kernel, types("bf16"), dict(K=2, HAS_W1=False, ACT=0, **tiles))
-    compile_for_sm90(
-        mt._moe_router_bwd_kernel, types("bf16"), dict(K=2, RENORM=True, HAS_GPROBS=True, BT=cfg["BT"], BE=8, BO=16)
-    )
-    compile_for_sm90(mt._moe_bwd_rows_kernel, types("bf16"), dict(K=2, ACT=0, **tiles))
-    for has_w1 in (True, False):
-        compile_for_sm90(mt._moe_bwd_reduce_kernel, types("bf16"), dict(K=2, HAS_W1=has_w1, **tiles))
+    for dt, size in (("bf16", 2), ("fp32", 4)):  # each with the block sizes a GPU run gives that dtype
+        cfg = mt._config("triton", size)
+        tiles, warps = dict(BM=cfg["BM"], BD=cfg["BD"], BH=cfg["BH"], BO=16), cfg["WARPS"]
+        route = dict(K=2, RENORM=True, BM=cfg["BM"], BT=cfg["BT"], BE=8, BK=2)
+        compile_for_sm90(mt._moe_route_kernel, types(dt), route, warps)
+        chunk_types = types(dt) | dict(p_chunk="*i32", p_rank="*i32", p_ticket="*i32", C="i32")
+        compile_for_sm90(mt._moe_route_chunks_kernel, chunk_types, route | dict(BC=cfg["BC"], BP=cfg["BP"]), warps)
+        for has_w1 in (True, False):
+            compile_for_sm90(mt._moe_fwd_kernel, types(dt), dict(K=2, HAS_W1=has_w1, ACT=0, **tiles), warps)
+            compile_for_sm90(mt._moe_bwd_reduce_kernel, types(dt), dict(K=2, HAS_W1=has_w1, **tiles), warps)
+        router_bwd = dict(K=2, RENORM=True, HAS_GPROBS=True, BT=cfg["BT"], BE=8, BO=16)
+        compile_for_sm90(mt._moe_router_bwd_kernel, types(dt), router_bwd, warps)
+        compile_for_sm90(mt._moe_bwd_rows_kernel, types(dt), dict(K=2, ACT=0, **tiles), warps)

@@ -1,7 +1,7 @@
 """moe_mlp kernel variants that a GPU run asked for: the 16-bit forward's zero-padded hidden layer
 (unpadded, Triton 3.6 on an H200 gave wrong results at H = 100, 130, 136), and the routing kernel with
-one program per chunk of tokens (``ROUTE_CHUNKS``), which must give the one-program kernel's route
-bit for bit. Helpers and backends as in test_moe.py.
+one program per chunk of tokens (from ``ROUTE_CHUNKS_FROM_TOKENS`` tokens on), which must give the
+one-program kernel's route bit for bit. Helpers and backends as in test_moe.py.
 """
 
 from __future__ import annotations
@@ -55,10 +55,10 @@ def test_cuda_16bit_linear_experts_odd_width(backend, dtype, D):
 
 @pytest.fixture
 def route_chunks(monkeypatch):
-    """Routes with one program per chunk of tokens (triton_route.py) instead of one program."""
+    """Routes with one program per chunk of tokens (triton_route.py) at any T."""
     from aam_kernels.moe import triton as mt
 
-    monkeypatch.setattr(mt, "ROUTE_CHUNKS", True)
+    monkeypatch.setattr(mt, "ROUTE_CHUNKS_FROM_TOKENS", 0)
     return record_grids(monkeypatch, mt._moe_route_chunks_kernel)
 
 
@@ -97,7 +97,7 @@ def test_route_chunks_give_the_same_route_bit_for_bit(backend, device, T, E, k, 
     from aam_kernels.moe import triton as mt
 
     one = _route_outputs(device, T, E, k, logits)
-    monkeypatch.setattr(mt, "ROUTE_CHUNKS", True)
+    monkeypatch.setattr(mt, "ROUTE_CHUNKS_FROM_TOKENS", 0)
     for _ in range(2):
         chunks = _route_outputs(device, T, E, k, logits)
         for a, b in zip(one, chunks):

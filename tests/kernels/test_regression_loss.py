@@ -11,7 +11,7 @@ import torch
 
 import aam_kernels
 from aam_kernels import asymmetric_loss, count_launches, pinball_loss, regression_loss, use_backend
-from aam_kernels.backend import poison_outputs, triton_import_error
+from aam_kernels.backend import next_pow2, poison_outputs, triton_import_error
 from aam_kernels.regression_loss.reference import regression_loss_reference
 from tests.kernels.cuda_compile import compile_for_sm90
 from tests.kernels.spy import record_grids
@@ -67,7 +67,7 @@ def run_both(backend, pred, target, weight, reduction, params, upstream_seed=1):
 
 @pytest.mark.parametrize("backend,device", BACKENDS)
 @pytest.mark.parametrize("reduction", ["mean", "sum", "none"])
-@pytest.mark.parametrize("n,k", [(0, 3), (1, 1), (63, 3), (4099, 7), (130, 1)], ids=lambda v: str(v))
+@pytest.mark.parametrize("n,k", [(0, 3), (1, 1), (63, 3), (4099, 7), (130, 1), (2048, 4), (40, 12)], ids=lambda v: str(v))
 def test_matches_reference_fp32(backend, device, reduction, n, k):
     pred, target, weight = make_inputs(n, k, torch.float32, device, seed=n * 31 + k)
     (loss, means, gp, gt), (rloss, rmeans, rgp, rgt) = run_both(backend, pred, target, weight, reduction, mixed_params(k))
@@ -271,27 +271,26 @@ def test_bad_input_names_the_argument(name, exc, call):
         call(p, t)
 
 
-FLAT_BACKENDS = BACKENDS[1:]  # the flat layout is a Triton kernel: interpreted here, compiled with a GPU
+TRITON_BACKENDS = BACKENDS[1:]  # the two layouts are Triton kernels: interpreted here, compiled with a GPU
 
 
 @pytest.fixture
-def flat_layout(monkeypatch):
-    """Turns the flat-layout kernel on and records its launches."""
+def tiled_layout(monkeypatch):
+    """Turns the flat layout off, so every K takes the tiled kernel; records that kernel's launches."""
     from aam_kernels.regression_loss import triton as rt
 
-    monkeypatch.setattr(rt, "FLAT_LAYOUT", True)
-    return record_grids(monkeypatch, rt._regression_loss_flat_kernel)
+    monkeypatch.setattr(rt, "FLAT_LAYOUT", False)
+    return record_grids(monkeypatch, rt._regression_loss_fwd_kernel)
 
 
-@pytest.mark.parametrize("backend,device", FLAT_BACKENDS)
+@pytest.mark.parametrize("backend,device", TRITON_BACKENDS)
 @pytest.mark.parametrize("reduction", ["mean", "sum", "none"])
-@pytest.mark.parametrize("n,k,weighted", [(1, 2, True), (63, 3, True), (4099, 7, False), (700, 8, True)], ids=str)
-def test_flat_layout_matches_reference(flat_layout, backend, device, reduction, n, k, weighted):
-    """2 <= K <= 8, contiguous inputs: every kind of loss per column, NaN targets, blocks that end
-    inside a row (4099 x 7 is not a multiple of the block)."""
+@pytest.mark.parametrize("n,k,weighted", [(1, 1, True), (63, 3, True), (4099, 7, False), (700, 8, True)], ids=str)
+def test_tiled_layout_matches_reference(tiled_layout, backend, device, reduction, n, k, weighted):
+    """The kernel that K > FLAT_MAX_K takes, at the widths the flat one usually takes."""
     pred, target, weight = make_inputs(n, k, torch.float32, device, seed=n + k, weighted=weighted)
     (loss, means, gp, gt), (rloss, rmeans, rgp, rgt) = run_both(backend, pred, target, weight, reduction, mixed_params(k))
-    assert flat_layout, "the flat kernel did not run"
+    assert tiled_layout, "the tiled kernel did not run"
     scale = max(1.0, n * k / 64) if reduction == "sum" else 4.0
     assert_close(loss, rloss, torch.float32, scale)
     assert_close(means, rmeans, torch.float32, 4.0)
@@ -299,35 +298,45 @@ def test_flat_layout_matches_reference(flat_layout, backend, device, reduction, 
     assert_close(gt, rgt, torch.float32)
 
 
-@pytest.mark.parametrize("backend,device", FLAT_BACKENDS)
+@pytest.mark.parametrize("backend,device", TRITON_BACKENDS)
 @pytest.mark.parametrize("dtype", [torch.float16, torch.float64], ids=str)
-def test_flat_layout_other_precisions(flat_layout, backend, device, dtype):
+def test_tiled_layout_other_precisions(tiled_layout, backend, device, dtype):
     pred, target, weight = make_inputs(257, 3, dtype, device, seed=6)
     (loss, _, gp, _), (rloss, _, rgp, _) = run_both(backend, pred, target, weight, "mean", mixed_params(3))
-    assert flat_layout and loss.dtype == dtype and gp.dtype == dtype
+    assert tiled_layout and loss.dtype == dtype and gp.dtype == dtype
     assert_close(loss, rloss, dtype)
     assert_close(gp, rgp, dtype)
 
 
-@pytest.mark.parametrize("backend,device", FLAT_BACKENDS)
-def test_flat_layout_writes_everything_deterministically(flat_layout, backend, device):
+@pytest.mark.parametrize("backend,device", TRITON_BACKENDS)
+def test_tiled_layout_strided_inputs_and_complete_writes(tiled_layout, backend, device):
+    base = torch.randn(7, 50, device=device)
+    pred, target = base.t()[::2], torch.randn(25, 1, device=device).expand(25, 7)
+    (loss, means, gp, _), (rloss, rmeans, rgp, _) = run_both(backend, pred, target, None, "mean", mixed_params(7))
+    assert_close(loss, rloss, torch.float32, 4.0)
+    assert_close(gp, rgp, torch.float32)
     pred, target, weight = make_inputs(1023, 5, torch.float32, device, seed=8, nan_frac=0.0)
     with poison_outputs():
         first = run_both(backend, pred, target, weight, "none", mixed_params(5))[0]
     second = run_both(backend, pred, target, weight, "none", mixed_params(5))[0]
-    assert not torch.isnan(first[0]).any() and not torch.isnan(first[2]).any()
+    assert tiled_layout and not torch.isnan(first[0]).any() and not torch.isnan(first[2]).any()
     assert all(torch.equal(a, b) for a, b in zip(first, second))
 
 
-@pytest.mark.parametrize("backend,device", FLAT_BACKENDS)
-def test_flat_layout_not_used_for_strided_or_wide_inputs(flat_layout, backend, device):
-    """Broadcast targets, strided predictions and K > FLAT_MAX_K keep the tiled kernel."""
+@pytest.mark.parametrize("backend,device", TRITON_BACKENDS)
+def test_layout_follows_the_column_count(monkeypatch, backend, device):
+    """K <= FLAT_MAX_K takes the flat kernel whatever the strides; wider K the tiled one."""
+    from aam_kernels.regression_loss import triton as rt
+
+    flat = record_grids(monkeypatch, rt._regression_loss_flat_kernel)
+    tiled = record_grids(monkeypatch, rt._regression_loss_fwd_kernel)
     base = torch.randn(7, 50, device=device)
-    pred, target = base.t()[::2], torch.randn(25, 1, device=device).expand(25, 7)
     with use_backend(backend):
-        regression_loss(pred, target, under=1.0, over=1.0)
-        regression_loss(torch.randn(9, 9, device=device), torch.randn(9, 9, device=device), under=1.0, over=1.0)
-    assert not flat_layout
+        regression_loss(base.t()[::2], torch.randn(25, 1, device=device).expand(25, 7), under=1.0, over=1.0)
+        assert len(flat) == 1 and not tiled
+        k = rt.FLAT_MAX_K + 1
+        regression_loss(torch.randn(9, k, device=device), torch.randn(9, k, device=device), under=1.0, over=1.0)
+        assert len(flat) == 1 and len(tiled) == 1
 
 
 def test_parameter_tensors_changed_in_place_are_checked_and_used_again():
@@ -377,7 +386,8 @@ def test_environment_variable_sets_default(monkeypatch):
 @pytest.mark.skipif(not HAS_TRITON or HAS_CUDA, reason="needs triton; with CUDA the GPU tests run the compiled kernel")
 @pytest.mark.parametrize("dtype", ["bf16", "fp32"])
 def test_kernel_compiles_for_cuda_without_gpu(dtype, monkeypatch):
-    """Compile with the block sizes a GPU run uses (K = 3: BLOCK_K 4, BLOCK_N 1024), after interpreted runs."""
+    """Compile with the block sizes a GPU run uses (tiled K = 3: BLOCK_K 4, BLOCK_N 1024; flat: 4096 elements),
+    after interpreted runs."""
     monkeypatch.setenv("TRITON_DEFAULT_FP_FUSION", "1")
     import triton.language as tl
 
@@ -388,6 +398,8 @@ def test_kernel_compiles_for_cuda_without_gpu(dtype, monkeypatch):
     ints = {"N": "i32", "K": "i32"} | {s: "i64" for s in ("s_pn", "s_pk", "s_tn", "s_tk", "s_w")}
     consts = dict(HAS_WEIGHT=True, STORE_ELEM=True, STORE_GRAD=True, ACC=tl.float32, BLOCK_N=1024, BLOCK_K=4)
     compile_for_sm90(rt._regression_loss_fwd_kernel, pointers | ints, consts, num_warps=rt.NUM_WARPS)
-    flat_ints = {"NK": "i64", "K": "i32", "s_w": "i64"}
-    flat_consts = dict(HAS_WEIGHT=True, STORE_ELEM=True, STORE_GRAD=True, ACC=tl.float32, BLOCK=4096, KP=4)
-    compile_for_sm90(rt._regression_loss_flat_kernel, pointers | flat_ints, flat_consts, num_warps=rt.NUM_WARPS)
+    flat_ints = {"NK": "i64"} | {s: "i64" for s in ("s_pn", "s_pk", "s_tn", "s_tk", "s_w")}
+    for k, contiguous in ((1, True), (3, True), (3, False)):
+        flat_consts = dict(HAS_WEIGHT=True, STORE_ELEM=True, STORE_GRAD=True, ACC=tl.float32, K=k,
+                           KP=next_pow2(k), PRED_FLAT=contiguous, TARGET_FLAT=contiguous, BLOCK=4096)  # fmt: skip
+        compile_for_sm90(rt._regression_loss_flat_kernel, pointers | flat_ints, flat_consts, num_warps=rt.NUM_WARPS)
