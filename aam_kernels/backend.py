@@ -114,6 +114,21 @@ def empty(shape, *, dtype: torch.dtype, device: torch.device) -> torch.Tensor:
     return torch.full(shape, fill, dtype=dtype, device=device)
 
 
+# One zeroed int32 ticket per (device, stream) for kernels whose last program to finish (an atomic
+# ticket count) does a final step and puts the ticket back to 0: launches on one stream run in order,
+# so they never share a ticket at once.
+_TICKETS: dict[tuple, torch.Tensor] = {}
+
+
+def ticket(device: torch.device) -> torch.Tensor:
+    stream = torch.cuda.current_stream(device).cuda_stream if device.type == "cuda" else 0
+    key = (device, stream)
+    found = _TICKETS.get(key)
+    if found is None:
+        found = _TICKETS[key] = torch.zeros(1, dtype=torch.int32, device=device)
+    return found
+
+
 @dataclass
 class LaunchCounter:
     """Counts Triton kernel launches (compiled or interpreted) made while it is active."""

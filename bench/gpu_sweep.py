@@ -132,10 +132,10 @@ def sweep_loss(deadline: float) -> None:
                     err = max(rel_err(a, b) for a, b in zip([loss, torch.autograd.grad(loss, pred)[0]], ref))
                     ms = do_bench(lambda: torch.autograd.grad(regression_loss(pred, target, **p), pred),
                                   warmup=25, rep=100, return_mode="median")  # fmt: skip
-                # The kernel alone (loss, gradient and partial sums of one launch), replayed from a CUDA
+                # The kernel alone (loss, gradient and reduced loss of one launch), replayed from a CUDA
                 # graph so that the host's launch cost stays out: what the kernel itself moves per second.
                 kernel_ms = do_bench_cudagraph(lambda: loss_triton.forward(
-                    pred.detach(), target, None, params, False, True, "triton"), rep=100, return_mode="median")  # fmt: skip
+                    pred.detach(), target, None, params, "mean", True, "triton"), rep=100, return_mode="median")  # fmt: skip
                 print(f"loss N={n} K={k} {str(dtype)[6:]}{' target [N, 1]' if broadcast else ''} per_program={per_program} warps={warps} flat={flat}: fwd+bwd "
                       f"{ms:.3f} ms, {bytes_moved / ms / 1e6:.0f} GB/s; kernel alone {kernel_ms * 1e3:.1f} us, "
                       f"{bytes_moved / kernel_ms / 1e6:.0f} GB/s; max rel err {err:.2e}", flush=True)  # fmt: skip

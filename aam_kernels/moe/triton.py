@@ -31,7 +31,7 @@ from __future__ import annotations
 import torch
 import triton.language as tl
 
-from aam_kernels.backend import cdiv, empty, next_pow2, triton_kernel
+from aam_kernels.backend import cdiv, empty, next_pow2, ticket, triton_kernel
 from aam_kernels.moe.triton_backward import _moe_bwd_reduce_kernel, _moe_bwd_rows_kernel, _moe_router_bwd_kernel
 from aam_kernels.moe.triton_parts import _block_rows, _first_layer
 from aam_kernels.moe.triton_route import _moe_route_chunks_kernel, _moe_route_kernel
@@ -147,20 +147,6 @@ def _pad_hidden(w1: torch.Tensor, b1: torch.Tensor, w2: torch.Tensor):
     return w1, b1, w2, w1.shape[2]
 
 
-# One zeroed int32 ticket per (device, stream) for the chunked routing kernel, whose last program
-# puts it back to 0: launches on one stream run in order, so they never share a ticket at once.
-_TICKETS: dict[tuple, torch.Tensor] = {}
-
-
-def _ticket(device: torch.device) -> torch.Tensor:
-    stream = torch.cuda.current_stream(device).cuda_stream if device.type == "cuda" else 0
-    key = (device, stream)
-    ticket = _TICKETS.get(key)
-    if ticket is None:
-        ticket = _TICKETS[key] = torch.zeros(1, dtype=torch.int32, device=device)
-    return ticket
-
-
 def _backend_of(x: torch.Tensor) -> str:
     return "triton" if x.is_cuda else "interpret"
 
@@ -198,7 +184,7 @@ def forward(x, router_logits, w1, b1, w2, b2, top_k: int, activation: str, renor
         _moe_route_chunks_kernel.launch(
             backend, (n_chunks,),
             router_logits, probs, topi, gates, counts, pairs, blk_expert, seg_blk,
-            chunk_table, pair_rank, _ticket(dev),
+            chunk_table, pair_rank, ticket(dev),
             T, E, nb, n_chunks, router_logits.stride(0), router_logits.stride(1),
             K=top_k, RENORM=renormalize, BM=cfg["BM"], BT=cfg["BT"], BE=be, BK=_pow2(top_k, 2),
             BC=cfg["BC"], BP=cfg["BP"], num_warps=cfg["WARPS"],

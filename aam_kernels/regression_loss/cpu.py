@@ -1,6 +1,6 @@
 """CPU path: pure PyTorch, loss and closed-form gradient in one sweep of elementwise ops.
 
-Returns the same four tensors as the Triton launcher (see ``forward``), so ``op.py`` treats both alike.
+Returns the same three tensors as the Triton launcher (see ``forward``), so ``op.py`` treats both alike.
 Written for few passes over memory: broadcasting a per-column [K] vector through ``torch.where``,
 or multiplying by a bool mask, is slow on CPU, so the side-dependent weight is built
 arithmetically from sign(r).
@@ -40,13 +40,15 @@ def forward(
     target: torch.Tensor,  # [N, K] (may have zero strides)
     weight: torch.Tensor | None,  # [N]
     params: ColumnParams,
-    store_elementwise: bool,
+    reduction: str,
     compute_grad: bool,
-) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
-    """(elementwise [N, K] or empty, grad [N, K] or empty, col_sum [K], col_den [K]) (fp32; fp64 for fp64).
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """(out, grad [N, K] or empty, stats [3 K + 1]) in pred's dtype, pred's dtype, fp32 (fp64 for fp64).
 
-    elementwise = weight * valid * loss; grad = d sum(elementwise) / d pred (unnormalized; the
-    autograd function scales it); col_sum / col_den are the weighted loss and weight per column.
+    out: the loss, reduced ("mean", "sum": a 0-dim tensor) or elementwise ("none": [N, K] of
+    weight * valid * loss). grad = d sum(elementwise) / d pred (unnormalized; the autograd function
+    scales it). stats = [col_sum, col_den, col_mean (K each), scale]: per column the weighted loss,
+    the weight and their ratio (0 where nothing is valid); scale = d out / d sum(elementwise).
     """
     acc = _acc_dtype(pred.dtype)
     n, k = pred.shape
@@ -74,6 +76,7 @@ def forward(
     if loss is None:  # K == 0
         loss, grad = r.clone(), r.clone()
 
+    store_elementwise = reduction == "none"
     if weight is None:
         col_sum = loss.sum(0)
         col_den = n - missing.sum(0, dtype=acc) if any_missing else torch.full((k,), float(n), dtype=acc)
@@ -85,6 +88,18 @@ def forward(
             loss.mul_(row_w[:, None])
         if compute_grad:
             grad.mul_(row_w[:, None])
-    elementwise = loss.to(pred.dtype) if store_elementwise else pred.new_empty(0)
     grad = grad.to(pred.dtype) if compute_grad else pred.new_empty(0)
-    return elementwise, grad, col_sum, col_den
+    # the same sums as the Triton kernel's last program
+    total = col_sum.sum()
+    den_raw = col_den.sum()
+    den = den_raw.clamp_min(1e-30)  # nothing valid: loss 0, not 0/0, and gradient scale 0
+    if reduction == "mean":
+        scale = torch.where(den_raw > 0, 1.0 / den, 0.0)
+    else:
+        scale = torch.ones((), dtype=acc, device=pred.device)
+    stats = torch.cat([col_sum, col_den, col_sum / col_den.clamp_min(1e-30), scale.reshape(1)])
+    if store_elementwise:
+        out = loss.to(pred.dtype)
+    else:
+        out = (total / den if reduction == "mean" else total).to(pred.dtype)
+    return out, grad, stats

@@ -1,10 +1,10 @@
 """Autograd-aware, torch.compile-friendly regression loss op and its public functions.
 
 One forward ``aam_kernels::regression_loss_fwd`` (a torch.library op for torch.compile, an
-autograd Function in eager mode, both over the same implementation) returns (elementwise, grad, col_sum, col_den);
-forward computes the gradient of sum(elementwise) while it computes the loss, backward only
-scales that saved gradient (per column for mean/sum, per element for "none"): no second pass over
-the inputs and no host sync.
+autograd Function in eager mode, both over the same implementation) returns (out, grad, stats):
+the loss already reduced (or elementwise), the gradient of sum(elementwise) computed in the same
+pass, and per-column sums with the reduction's scale. Backward only scales that saved gradient: no
+second pass over the inputs, no host sync, and no reduction ops launched around the kernel.
 """
 
 from __future__ import annotations
@@ -25,14 +25,14 @@ from aam_kernels.regression_loss.checks import (
 )
 
 
-def _forward_impl(pred, target, weight, under, over, delta, power, store_elementwise, compute_grad):
+def _forward_impl(pred, target, weight, under, over, delta, power, reduction, compute_grad):
     params = ColumnParams(under, over, delta, power)
     name = backend.resolve(pred)
     if name == "torch":
-        return cpu.forward(pred, target, weight, params, store_elementwise, compute_grad)
+        return cpu.forward(pred, target, weight, params, reduction, compute_grad)
     from aam_kernels.regression_loss import triton as triton_impl
 
-    return triton_impl.forward(pred, target, weight, params, store_elementwise, compute_grad, name)
+    return triton_impl.forward(pred, target, weight, params, reduction, compute_grad, name)
 
 
 @torch.library.custom_op("aam_kernels::regression_loss_fwd", mutates_args=())
@@ -44,45 +44,40 @@ def _regression_loss_fwd(
     over: torch.Tensor,
     delta: torch.Tensor,
     power: torch.Tensor,
-    store_elementwise: bool,
+    reduction: str,
     compute_grad: bool,
-) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
-    elem, grad, col_sum, col_den = _forward_impl(
-        pred, target, weight, under, over, delta, power, store_elementwise, compute_grad
-    )
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    out, grad, stats = _forward_impl(pred, target, weight, under, over, delta, power, reduction, compute_grad)
     # custom ops may not return aliases of one another; only possible for empty outputs
-    return elem.clone() if elem.numel() == 0 else elem, grad, col_sum, col_den
+    return out.clone() if out.numel() == 0 else out, grad, stats
 
 
 @_regression_loss_fwd.register_fake
-def _(pred, target, weight, under, over, delta, power, store_elementwise, compute_grad):
+def _(pred, target, weight, under, over, delta, power, reduction, compute_grad):
     n, k = pred.shape
     acc = torch.float64 if pred.dtype == torch.float64 else torch.float32
     return (
-        pred.new_empty((n, k) if store_elementwise else (0,)),
+        pred.new_empty((n, k) if reduction == "none" else ()),
         pred.new_empty((n, k) if compute_grad else (0,)),
-        pred.new_empty((k,), dtype=acc),
-        pred.new_empty((k,), dtype=acc),
+        pred.new_empty((3 * k + 1,), dtype=acc),
     )
 
 
 def _setup_context(ctx, inputs, output):
-    elem, grad, col_sum, col_den = output
-    ctx.save_for_backward(grad)
-    ctx.mark_non_differentiable(grad, col_den)
+    _, grad, stats = output
+    ctx.save_for_backward(grad, stats)
+    ctx.mark_non_differentiable(grad, stats)
     ctx.set_materialize_grads(False)
 
 
-def _backward(ctx, g_elem, g_grad, g_col_sum, g_col_den):
-    (grad,) = ctx.saved_tensors
-    g_pred = None
-    if g_col_sum is not None:  # mean / sum: one scale per column, [K]
-        g_pred = grad * g_col_sum.to(grad.dtype)[None, :]
-    if g_elem is not None and g_elem.numel() > 0:  # "none": one scale per element, [N, K]
-        scaled = grad * g_elem
-        g_pred = scaled if g_pred is None else g_pred + scaled
-    if g_pred is None:
+def _backward(ctx, g_out, g_grad, g_stats):
+    grad, stats = ctx.saved_tensors
+    if g_out is None:
         g_pred = torch.zeros_like(grad)
+    elif g_out.dim() == 0:  # mean / sum: d out / d pred = scale * grad
+        g_pred = grad * (g_out * stats[-1])
+    else:  # "none": one scale per element, [N, K]
+        g_pred = grad * g_out
     # r = target - pred, so d/dtarget = -d/dpred (0 where the target is missing); a full [N, K] pass,
     # so only when the target needs it
     g_target = -g_pred if ctx.needs_input_grad[1] else None
@@ -143,23 +138,17 @@ def regression_loss(
     smooth pinball (tau, 1 - tau, delta d).
     """
     pred, target, weight = check_inputs(pred, target, weight, reduction)
-    params = column_params(under, over, delta, power, pred.shape[1], pred.device)
+    k = pred.shape[1]
+    params = column_params(under, over, delta, power, k, pred.device)
     compute_grad = torch.is_grad_enabled() and (pred.requires_grad or target.requires_grad)
     fwd = torch.ops.aam_kernels.regression_loss_fwd if torch.compiler.is_compiling() else _EagerRegressionLoss.apply
-    elem, _, col_sum, col_den = fwd(
-        pred, target, weight, params.under, params.over, params.delta, params.power, reduction == "none", compute_grad
+    loss, _, stats = fwd(
+        pred, target, weight, params.under, params.over, params.delta, params.power, reduction, compute_grad
     )
-    if reduction == "none":
-        loss = elem
-    elif reduction == "sum":
-        loss = col_sum.sum().to(pred.dtype)
-    else:
-        # nothing valid -> col_sum is 0, so the clamp gives 0 rather than 0/0
-        loss = (col_sum.sum() / col_den.sum().clamp_min(1e-30)).to(pred.dtype)
     if not return_column_means:
         return loss
-    means = (col_sum.detach() / col_den.clamp_min(1e-30)).float()
-    return loss, means
+    means = stats[2 * k : 3 * k]
+    return loss, means if means.dtype == torch.float32 else means.float()
 
 
 def pinball_loss(

@@ -1,9 +1,11 @@
-"""Triton kernel: loss, d loss / d pred and per-column partial sums in ONE launch.
+"""Triton kernels: loss, d loss / d pred and the reduced loss in ONE launch.
 
-Each program owns BLOCK_N rows and walks the K columns in tiles of BLOCK_K. It writes the
-(weighted, unnormalized) gradient and, per column, its partial weighted loss and weight into
-row ``i_n`` of two [P, K] buffers; the host sums those over P in a fixed order, so the
-reduction is bitwise deterministic (no float atomics).
+Each program owns a block of elements: BLOCK flat elements e = n * K + k (flat layout, K <= FLAT_MAX_K)
+or BLOCK_N rows walked in column tiles of BLOCK_K (tiled layout). It writes the (weighted,
+unnormalized) gradient and, per column, its partial weighted loss and weight into its row of two
+[P, K] buffers. The last program to finish (an atomic ticket) sums those over P in a fixed order and
+writes the per-column sums and means, the reduced loss and its scale: bitwise deterministic (no float
+atomics), and no reduction left for the host to launch.
 """
 
 from __future__ import annotations
@@ -12,7 +14,7 @@ import torch
 import triton
 import triton.language as tl
 
-from aam_kernels.backend import cdiv, empty, next_pow2, triton_kernel
+from aam_kernels.backend import cdiv, empty, next_pow2, ticket, triton_kernel
 from aam_kernels.regression_loss.checks import ColumnParams
 
 # Elements per program: 4096 keeps a program's loads in flight for bandwidth on recent GPUs
@@ -20,6 +22,8 @@ from aam_kernels.regression_loss.checks import ColumnParams
 ELEMENTS_PER_PROGRAM = 4096
 MAX_BLOCK_K = 64
 NUM_WARPS = 8
+FINISH_ROWS = 256  # partial-sum rows per step of the last program's reduction
+REDUCE_CODE = {"none": 0, "sum": 1, "mean": 2}
 # Flat layout for K <= FLAT_MAX_K columns (the tiled kernel takes wider K): each program owns a run of
 # BLOCK flat elements e = n * K + k, with K a compile-time constant, and only the last program masks. For
 # contiguous inputs the loads are whole 16-byte vectors; the tiled kernel's [rows, next_pow2(K)] tiles
@@ -48,6 +52,47 @@ def _loss_and_slope(b_r, b_under, b_over, b_delta, b_power):
     return b_loss, b_g
 
 
+@triton.jit
+def _finish(
+    p_parts, p_stats, p_out, p_ticket, P, K,
+    REDUCE: tl.constexpr, ACC: tl.constexpr, KP: tl.constexpr, BP: tl.constexpr,
+):  # fmt: skip
+    """After this program stored its partial sums: the last of the P programs reduces the [2, P, K]
+    partials in a fixed order into stats = [col_sum (K), col_den (K), col_mean (K), scale] and, for
+    REDUCE sum (1) or mean (2), the loss into p_out. scale = d loss / d sum(elementwise): 1 for sum,
+    1 / total weight for mean (nothing valid: loss 0 and scale 0, not 0/0)."""
+    # Every thread's stores before the ticket; acq_rel makes them visible to the last program.
+    tl.debug_barrier()
+    count = tl.atomic_add(p_ticket, 1, sem="acq_rel")
+    if count == P - 1:
+        o_c = tl.arange(0, KP)
+        m_c = o_c < K
+        b_sum = tl.zeros([BP, KP], dtype=ACC)
+        b_den = tl.zeros([BP, KP], dtype=ACC)
+        for p0 in range(0, P, BP):
+            o_r = p0 + tl.arange(0, BP).to(tl.int64)
+            o_rc = o_r[:, None] * K + o_c[None, :]
+            m_rc = (o_r < P)[:, None] & m_c[None, :]
+            b_sum += tl.load(p_parts + o_rc, mask=m_rc, other=0.0, cache_modifier=".cg")
+            b_den += tl.load(p_parts + P * K + o_rc, mask=m_rc, other=0.0, cache_modifier=".cg")
+        b_col_sum = tl.sum(b_sum, axis=0)  # [KP], 0 beyond K
+        b_col_den = tl.sum(b_den, axis=0)
+        tl.store(p_stats + o_c, b_col_sum, mask=m_c)
+        tl.store(p_stats + K + o_c, b_col_den, mask=m_c)
+        tl.store(p_stats + 2 * K + o_c, b_col_sum / tl.maximum(b_col_den, 1e-30), mask=m_c)
+        total = tl.sum(b_col_sum, axis=0)
+        if REDUCE == 2:
+            den = tl.sum(b_col_den, axis=0)
+            tl.store(p_out, (total / tl.maximum(den, 1e-30)).to(p_out.dtype.element_ty))
+            # nothing valid: the loss is a constant 0, so its gradient is 0 (not 0 * 1e30, inf in fp16)
+            tl.store(p_stats + 3 * K, tl.where(den > 0, 1.0 / tl.maximum(den, 1e-30), 0.0))
+        else:
+            if REDUCE == 1:
+                tl.store(p_out, total.to(p_out.dtype.element_ty))
+            tl.store(p_stats + 3 * K, tl.full([], 1.0, ACC))
+        tl.atomic_xchg(p_ticket, 0)
+
+
 @triton_kernel
 def _regression_loss_fwd_kernel(
     p_pred,  # [N, K] any strides, fp16/bf16/fp32/fp64
@@ -59,8 +104,10 @@ def _regression_loss_fwd_kernel(
     p_power,  # fp32 [K] 1.0 or 2.0
     p_elem,  # [N, K] contiguous, pred dtype: weight * valid * loss (only if STORE_ELEM)
     p_grad,  # [N, K] contiguous, pred dtype: d sum(elem) / d pred (only if STORE_GRAD)
-    p_part_sum,  # ACC [P, K] partial sums of elem per program
-    p_part_den,  # ACC [P, K] partial sums of weight * valid per program
+    p_parts,  # ACC [2, P, K] per program: partial sums of elem, of weight * valid
+    p_stats,  # ACC [3 K + 1]: col_sum, col_den, col_mean, scale (see _finish)
+    p_out,  # pred dtype [] reduced loss (REDUCE 1 or 2)
+    p_ticket,  # int32 [1]: 0 before the launch, put back to 0 by the last program
     N,
     K,
     s_pn,
@@ -68,12 +115,16 @@ def _regression_loss_fwd_kernel(
     s_tn,
     s_tk,
     s_w,
+    P,  # programs
     HAS_WEIGHT: tl.constexpr,
     STORE_ELEM: tl.constexpr,
     STORE_GRAD: tl.constexpr,
     ACC: tl.constexpr,  # tl.float32, or tl.float64 for fp64 inputs
+    REDUCE: tl.constexpr,  # 0 none, 1 sum, 2 mean
     BLOCK_N: tl.constexpr,
     BLOCK_K: tl.constexpr,
+    KP: tl.constexpr,  # next power of 2 >= K, for the last program's reduction
+    BP: tl.constexpr,  # partial-sum rows per step of that reduction
 ):
     i_n = tl.program_id(0).to(tl.int64)
     o_n = i_n * BLOCK_N + tl.arange(0, BLOCK_N).to(tl.int64)  # [BN]
@@ -103,8 +154,9 @@ def _regression_loss_fwd_kernel(
         if STORE_GRAD:
             tl.store(p_grad + o_out, (-b_g * b_rw[:, None]).to(p_grad.dtype.element_ty), mask=m_nk)
         b_mass = tl.where(b_valid, b_rw[:, None], 0.0)
-        tl.store(p_part_sum + i_n * K + o_k, tl.sum(b_loss, axis=0), mask=m_k)
-        tl.store(p_part_den + i_n * K + o_k, tl.sum(b_mass, axis=0), mask=m_k)
+        tl.store(p_parts + i_n * K + o_k, tl.sum(b_loss, axis=0), mask=m_k)
+        tl.store(p_parts + (P + i_n) * K + o_k, tl.sum(b_mass, axis=0), mask=m_k)
+    _finish(p_parts, p_stats, p_out, p_ticket, P, K, REDUCE, ACC, KP, BP)
 
 
 @triton.jit
@@ -196,18 +248,23 @@ def _regression_loss_flat_kernel(
     p_power,  # fp32 [K]
     p_elem,  # [N, K] contiguous (only if STORE_ELEM)
     p_grad,  # [N, K] contiguous (only if STORE_GRAD)
-    p_part_sum,  # ACC [P, K]
-    p_part_den,  # ACC [P, K]
+    p_parts,  # ACC [2, P, K]
+    p_stats,  # ACC [3 K + 1]
+    p_out,  # pred dtype [] (REDUCE 1 or 2)
+    p_ticket,  # int32 [1]
     NK,  # N * K
     s_pn,
     s_pk,
     s_tn,
     s_tk,
     s_w,
+    P,
     HAS_WEIGHT: tl.constexpr,
     STORE_ELEM: tl.constexpr,
     STORE_GRAD: tl.constexpr,
     ACC: tl.constexpr,
+    REDUCE: tl.constexpr,
+    BP: tl.constexpr,
     K: tl.constexpr,  # 1 .. FLAT_MAX_K columns
     KP: tl.constexpr,  # next power of 2 >= K
     PRED_FLAT: tl.constexpr,  # pred is row-major contiguous: element e at offset e
@@ -231,8 +288,9 @@ def _regression_loss_flat_kernel(
             K, KP, PRED_FLAT, TARGET_FLAT, BLOCK, True,
         )  # fmt: skip
     o_c = tl.arange(0, KP)
-    tl.store(p_part_sum + i_p * K + o_c, b_sum, mask=o_c < K)
-    tl.store(p_part_den + i_p * K + o_c, b_den, mask=o_c < K)
+    tl.store(p_parts + i_p * K + o_c, b_sum, mask=o_c < K)
+    tl.store(p_parts + (P + i_p) * K + o_c, b_den, mask=o_c < K)
+    _finish(p_parts, p_stats, p_out, p_ticket, P, K, REDUCE, ACC, KP, BP)
 
 
 def forward(
@@ -240,67 +298,48 @@ def forward(
     target: torch.Tensor,
     weight: torch.Tensor | None,
     params: ColumnParams,
-    store_elementwise: bool,
+    reduction: str,
     compute_grad: bool,
     backend: str,
-) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Same outputs as ``cpu.forward``; ``backend`` is "triton" (CUDA) or "interpret" (CPU)."""
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Same outputs as ``cpu.forward``, from one launch; ``backend`` is "triton" (CUDA) or "interpret" (CPU)."""
     n, k = pred.shape
+    dev = pred.device
     acc = torch.float64 if pred.dtype == torch.float64 else torch.float32
+    out = empty((n, k) if reduction == "none" else (), dtype=pred.dtype, device=dev)
+    grad = empty((n, k) if compute_grad else (0,), dtype=pred.dtype, device=dev)
+    if n == 0 or k == 0:  # nothing to launch: zero sums, a zero loss
+        stats = torch.zeros(3 * k + 1, dtype=acc, device=dev)
+        stats[-1] = 1.0
+        return out.zero_(), grad, stats
+    stats = empty((3 * k + 1,), dtype=acc, device=dev)
     flat = FLAT_LAYOUT and k <= FLAT_MAX_K
     if flat:
-        block = min(ELEMENTS_PER_PROGRAM, next_pow2(max(n * k, 1)))
+        block = min(ELEMENTS_PER_PROGRAM, next_pow2(n * k))
         n_programs = cdiv(n * k, block)
     else:
-        block_k = min(next_pow2(max(k, 1)), MAX_BLOCK_K)
-        block_n = min(max(ELEMENTS_PER_PROGRAM // block_k, 1), next_pow2(max(n, 1)))
+        block_k = min(next_pow2(k), MAX_BLOCK_K)
+        block_n = min(max(ELEMENTS_PER_PROGRAM // block_k, 1), next_pow2(n))
         n_programs = cdiv(n, block_n)
-
-    elem = empty((n, k) if store_elementwise else (0,), dtype=pred.dtype, device=pred.device)
-    grad = empty((n, k) if compute_grad else (0,), dtype=pred.dtype, device=pred.device)
-    part_sum = empty((n_programs, k), dtype=acc, device=pred.device)
-    part_den = empty((n_programs, k), dtype=acc, device=pred.device)
-    if n > 0 and k > 0 and flat:
+    parts = empty((2, n_programs, k), dtype=acc, device=dev)
+    common = (
+        pred, target, pred if weight is None else weight,
+        params.under, params.over, params.delta, params.power,
+        out if reduction == "none" else grad, grad, parts, stats, out, ticket(dev),
+    )  # fmt: skip
+    consts = dict(
+        HAS_WEIGHT=weight is not None, STORE_ELEM=reduction == "none", STORE_GRAD=compute_grad,
+        ACC=tl.float64 if acc == torch.float64 else tl.float32, REDUCE=REDUCE_CODE[reduction],
+        KP=next_pow2(k), BP=FINISH_ROWS, num_warps=NUM_WARPS,
+    )  # fmt: skip
+    strides = (pred.stride(0), pred.stride(1), target.stride(0), target.stride(1), 0 if weight is None else weight.stride(0))
+    if flat:
         _regression_loss_flat_kernel.launch(
-            backend, (n_programs,),
-            pred, target, pred if weight is None else weight,
-            params.under, params.over, params.delta, params.power,
-            elem, grad, part_sum, part_den,
-            n * k, pred.stride(0), pred.stride(1), target.stride(0), target.stride(1),
-            0 if weight is None else weight.stride(0),
-            HAS_WEIGHT=weight is not None, STORE_ELEM=store_elementwise, STORE_GRAD=compute_grad,
-            ACC=tl.float64 if acc == torch.float64 else tl.float32, K=k, KP=next_pow2(k),
-            PRED_FLAT=pred.is_contiguous(), TARGET_FLAT=target.is_contiguous(), BLOCK=block, num_warps=NUM_WARPS,
+            backend, (n_programs,), *common, n * k, *strides, n_programs,
+            K=k, PRED_FLAT=pred.is_contiguous(), TARGET_FLAT=target.is_contiguous(), BLOCK=block, **consts,
         )  # fmt: skip
-    elif n > 0 and k > 0:
+    else:
         _regression_loss_fwd_kernel.launch(
-            backend,
-            (n_programs,),
-            pred,
-            target,
-            pred if weight is None else weight,
-            params.under,
-            params.over,
-            params.delta,
-            params.power,
-            elem,
-            grad,
-            part_sum,
-            part_den,
-            n,
-            k,
-            pred.stride(0),
-            pred.stride(1),
-            target.stride(0),
-            target.stride(1),
-            0 if weight is None else weight.stride(0),
-            HAS_WEIGHT=weight is not None,
-            STORE_ELEM=store_elementwise,
-            STORE_GRAD=compute_grad,
-            ACC=tl.float64 if acc == torch.float64 else tl.float32,
-            BLOCK_N=block_n,
-            BLOCK_K=block_k,
-            num_warps=NUM_WARPS,
-        )
-    # fixed-order sums over programs: deterministic
-    return elem, grad, part_sum.sum(0), part_den.sum(0)
+            backend, (n_programs,), *common, n, k, *strides, n_programs, BLOCK_N=block_n, BLOCK_K=block_k, **consts
+        )  # fmt: skip
+    return out, grad, stats

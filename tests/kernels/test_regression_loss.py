@@ -129,6 +129,11 @@ def test_missing_targets_add_nothing(backend, device):
         empty = regression_loss(pred, torch.full_like(target, NANF), under=1, over=1)
     (g0,) = torch.autograd.grad(empty, pred)
     assert empty.item() == 0 and torch.all(g0 == 0)
+    half = pred.detach().half().requires_grad_(True)  # 1 / (no weight) must not reach fp16 as inf
+    with use_backend(backend):
+        empty = regression_loss(half, torch.full_like(half, NANF), under=1, over=1)
+    (g0,) = torch.autograd.grad(empty, half)
+    assert empty.item() == 0 and torch.all(g0 == 0)
 
 
 @pytest.mark.parametrize("backend,device", BACKENDS)
@@ -324,6 +329,24 @@ def test_tiled_layout_strided_inputs_and_complete_writes(tiled_layout, backend, 
 
 
 @pytest.mark.parametrize("backend,device", TRITON_BACKENDS)
+@pytest.mark.parametrize("flat", [True, False], ids=["flat", "tiled"])
+def test_last_program_reduces_many_partials(monkeypatch, backend, device, flat):
+    """Small blocks, so that the last program sums many partial rows in several steps, for every
+    reduction; and the loss equals what the per-column sums say."""
+    from aam_kernels.regression_loss import triton as rt
+
+    monkeypatch.setattr(rt, "FLAT_LAYOUT", flat)
+    monkeypatch.setattr(rt, "ELEMENTS_PER_PROGRAM", 64)
+    monkeypatch.setattr(rt, "FINISH_ROWS", 4)
+    pred, target, weight = make_inputs(1000, 3, torch.float32, device, seed=4)
+    for reduction in ("mean", "sum", "none"):
+        (loss, means, gp, _), (rloss, rmeans, rgp, _) = run_both(backend, pred, target, weight, reduction, mixed_params(3))
+        assert_close(loss, rloss, torch.float32, 16.0 if reduction == "sum" else 4.0)
+        assert_close(means, rmeans, torch.float32, 4.0)
+        assert_close(gp, rgp, torch.float32)
+
+
+@pytest.mark.parametrize("backend,device", TRITON_BACKENDS)
 def test_layout_follows_the_column_count(monkeypatch, backend, device):
     """K <= FLAT_MAX_K takes the flat kernel whatever the strides; wider K the tiled one."""
     from aam_kernels.regression_loss import triton as rt
@@ -393,13 +416,16 @@ def test_kernel_compiles_for_cuda_without_gpu(dtype, monkeypatch):
 
     from aam_kernels.regression_loss import triton as rt
 
-    pointers = {p: "*" + dtype for p in ("p_pred", "p_target", "p_weight", "p_elem", "p_grad")}
-    pointers |= {p: "*fp32" for p in ("p_under", "p_over", "p_delta", "p_power", "p_part_sum", "p_part_den")}
-    ints = {"N": "i32", "K": "i32"} | {s: "i64" for s in ("s_pn", "s_pk", "s_tn", "s_tk", "s_w")}
-    consts = dict(HAS_WEIGHT=True, STORE_ELEM=True, STORE_GRAD=True, ACC=tl.float32, BLOCK_N=1024, BLOCK_K=4)
-    compile_for_sm90(rt._regression_loss_fwd_kernel, pointers | ints, consts, num_warps=rt.NUM_WARPS)
+    pointers = {p: "*" + dtype for p in ("p_pred", "p_target", "p_weight", "p_elem", "p_grad", "p_out")}
+    pointers |= {p: "*fp32" for p in ("p_under", "p_over", "p_delta", "p_power", "p_parts", "p_stats")}
+    pointers |= {"p_ticket": "*i32", "P": "i32"}
+    finish = dict(ACC=tl.float32, BP=rt.FINISH_ROWS)
+    for reduce in (0, 2):
+        ints = {"N": "i32", "K": "i32"} | {s: "i64" for s in ("s_pn", "s_pk", "s_tn", "s_tk", "s_w")}
+        consts = dict(HAS_WEIGHT=True, STORE_ELEM=True, STORE_GRAD=True, REDUCE=reduce, BLOCK_N=1024, BLOCK_K=4, KP=4)
+        compile_for_sm90(rt._regression_loss_fwd_kernel, pointers | ints, consts | finish, num_warps=rt.NUM_WARPS)
     flat_ints = {"NK": "i64"} | {s: "i64" for s in ("s_pn", "s_pk", "s_tn", "s_tk", "s_w")}
-    for k, contiguous in ((1, True), (3, True), (3, False)):
-        flat_consts = dict(HAS_WEIGHT=True, STORE_ELEM=True, STORE_GRAD=True, ACC=tl.float32, K=k,
+    for k, contiguous, reduce in ((1, True, 2), (3, True, 1), (3, False, 0)):
+        flat_consts = dict(HAS_WEIGHT=True, STORE_ELEM=True, STORE_GRAD=True, REDUCE=reduce, K=k,
                            KP=next_pow2(k), PRED_FLAT=contiguous, TARGET_FLAT=contiguous, BLOCK=4096)  # fmt: skip
-        compile_for_sm90(rt._regression_loss_flat_kernel, pointers | flat_ints, flat_consts, num_warps=rt.NUM_WARPS)
+        compile_for_sm90(rt._regression_loss_flat_kernel, pointers | flat_ints, flat_consts | finish, num_warps=rt.NUM_WARPS)
