@@ -17,18 +17,20 @@ import triton.language as tl
 from aam_kernels.backend import cdiv, empty, next_pow2, ticket, triton_kernel
 from aam_kernels.regression_loss.checks import ColumnParams
 
-# Elements per program: 4096 keeps a program's loads in flight for bandwidth on recent GPUs
-# (8 warps x 32 lanes x 16 elements) and makes the [P, K] partials ~1/4096 of the input.
-ELEMENTS_PER_PROGRAM = 4096
+# Elements per program and warps: 2048 and 4 (16 elements per thread). On an H200 (Triton 3.6, kernel
+# alone from a CUDA graph, bench/gpu_sweep.py) they beat 4096 and 8 at every shape timed: 16M x 1 fp32
+# 55.9 vs 59.1 us (3.6 TB/s, 86% of the measured copy bandwidth), 16M - 1 x 1 60.0 vs 71.5 us,
+# 5.6M x 3 fp32 105.8 vs 136.3 us, 22M x 3 bf16 462 vs 594 us; 8192 and 16384 were slower still.
+ELEMENTS_PER_PROGRAM = 2048
 MAX_BLOCK_K = 64
-NUM_WARPS = 8
+NUM_WARPS = 4
 FINISH_ROWS = 256  # partial-sum rows per step of the last program's reduction
 REDUCE_CODE = {"none": 0, "sum": 1, "mean": 2}
 # Flat layout for K <= FLAT_MAX_K columns (the tiled kernel takes wider K): each program owns a run of
 # BLOCK flat elements e = n * K + k, with K a compile-time constant, and only the last program masks. For
 # contiguous inputs the loads are whole 16-byte vectors; the tiled kernel's [rows, next_pow2(K)] tiles
-# are K apart and masked, so they never are. On an H200 (Triton 3.6) the tiled kernel alone moved
-# 0.6 TB/s at 5.6M x 3 fp32 against 3.4 TB/s at 16M x 1 (bench/gpu_sweep.py times both layouts).
+# are K apart and masked, so they never are. On the H200, kernel alone: 5.6M x 3 fp32 136 us flat vs
+# 370 us tiled, 22M x 3 bf16 594 vs 1459 us, 16M x 1 fp32 equal (59 us).
 FLAT_LAYOUT = True
 FLAT_MAX_K = 8
 

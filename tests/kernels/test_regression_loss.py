@@ -409,8 +409,8 @@ def test_environment_variable_sets_default(monkeypatch):
 @pytest.mark.skipif(not HAS_TRITON or HAS_CUDA, reason="needs triton; with CUDA the GPU tests run the compiled kernel")
 @pytest.mark.parametrize("dtype", ["bf16", "fp32"])
 def test_kernel_compiles_for_cuda_without_gpu(dtype, monkeypatch):
-    """Compile with the block sizes a GPU run uses (tiled K = 3: BLOCK_K 4, BLOCK_N 1024; flat: 4096 elements),
-    after interpreted runs."""
+    """Compile with the block sizes a GPU run uses (ELEMENTS_PER_PROGRAM: flat, or tiled with K = 3 in
+    BLOCK_K = 4 columns), after interpreted runs."""
     monkeypatch.setenv("TRITON_DEFAULT_FP_FUSION", "1")
     import triton.language as tl
 
@@ -422,10 +422,10 @@ def test_kernel_compiles_for_cuda_without_gpu(dtype, monkeypatch):
     finish = dict(ACC=tl.float32, BP=rt.FINISH_ROWS)
     for reduce in (0, 2):
         ints = {"N": "i32", "K": "i32"} | {s: "i64" for s in ("s_pn", "s_pk", "s_tn", "s_tk", "s_w")}
-        consts = dict(HAS_WEIGHT=True, STORE_ELEM=True, STORE_GRAD=True, REDUCE=reduce, BLOCK_N=1024, BLOCK_K=4, KP=4)
+        consts = dict(HAS_WEIGHT=True, STORE_ELEM=True, STORE_GRAD=True, REDUCE=reduce, BLOCK_N=rt.ELEMENTS_PER_PROGRAM // 4, BLOCK_K=4, KP=4)
         compile_for_sm90(rt._regression_loss_fwd_kernel, pointers | ints, consts | finish, num_warps=rt.NUM_WARPS)
     flat_ints = {"NK": "i64"} | {s: "i64" for s in ("s_pn", "s_pk", "s_tn", "s_tk", "s_w")}
     for k, contiguous, reduce in ((1, True, 2), (3, True, 1), (3, False, 0)):
         flat_consts = dict(HAS_WEIGHT=True, STORE_ELEM=True, STORE_GRAD=True, REDUCE=reduce, K=k,
-                           KP=next_pow2(k), PRED_FLAT=contiguous, TARGET_FLAT=contiguous, BLOCK=4096)  # fmt: skip
+                           KP=next_pow2(k), PRED_FLAT=contiguous, TARGET_FLAT=contiguous, BLOCK=rt.ELEMENTS_PER_PROGRAM)  # fmt: skip
         compile_for_sm90(rt._regression_loss_flat_kernel, pointers | flat_ints, flat_consts | finish, num_warps=rt.NUM_WARPS)
