@@ -8,9 +8,10 @@ Layout shared by all kernels ("route", one int32 buffer built by the routing ker
 NB = cdiv(T * k, BM) + E is a static bound (each segment wastes < 1 block), so every grid is sized
 from shapes alone: no host-device synchronization anywhere.
 
-Forward:  (1) _moe_route_kernel (triton_route.py), one program: softmax, top-k (ties -> lowest
-          expert index), gates, tokens per expert, then a counting sort of the pairs (per-expert block
-          offsets by a cumsum, ranks by a running count + in-block cumsum in token order).
+Forward:  (1) routing (triton_route.py): softmax, top-k (ties -> lowest expert index), gates, tokens
+          per expert, then a counting sort of the pairs (per-expert block offsets by a cumsum, ranks in
+          token order): _moe_route_kernel, one program, below ROUTE_CHUNKS_FROM_TOKENS tokens;
+          _moe_route_chunks_kernel, one program per chunk of tokens, from there on. Same route buffer.
           (2) _moe_fwd_kernel, one program per block of BM sorted rows: gathers the x rows by token
           index, h = act(x @ w1 + b1) chunk by chunk over H, out = h @ w2 + b2, all in fp32
           accumulators, and writes out to o_tk[t, j] (the pair's own row: no collisions).

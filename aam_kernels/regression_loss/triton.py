@@ -2,8 +2,8 @@
 
 Each program owns a block of elements: BLOCK flat elements e = n * K + k (flat layout, K <= FLAT_MAX_K)
 or BLOCK_N rows walked in column tiles of BLOCK_K (tiled layout). It writes the (weighted,
-unnormalized) gradient and, per column, its partial weighted loss and weight into its row of two
-[P, K] buffers. The last program to finish (an atomic ticket) sums those over P in a fixed order and
+unnormalized) gradient and, per column, its partial weighted loss and weight into its two rows of a
+[2, P, K] buffer. The last program to finish (an atomic ticket) sums those over P in a fixed order and
 writes the per-column sums and means, the reduced loss and its scale: bitwise deterministic (no float
 atomics), and no reduction left for the host to launch.
 """
@@ -24,7 +24,7 @@ from aam_kernels.regression_loss.checks import ColumnParams
 ELEMENTS_PER_PROGRAM = 2048
 MAX_BLOCK_K = 64
 NUM_WARPS = 4
-FINISH_ROWS = 256  # partial-sum rows per step of the last program's reduction
+FINISH_TILE = 1024  # partial sums per step of the last program's reduction ([rows, columns] tile)
 REDUCE_CODE = {"none": 0, "sum": 1, "mean": 2}
 # Flat layout for K <= FLAT_MAX_K columns (the tiled kernel takes wider K): each program owns a run of
 # BLOCK flat elements e = n * K + k, with K a compile-time constant, and only the last program masks. For
@@ -57,34 +57,37 @@ def _loss_and_slope(b_r, b_under, b_over, b_delta, b_power):
 @triton.jit
 def _finish(
     p_parts, p_stats, p_out, p_ticket, P, K,
-    REDUCE: tl.constexpr, ACC: tl.constexpr, KP: tl.constexpr, BP: tl.constexpr,
+    REDUCE: tl.constexpr, ACC: tl.constexpr, BC: tl.constexpr, BP: tl.constexpr,
 ):  # fmt: skip
     """After this program stored its partial sums: the last of the P programs reduces the [2, P, K]
-    partials in a fixed order into stats = [col_sum (K), col_den (K), col_mean (K), scale] and, for
-    REDUCE sum (1) or mean (2), the loss into p_out. scale = d loss / d sum(elementwise): 1 for sum,
-    1 / total weight for mean (nothing valid: loss 0 and scale 0, not 0/0)."""
+    partials in a fixed order ([BP, BC] tiles) into stats = [col_sum (K), col_den (K), col_mean (K),
+    scale] and, for REDUCE sum (1) or mean (2), the loss into p_out. scale = d loss / d sum(elementwise):
+    1 for sum, 1 / total weight for mean (nothing valid: loss 0 and scale 0, not 0/0)."""
     # Every thread's stores before the ticket; acq_rel makes them visible to the last program.
     tl.debug_barrier()
     count = tl.atomic_add(p_ticket, 1, sem="acq_rel")
     if count == P - 1:
-        o_c = tl.arange(0, KP)
-        m_c = o_c < K
-        b_sum = tl.zeros([BP, KP], dtype=ACC)
-        b_den = tl.zeros([BP, KP], dtype=ACC)
-        for p0 in range(0, P, BP):
-            o_r = p0 + tl.arange(0, BP).to(tl.int64)
-            o_rc = o_r[:, None] * K + o_c[None, :]
-            m_rc = (o_r < P)[:, None] & m_c[None, :]
-            b_sum += tl.load(p_parts + o_rc, mask=m_rc, other=0.0, cache_modifier=".cg")
-            b_den += tl.load(p_parts + P * K + o_rc, mask=m_rc, other=0.0, cache_modifier=".cg")
-        b_col_sum = tl.sum(b_sum, axis=0)  # [KP], 0 beyond K
-        b_col_den = tl.sum(b_den, axis=0)
-        tl.store(p_stats + o_c, b_col_sum, mask=m_c)
-        tl.store(p_stats + K + o_c, b_col_den, mask=m_c)
-        tl.store(p_stats + 2 * K + o_c, b_col_sum / tl.maximum(b_col_den, 1e-30), mask=m_c)
-        total = tl.sum(b_col_sum, axis=0)
+        total = tl.full([], 0.0, ACC)
+        den = tl.full([], 0.0, ACC)
+        for c0 in range(0, K, BC):
+            o_c = c0 + tl.arange(0, BC)
+            m_c = o_c < K
+            b_sum = tl.zeros([BP, BC], dtype=ACC)
+            b_den = tl.zeros([BP, BC], dtype=ACC)
+            for p0 in range(0, P, BP):
+                o_r = p0 + tl.arange(0, BP).to(tl.int64)
+                o_rc = o_r[:, None] * K + o_c[None, :]
+                m_rc = (o_r < P)[:, None] & m_c[None, :]
+                b_sum += tl.load(p_parts + o_rc, mask=m_rc, other=0.0, cache_modifier=".cg")
+                b_den += tl.load(p_parts + P * K + o_rc, mask=m_rc, other=0.0, cache_modifier=".cg")
+            b_col_sum = tl.sum(b_sum, axis=0)  # [BC], 0 beyond K
+            b_col_den = tl.sum(b_den, axis=0)
+            tl.store(p_stats + o_c, b_col_sum, mask=m_c)
+            tl.store(p_stats + K + o_c, b_col_den, mask=m_c)
+            tl.store(p_stats + 2 * K + o_c, b_col_sum / tl.maximum(b_col_den, 1e-30), mask=m_c)
+            total += tl.sum(b_col_sum, axis=0)
+            den += tl.sum(b_col_den, axis=0)
         if REDUCE == 2:
-            den = tl.sum(b_col_den, axis=0)
             tl.store(p_out, (total / tl.maximum(den, 1e-30)).to(p_out.dtype.element_ty))
             # nothing valid: the loss is a constant 0, so its gradient is 0 (not 0 * 1e30, inf in fp16)
             tl.store(p_stats + 3 * K, tl.where(den > 0, 1.0 / tl.maximum(den, 1e-30), 0.0))
@@ -125,8 +128,7 @@ def _regression_loss_fwd_kernel(
     REDUCE: tl.constexpr,  # 0 none, 1 sum, 2 mean
     BLOCK_N: tl.constexpr,
     BLOCK_K: tl.constexpr,
-    KP: tl.constexpr,  # next power of 2 >= K, for the last program's reduction
-    BP: tl.constexpr,  # partial-sum rows per step of that reduction
+    BP: tl.constexpr,  # partial-sum rows per step of the last program's reduction
 ):
     i_n = tl.program_id(0).to(tl.int64)
     o_n = i_n * BLOCK_N + tl.arange(0, BLOCK_N).to(tl.int64)  # [BN]
@@ -158,7 +160,7 @@ def _regression_loss_fwd_kernel(
         b_mass = tl.where(b_valid, b_rw[:, None], 0.0)
         tl.store(p_parts + i_n * K + o_k, tl.sum(b_loss, axis=0), mask=m_k)
         tl.store(p_parts + (P + i_n) * K + o_k, tl.sum(b_mass, axis=0), mask=m_k)
-    _finish(p_parts, p_stats, p_out, p_ticket, P, K, REDUCE, ACC, KP, BP)
+    _finish(p_parts, p_stats, p_out, p_ticket, P, K, REDUCE, ACC, BLOCK_K, BP)
 
 
 @triton.jit
@@ -332,16 +334,18 @@ def forward(
     consts = dict(
         HAS_WEIGHT=weight is not None, STORE_ELEM=reduction == "none", STORE_GRAD=compute_grad,
         ACC=tl.float64 if acc == torch.float64 else tl.float32, REDUCE=REDUCE_CODE[reduction],
-        KP=next_pow2(k), BP=FINISH_ROWS, num_warps=NUM_WARPS,
+        num_warps=NUM_WARPS,
     )  # fmt: skip
     strides = (pred.stride(0), pred.stride(1), target.stride(0), target.stride(1), 0 if weight is None else weight.stride(0))
     if flat:
         _regression_loss_flat_kernel.launch(
-            backend, (n_programs,), *common, n * k, *strides, n_programs,
-            K=k, PRED_FLAT=pred.is_contiguous(), TARGET_FLAT=target.is_contiguous(), BLOCK=block, **consts,
+            backend, (n_programs,), *common, n * k, *strides, n_programs, K=k, KP=next_pow2(k),
+            BP=FINISH_TILE // next_pow2(k), PRED_FLAT=pred.is_contiguous(), TARGET_FLAT=target.is_contiguous(),
+            BLOCK=block, **consts,
         )  # fmt: skip
     else:
         _regression_loss_fwd_kernel.launch(
-            backend, (n_programs,), *common, n, k, *strides, n_programs, BLOCK_N=block_n, BLOCK_K=block_k, **consts
+            backend, (n_programs,), *common, n, k, *strides, n_programs,
+            BLOCK_N=block_n, BLOCK_K=block_k, BP=FINISH_TILE // block_k, **consts,
         )  # fmt: skip
     return out, grad, stats

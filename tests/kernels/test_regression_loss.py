@@ -67,7 +67,7 @@ def run_both(backend, pred, target, weight, reduction, params, upstream_seed=1):
 
 @pytest.mark.parametrize("backend,device", BACKENDS)
 @pytest.mark.parametrize("reduction", ["mean", "sum", "none"])
-@pytest.mark.parametrize("n,k", [(0, 3), (1, 1), (63, 3), (4099, 7), (130, 1), (2048, 4), (40, 12)], ids=lambda v: str(v))
+@pytest.mark.parametrize("n,k", [(0, 3), (1, 1), (63, 3), (4099, 7), (130, 1), (2048, 4), (40, 12), (33, 70)], ids=lambda v: str(v))
 def test_matches_reference_fp32(backend, device, reduction, n, k):
     pred, target, weight = make_inputs(n, k, torch.float32, device, seed=n * 31 + k)
     (loss, means, gp, gt), (rloss, rmeans, rgp, rgt) = run_both(backend, pred, target, weight, reduction, mixed_params(k))
@@ -337,7 +337,7 @@ def test_last_program_reduces_many_partials(monkeypatch, backend, device, flat):
 
     monkeypatch.setattr(rt, "FLAT_LAYOUT", flat)
     monkeypatch.setattr(rt, "ELEMENTS_PER_PROGRAM", 64)
-    monkeypatch.setattr(rt, "FINISH_ROWS", 4)
+    monkeypatch.setattr(rt, "FINISH_TILE", 16)
     pred, target, weight = make_inputs(1000, 3, torch.float32, device, seed=4)
     for reduction in ("mean", "sum", "none"):
         (loss, means, gp, _), (rloss, rmeans, rgp, _) = run_both(backend, pred, target, weight, reduction, mixed_params(3))
@@ -409,8 +409,8 @@ def test_environment_variable_sets_default(monkeypatch):
 @pytest.mark.skipif(not HAS_TRITON or HAS_CUDA, reason="needs triton; with CUDA the GPU tests run the compiled kernel")
 @pytest.mark.parametrize("dtype", ["bf16", "fp32"])
 def test_kernel_compiles_for_cuda_without_gpu(dtype, monkeypatch):
-    """Compile with the block sizes a GPU run uses (ELEMENTS_PER_PROGRAM: flat, or tiled with K = 3 in
-    BLOCK_K = 4 columns), after interpreted runs."""
+    """Compile with the block sizes a GPU run uses (ELEMENTS_PER_PROGRAM: flat, or tiled in BLOCK_K = 4
+    and 64 columns), after interpreted runs."""
     monkeypatch.setenv("TRITON_DEFAULT_FP_FUSION", "1")
     import triton.language as tl
 
@@ -419,13 +419,14 @@ def test_kernel_compiles_for_cuda_without_gpu(dtype, monkeypatch):
     pointers = {p: "*" + dtype for p in ("p_pred", "p_target", "p_weight", "p_elem", "p_grad", "p_out")}
     pointers |= {p: "*fp32" for p in ("p_under", "p_over", "p_delta", "p_power", "p_parts", "p_stats")}
     pointers |= {"p_ticket": "*i32", "P": "i32"}
-    finish = dict(ACC=tl.float32, BP=rt.FINISH_ROWS)
-    for reduce in (0, 2):
+    for reduce, bk in ((0, 4), (2, rt.MAX_BLOCK_K)):
         ints = {"N": "i32", "K": "i32"} | {s: "i64" for s in ("s_pn", "s_pk", "s_tn", "s_tk", "s_w")}
-        consts = dict(HAS_WEIGHT=True, STORE_ELEM=True, STORE_GRAD=True, REDUCE=reduce, BLOCK_N=rt.ELEMENTS_PER_PROGRAM // 4, BLOCK_K=4, KP=4)
-        compile_for_sm90(rt._regression_loss_fwd_kernel, pointers | ints, consts | finish, num_warps=rt.NUM_WARPS)
+        consts = dict(HAS_WEIGHT=True, STORE_ELEM=True, STORE_GRAD=True, ACC=tl.float32, REDUCE=reduce,
+                      BLOCK_N=rt.ELEMENTS_PER_PROGRAM // bk, BLOCK_K=bk, BP=rt.FINISH_TILE // bk)  # fmt: skip
+        compile_for_sm90(rt._regression_loss_fwd_kernel, pointers | ints, consts, num_warps=rt.NUM_WARPS)
     flat_ints = {"NK": "i64"} | {s: "i64" for s in ("s_pn", "s_pk", "s_tn", "s_tk", "s_w")}
     for k, contiguous, reduce in ((1, True, 2), (3, True, 1), (3, False, 0)):
-        flat_consts = dict(HAS_WEIGHT=True, STORE_ELEM=True, STORE_GRAD=True, REDUCE=reduce, K=k,
-                           KP=next_pow2(k), PRED_FLAT=contiguous, TARGET_FLAT=contiguous, BLOCK=rt.ELEMENTS_PER_PROGRAM)  # fmt: skip
-        compile_for_sm90(rt._regression_loss_flat_kernel, pointers | flat_ints, flat_consts | finish, num_warps=rt.NUM_WARPS)
+        flat_consts = dict(HAS_WEIGHT=True, STORE_ELEM=True, STORE_GRAD=True, ACC=tl.float32, REDUCE=reduce,
+                           K=k, KP=next_pow2(k), BP=rt.FINISH_TILE // next_pow2(k), PRED_FLAT=contiguous,
+                           TARGET_FLAT=contiguous, BLOCK=rt.ELEMENTS_PER_PROGRAM)  # fmt: skip
+        compile_for_sm90(rt._regression_loss_flat_kernel, pointers | flat_ints, flat_consts, num_warps=rt.NUM_WARPS)
