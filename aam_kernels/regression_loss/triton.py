@@ -20,7 +20,7 @@ from aam_kernels.regression_loss.checks import ColumnParams
 # Elements per program and warps: 2048 and 4 (16 elements per thread). On an H200 (Triton 3.6, kernel
 # alone from a CUDA graph, bench/gpu_sweep.py) they beat 4096 and 8 at every shape timed: 16M x 1 fp32
 # 55.9 vs 59.1 us (3.6 TB/s, 86% of the measured copy bandwidth), 16M - 1 x 1 60.0 vs 71.5 us,
-# 5.6M x 3 fp32 105.8 vs 136.3 us, 22M x 3 bf16 462 vs 594 us; 8192 and 16384 were slower still.
+# 5.6M x 3 fp32 105.8 vs 136.3 us, 22M x 3 bf16 462 vs 594 us; 8192 and 16384 were slower than 2048.
 ELEMENTS_PER_PROGRAM = 2048
 MAX_BLOCK_K = 64
 NUM_WARPS = 4
