@@ -40,7 +40,7 @@ from aam_kernels.moe.triton_route import _moe_route_chunks_kernel, _moe_route_ke
 # Routing with one program per chunk of BT tokens (the last one placing the pairs, triton_route.py) from
 # this many tokens on; below it one program routes all tokens. Same route buffer either way. On an H200
 # (Triton 3.6, bf16 fwd+bwd) chunks took T = 65536 from 4.07 to 1.37 ms and T = 32768 (D 1024, H 2048)
-# from 11.2 to 9.9 ms; at T = 4096 (host-bound there) the one-program kernel was not slower.
+# from 11.2 to 9.9 ms; at T = 4096 (host-bound there) chunks were ~0.2 ms slower, their host work.
 ROUTE_CHUNKS_FROM_TOKENS = 8192
 
 _ACT_CODE = {"gelu": 0, "relu": 1, "silu": 2}
@@ -50,7 +50,8 @@ def _config(backend: str, element_size: int = 4) -> dict:
     """Block sizes. Compiled: BM = 64 sorted rows per program (BM 16-128 timed at T = 32768, D = 1024,
     H = 2048 on an H200: 64 was fastest). 16-bit inputs take 128-wide D and H tiles with 8 warps, which
     cut fwd+bwd there from 11.2 to 9.4 ms (the weight-gradient kernel re-reads x once per H tile and
-    d a once per D tile); fp32 tiles stay 64 wide, within shared memory at three pipeline stages. BC, BP:
+    d a once per D tile); fp32 tiles stay 64 wide (128-wide fp32 tiles take the shared memory of 256-wide
+    16-bit ones, which exceeded the H200's 227 KiB at that shape). BC, BP:
     chunks and pairs per step of the chunked router's last program. Interpreted: the smallest tiles
     tl.dot accepts (16), since the interpreter's cost grows with tile area."""
     if backend == "triton" and element_size == 2:
