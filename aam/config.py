@@ -7,6 +7,7 @@ checkpoints); `predict` rebuilds the model from the saved `ModelConfig` and noth
 from __future__ import annotations
 
 import dataclasses
+import math
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -105,6 +106,7 @@ class RunConfig:
     def validate(self) -> "RunConfig":
         """Raise UserError for values no run can use; returns self."""
         d, m, lo, t = self.data, self.model, self.loss, self.train
+        _check_finite(self)
         if not d.target_columns:
             raise UserError("give at least one target column (--metadata-column)")
         if len(set(d.target_columns)) != len(d.target_columns):
@@ -143,6 +145,10 @@ class RunConfig:
         _positive("--batch-size", t.batch_size)
         if t.lr <= 0:
             raise UserError(f"--lr must be > 0; got {t.lr}")
+        for flag, value in (("--weight-decay", t.weight_decay), ("--max-grad-norm", t.max_grad_norm),
+                            ("--num-workers", t.num_workers)):
+            if value < 0:
+                raise UserError(f"{flag} must be >= 0; got {value}")
         if t.warmup_steps is not None and t.warmup_steps < 0:
             raise UserError(f"--warmup-steps must be >= 0; got {t.warmup_steps}")
         if t.norm_batches < 0:
@@ -200,6 +206,16 @@ def _validate_moe(config: RunConfig) -> None:
                         f"--regressor-hidden-dims {','.join(map(str, m.regressor_hidden_dims))} --regressor-dropout "
                         f"{m.regressor_dropout} (use one hidden width and --regressor-dropout 0, or drop "
                         "--fused-kernels)")
+
+
+def _check_finite(config: RunConfig) -> None:
+    """NaN or inf in any number flag is a mistake (NaN also slips through every `<` check)."""
+    for part in (config.data, config.model, config.loss, config.train):
+        for f in dataclasses.fields(part):
+            value = getattr(part, f.name)
+            values = value if isinstance(value, tuple) else (value,)
+            if any(isinstance(v, float) and not math.isfinite(v) for v in values):
+                raise UserError(f"--{f.name.replace('_', '-')} must be a finite number; got {value}")
 
 
 def _default_of(cls, name: str):

@@ -13,8 +13,16 @@ from aam.errors import UserError
 COMMANDS = ("inspect", "simulate", "train", "predict", "demo", "baseline")
 
 
+class Parser(argparse.ArgumentParser):
+    """Errors print one short usage line and the message, not the whole usage of every flag."""
+
+    def error(self, message: str):
+        command = "COMMAND " if self._subparsers is not None else ""
+        self.exit(2, f"usage: {self.prog} {command}[options] (--help lists them)\n{self.prog}: error: {message}\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = Parser(
         prog="aam", description="Attention All Microbes: predict sample-level numbers from 16S amplicon data."
     )
     parser.add_argument("--version", action="version", version=f"aam {__version__}")

@@ -6,6 +6,7 @@ import argparse
 from pathlib import Path
 
 from aam.errors import UserError
+from aam.paths import check_writable_file
 
 HELP = "predict targets for new samples with a trained model"
 
@@ -28,6 +29,7 @@ def run(args: argparse.Namespace) -> int:
     from aam.training.outputs import write_tsv
 
     output = Path(args.output)
+    check_writable_file(output, "--output")
     if output.exists() and not args.overwrite:
         raise UserError(f"--output {output} exists: pass --overwrite or choose another file")
     if args.batch_size is not None and args.batch_size < 1:

@@ -66,13 +66,14 @@ MODEL_FLAGS = [
 LOSS_FLAGS = [
     ("--loss-type", LossConfig, "loss_type", str, f"one of {', '.join(LOSS_TYPES)} (on z-scored targets)"),
     ("--huber-delta", LossConfig, "huber_delta", float,
-     "Huber threshold in target standard deviations (huber: 1.0); with --loss-type quantile: smooth pinball"),
+     "Huber threshold in target standard deviations; with --loss-type quantile: smooth pinball "
+     "(default: 1.0 for huber, none otherwise)"),
     ("--quantiles", LossConfig, "quantiles", _floats,
      "quantile levels for quantile/expectile losses, each in (0, 1), no repeats; sorted for you "
-     "(default 0.1,0.5,0.9)"),
-    ("--over-penalty", LossConfig, "over_penalty", float, "asymmetric loss: weight of over-prediction (> 0; 1.0)"),
+     "(default: 0.1,0.5,0.9)"),
+    ("--over-penalty", LossConfig, "over_penalty", float, "asymmetric loss: weight of over-prediction, > 0 (default: 1.0)"),
     ("--under-penalty", LossConfig, "under_penalty", float,
-     "asymmetric loss: weight of under-prediction (> 0; 1.0)"),
+     "asymmetric loss: weight of under-prediction, > 0 (default: 1.0)"),
     ("--loss-config", LossConfig, "loss_config", str,
      'per-target losses as JSON, keys = target names or 0-based indices, values = a loss name or '
      '{"type": ..., "delta"/"over"/"under": ...}; e.g. \'{"ph": "mse", "temperature": {"type": "huber", '
@@ -113,23 +114,33 @@ def add_flags(parser: argparse.ArgumentParser, groups) -> None:
         for flag, cls, name, kind, text in flags:
             default = _default(cls, name)
             shown = ",".join(map(str, default)) if isinstance(default, tuple) else default
+            if "(default" not in text:  # the text states its own default when the dataclass's is a placeholder
+                text += f" (default: {shown if shown not in ('', (), None) else 'none'})"
             group.add_argument(flag, dest=name, type=kind, default=None, metavar=flag[2:].upper().replace("-", "_"),
-                               help=f"{text} (default: {shown if shown not in ('', (), None) else 'none'})")
+                               help=text)
+
+
+PART_OF = {DataConfig: "data", ModelConfig: "model", LossConfig: "loss", TrainConfig: "train"}
+SWITCHES = (("model", "gradient_checkpointing"), ("model", "residual_regression_head"), ("train", "fused_kernels"))
+
+
+def given_changes(args: argparse.Namespace, flags=ALL_FLAGS) -> dict[str, dict]:
+    """{part: {field: value}} for every flag the user gave (value flags default to None; switches when set)."""
+    changes: dict[str, dict] = {}
+    for _, cls, name, _, _ in flags:
+        if getattr(args, name, None) is not None:
+            changes.setdefault(PART_OF[cls], {})[name] = getattr(args, name)
+    for part, name in SWITCHES:
+        if getattr(args, name, False):
+            changes.setdefault(part, {})[name] = True
+    return changes
 
 
 def config_from_args(args: argparse.Namespace, flags=ALL_FLAGS) -> RunConfig:
-    parts = {}
-    for cls in (DataConfig, ModelConfig, LossConfig, TrainConfig):
-        given = {name: getattr(args, name) for flag, c, name, _, _ in flags
-                 if c is cls and getattr(args, name, None) is not None}
-        parts[cls] = cls(**given)
-    train = parts[TrainConfig]
-    for flag in ("gradient_checkpointing", "residual_regression_head"):
-        if getattr(args, flag, False):
-            parts[ModelConfig] = dataclasses.replace(parts[ModelConfig], **{flag: True})
-    train = dataclasses.replace(train, fused_kernels=bool(getattr(args, "fused_kernels", False)),
-                                progress=not getattr(args, "no_progress", False))
-    return RunConfig(parts[DataConfig], parts[ModelConfig], parts[LossConfig], train)
+    changes = given_changes(args, flags)
+    config = RunConfig(*(cls(**changes.get(part, {})) for cls, part in PART_OF.items()))
+    train = dataclasses.replace(config.train, progress=not getattr(args, "no_progress", False))
+    return dataclasses.replace(config, train=train)
 
 
 def add_parser(subparsers) -> None:
@@ -157,8 +168,7 @@ def run(args: argparse.Namespace) -> int:
     if args.resume and args.table is None:
         if args.output_dir is None:
             raise UserError("--resume needs --output-dir")
-        changes = {k: getattr(args, k) for k in ("device", "num_workers") if getattr(args, k) is not None}
-        config = resume_config(args.output_dir, progress=not args.no_progress, **changes)
+        config = resume_config(args.output_dir, given_changes(args), progress=not args.no_progress)
     else:
         config = config_from_args(args)
     result = train(config, resume=args.resume, overwrite=args.overwrite)

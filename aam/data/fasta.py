@@ -9,6 +9,9 @@ from aam.data.tokenizer import is_dna
 from aam.errors import UserError
 
 
+_RNA_TO_DNA = str.maketrans("Uu", "Tt")  # an RNA record (U) encodes the same sequence as its DNA form (T)
+
+
 def read_sequences(path: str | Path) -> dict[str, str]:
     """Read FASTA (multi-line records allowed) or a rep-seqs `.qza` holding `dna-sequences.fasta`."""
     path = Path(path)
@@ -36,7 +39,7 @@ def parse_fasta(text: str, path: Path | str = "<fasta>") -> dict[str, str]:
     def close() -> None:
         if name is None:
             return
-        sequence = "".join(chunks)
+        sequence = "".join(chunks).translate(_RNA_TO_DNA)
         if not is_dna(sequence):
             raise UserError(f"sequences file {path}: record '{name}' is not a DNA sequence")
         if name in records:

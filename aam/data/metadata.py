@@ -36,8 +36,13 @@ class Metadata:
     path: Path = Path("<metadata>")
 
     def numeric(self, column: str) -> np.ndarray:
-        """float64 values of `column` (NaN = missing); UserError naming a non-numeric cell."""
+        """float64 values of `column` (NaN = missing); UserError naming a non-numeric or non-finite cell,
+        or a column the `#q2:types` row declares categorical."""
         self.require(column, "target")
+        if self.types.get(column) == "categorical":
+            raise UserError(f"target column '{column}' is declared categorical in the #q2:types row of metadata "
+                            f"{self.path}; a target must be numeric (mark it numeric there)")
+        self.check_finite(column, "target")
         values = self.frame[column]
         parsed = pd.to_numeric(values, errors="coerce")
         bad = parsed.isna() & values.notna()
@@ -46,6 +51,16 @@ class Metadata:
             raise UserError(f"column '{column}' in metadata {self.path} is not numeric "
                             f"(sample '{sample}' has '{values[sample]}')")
         return parsed.to_numpy(dtype=np.float64)
+
+    def check_finite(self, column: str, role: str) -> None:
+        """UserError naming the first samples whose `column` cell is an infinite number ('inf',
+        '-Infinity', '1e999'): no scaling, loss or category of one means anything."""
+        samples = non_finite_samples(self.frame[column])
+        if samples:
+            shown = ", ".join(f"'{s}'" for s in samples[:_SHOWN])
+            more = f" and {len(samples) - _SHOWN} more" if len(samples) > _SHOWN else ""
+            raise UserError(f"{role} column '{column}' in metadata {self.path} has non-finite values in sample(s) "
+                            f"{shown}{more}: give a finite value or leave the cell empty (missing)")
 
     def is_numeric(self, column: str) -> bool:
         """Declared numeric, or (undeclared) every non-missing value parses as a number."""
@@ -58,6 +73,15 @@ class Metadata:
         if column not in self.frame.columns:
             shown = ", ".join(self.frame.columns[:12]) + (", ..." if len(self.frame.columns) > 12 else "")
             raise UserError(f"{role} column '{column}' is not in metadata {self.path} (columns: {shown})")
+
+
+_SHOWN = 3  # sample IDs named in a message
+
+
+def non_finite_samples(values: pd.Series) -> list[str]:
+    """Sample IDs (the index) whose cell parses as +-inf; missing cells (NaN) are not counted."""
+    parsed = pd.to_numeric(values, errors="coerce").to_numpy(dtype=np.float64)
+    return [str(s) for s in values.index[np.isinf(parsed)]]
 
 
 def read_metadata(path: str | Path) -> Metadata:

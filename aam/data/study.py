@@ -110,6 +110,7 @@ def load_study(
                 targets[:, i] = values.reindex(ftable.sample_ids).to_numpy(dtype=np.float64)
         for i, column in enumerate(categorical_columns):
             if column in frame.columns:
+                meta.check_finite(column, "categorical")
                 categories[:, i] = _as_objects(frame[column])
     reads = np.asarray(ftable.counts.sum(axis=1)).ravel()
     _drop(keep, reads <= 0, dropped, "zero reads")

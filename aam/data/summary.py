@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from aam.data.metadata import read_metadata
+from aam.data.metadata import non_finite_samples, read_metadata
 from aam.data.study import resolve_sequences
 from aam.data.table import read_table
 
@@ -64,12 +64,15 @@ def summarize(table: str | Path, sequences: str | Path | None = None, metadata: 
         info: dict = {"present": present, "missing": len(values) - present}
         if meta.is_numeric(column):
             numbers = pd.to_numeric(values, errors="coerce").dropna().to_numpy(dtype=np.float64)
-            info = {"type": "numeric", **info, **_range(numbers, as_float=True)}
+            info = {"type": "numeric", **info, **_range(numbers[np.isfinite(numbers)], as_float=True)}
             info["non_numeric"] = present - len(numbers)
         else:
             levels = values.dropna().value_counts()
             info = {"type": "categorical", **info, "n_levels": len(levels),
                     "levels": {str(k): int(v) for k, v in levels.items()}}
+        non_finite = non_finite_samples(values)  # training refuses these (inf in a target or category)
+        info["non_finite"] = len(non_finite)
+        info["non_finite_examples"] = non_finite[:_EXAMPLES]
         out["columns"][column] = info
     return out
 
@@ -112,11 +115,14 @@ def format_summary(summary: dict, max_levels: int = 10) -> str:
     for name, c in summary["columns"].items():
         head = f"  {name} [{c['type']}]: {c['present']} present, {c['missing']} missing"
         if c["type"] == "numeric":
-            head += f", range {c['min']:g} to {c['max']:g}, median {c['median']:g}" if c["present"] else ""
+            head += f", range {c['min']:g} to {c['max']:g}, median {c['median']:g}" if c["min"] is not None else ""
             head += f", {c['non_numeric']} not numeric" if c["non_numeric"] else ""
         else:
             shown = ", ".join(f"{k} ({v})" for k, v in list(c["levels"].items())[:max_levels])
             more = f", ... ({c['n_levels']} levels)" if c["n_levels"] > max_levels else ""
             head += f", levels: {shown}{more}" if c["n_levels"] else ""
+        if c["non_finite"]:
+            head += (f"; NON-FINITE in {c['non_finite']} sample(s) (e.g. {', '.join(c['non_finite_examples'])}): "
+                     "training refuses this column")
         lines.append(head)
     return "\n".join(lines)

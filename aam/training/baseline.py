@@ -13,8 +13,11 @@ import numpy as np
 import scipy.sparse as sp
 
 from aam.config import DataConfig, RunConfig
+from aam.data.caveats import warn_caveats
 from aam.data.split import TRAIN_FILE, VAL_FILE, positions_of, read_sample_list, split_samples, write_split
 from aam.errors import UserError
+from aam.paths import check_writable_dir
+from aam.run_lock import LOCK_FILE, folder_lock
 from aam.training import outputs
 from aam.training.data import load_training_study
 from aam.training.inference import predictions_frame
@@ -44,15 +47,24 @@ def relative_abundance(counts: sp.csr_matrix) -> sp.csr_matrix:
 
 
 def run_baseline(data: DataConfig, config: BaselineConfig, overwrite: bool = False) -> dict[str, dict[str, float]]:
-    """Fit one forest per target on the training samples, write and return validation metrics."""
-    from sklearn.ensemble import RandomForestRegressor
-
+    """Fit one forest per target on the training samples, write and return validation metrics, holding
+    the output folder's lock (as `aam train` does)."""
     if not config.output_dir:
         raise UserError("give an output folder (--output-dir)")
     if config.n_estimators < 1:
         raise UserError(f"--trees must be >= 1; got {config.n_estimators}")
+    if config.n_jobs == 0 or config.n_jobs < -1:
+        raise UserError(f"--n-jobs must be >= 1, or -1 for all cores; got {config.n_jobs}")
+    check_writable_dir(config.output_dir, "--output-dir")
+    with folder_lock(config.output_dir, "aam baseline"):
+        return _run_baseline(data, config, overwrite)
+
+
+def _run_baseline(data: DataConfig, config: BaselineConfig, overwrite: bool) -> dict[str, dict[str, float]]:
+    from sklearn.ensemble import RandomForestRegressor
+
     out = Path(config.output_dir)
-    if out.is_dir() and any(out.iterdir()) and not overwrite:
+    if any(p.name != LOCK_FILE for p in out.iterdir()) and not overwrite:
         raise UserError(f"--output-dir {out} is not empty: pass --overwrite or choose another folder")
     study = load_training_study(data)
     if config.train_dir is not None:
@@ -60,6 +72,7 @@ def run_baseline(data: DataConfig, config: BaselineConfig, overwrite: bool = Fal
         val_idx = positions_of(study, read_sample_list(Path(config.train_dir) / VAL_FILE), VAL_FILE)
     else:
         train_idx, val_idx = split_samples(study, data.test_size, config.seed, data.group_column)
+    warn_caveats(study, train_idx, val_idx)
     x = relative_abundance(study.counts)
     predicted = np.full((len(val_idx), len(study.target_columns)), np.nan)
     for t in range(len(study.target_columns)):

@@ -17,6 +17,7 @@ import torch
 
 from aam import __version__
 from aam.errors import UserError
+from aam.paths import file_mode
 
 FORMAT = "aam-checkpoint"
 FORMAT_VERSION = 1  # bump when the saved structure or the model architecture changes incompatibly
@@ -34,6 +35,7 @@ def atomic_write(path: str | Path, write) -> None:
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
         with os.fdopen(fd, "wb") as f:
+            os.fchmod(f.fileno(), file_mode())  # mkstemp makes 0600; the result should read like any new file
             write(f)
             f.flush()
             os.fsync(f.fileno())

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from aam.config import DataConfig
+from aam.data.caveats import warn_caveats
 from aam.data.dataset import AAMDataset
 from aam.data.encoders import CategoryEncoder, TargetScaler
 from aam.data.split import positions_of, split_samples
@@ -49,6 +50,7 @@ def prepare_data(config: DataConfig, seed: int, split: tuple[list[str], list[str
         train_idx, val_idx = split_samples(study, config.test_size, seed, config.group_column)
     else:
         train_idx, val_idx = positions_of(study, split[0], "train split"), positions_of(study, split[1], "val split")
+    warn_caveats(study, train_idx, val_idx)
     encoder = None
     if study.categorical_columns:
         encoder = CategoryEncoder.fit(study.categorical_columns, study.categories[train_idx])

@@ -20,23 +20,31 @@ from tqdm.auto import tqdm
 
 from aam.config import RunConfig
 from aam.data.dataset import make_loader
-from aam.data.split import write_split
+from aam.data.split import TRAIN_FILE, VAL_FILE, write_split
 from aam.errors import UserError
 from aam.models import AAMRegressor
+from aam.paths import absolute_data_paths, check_writable_dir
+from aam.run_lock import LOCK_FILE, folder_lock
 from aam.training import outputs
 from aam.training.checkpoint import BEST_FILE, LAST_FILE, load_checkpoint, rng_state, save_checkpoint, set_rng_state
 from aam.training.data import PreparedData, prepare_data
+from aam.training.determinism import repeatable
 from aam.training.device import resolve_device
 from aam.training.inference import load_model, run_model, to_predictions
 from aam.training.losses import LossPlan, RegressionLoss, plan_loss
 from aam.training.metrics import MOE_KEY, best_metric_column, metrics_table
 from aam.training.moe_report import moe_metrics, report_column
 from aam.training.router_loss import RouterLoss
-from aam.training.trainer import Trainer, TrainerState, TrainingInterrupted, is_better
+from aam.training.trainer import NonFiniteLoss, Trainer, TrainerState, TrainingInterrupted, is_better
 from aam.training.weights import category_weight_tables
 
-# TrainConfig fields a resumed run may change: they do not alter the computation.
-RESUMABLE_CHANGES = {"output_dir", "device", "num_workers", "progress"}
+# TrainConfig fields a resumed run may change: where it runs, and how long (more --epochs stretch the cosine
+# schedule to the new total from the current step; --patience only decides when to stop).
+RESUMABLE_CHANGES = {"output_dir", "device", "num_workers", "progress", "epochs", "patience"}
+RESUMABLE_FLAGS = ("--epochs (not fewer than done)", "--patience", "--device", "--num-workers", "--no-progress")
+# What a run writes before its first epoch ends: a folder holding only these (no checkpoint) is an
+# unfinished start that a plain rerun may reuse.
+START_FILES = {"config.json", TRAIN_FILE, VAL_FILE, LOCK_FILE}
 
 
 @dataclass
@@ -53,11 +61,14 @@ def check_output_dir(path: Path, resume: bool, overwrite: bool) -> None:
     """Never overwrite a previous run silently: an existing non-empty folder needs --resume or --overwrite."""
     if resume:
         if not (path / LAST_FILE).is_file():
-            raise UserError(f"--resume: no {LAST_FILE} in {path} to resume from")
+            unfinished = path.is_dir() and _is_unfinished_start(path)
+            raise UserError(f"--resume: no {LAST_FILE} in {path} to resume from" + (
+                " (no epoch finished there: run the same command without --resume to start over)"
+                if unfinished else ""))
         return
     if path.exists() and not path.is_dir():
         raise UserError(f"--output-dir {path} exists and is not a folder")
-    if path.is_dir() and any(path.iterdir()):
+    if path.is_dir() and not _is_unfinished_start(path):
         if not overwrite:
             raise UserError(f"--output-dir {path} is not empty (a previous run?): pass --resume to continue it, "
                             "--overwrite to replace it, or choose another folder")
@@ -66,9 +77,17 @@ def check_output_dir(path: Path, resume: bool, overwrite: bool) -> None:
         shutil.rmtree(path / "plots", ignore_errors=True)
 
 
-def check_resumable(saved: RunConfig, current: RunConfig) -> None:
-    """UserError naming the first setting that differs from the checkpoint's run."""
-    a, b = saved.to_dict(), current.to_dict()
+def _is_unfinished_start(path: Path) -> bool:
+    """Only files a run writes before its first checkpoint (or nothing): reusing the folder loses nothing."""
+    return {p.name for p in path.iterdir()} <= START_FILES
+
+
+def check_resumable(saved: RunConfig, current: RunConfig, epochs_done: int = 0) -> None:
+    """UserError naming the first setting that differs from the checkpoint's run (paths compared as
+    absolute paths), or --epochs below the epochs already run."""
+    if current.train.epochs < epochs_done:
+        raise UserError(f"--resume: --epochs {current.train.epochs} is below the {epochs_done} epochs already run")
+    a, b = absolute_data_paths(saved).to_dict(), absolute_data_paths(current).to_dict()
     for part in ("data", "model", "loss", "train"):
         for key, value in a[part].items():
             if part == "train" and key in RESUMABLE_CHANGES:
@@ -78,7 +97,8 @@ def check_resumable(saved: RunConfig, current: RunConfig) -> None:
                 continue  # derived from the data, not set by the user
             if b[part].get(key) != value:
                 raise UserError(f"--resume: the checkpoint was trained with {part}.{key} = {value!r}, "
-                                f"this command gives {b[part].get(key)!r}")
+                                f"this command gives {b[part].get(key)!r} (a resumed run may change only "
+                                f"{', '.join(RESUMABLE_FLAGS)})")
 
 
 def _model_config(config: RunConfig, data: PreparedData, plan: LossPlan) -> RunConfig:
@@ -94,11 +114,19 @@ def _model_config(config: RunConfig, data: PreparedData, plan: LossPlan) -> RunC
 
 def train(config: RunConfig, *, resume: bool = False, overwrite: bool = False,
           on_epoch_end: Callable[[int, dict], None] | None = None) -> TrainResult:
-    """Train, validate and write every output to `config.train.output_dir` (see module doc)."""
+    """Train, validate and write every output to `config.train.output_dir` (see module doc), holding
+    the folder's lock throughout: a second command on the same folder is refused."""
     config.validate()
-    out = Path(config.train.output_dir or "")
     if not config.train.output_dir:
         raise UserError("give an output folder (--output-dir)")
+    check_writable_dir(config.train.output_dir, "--output-dir")
+    with folder_lock(config.train.output_dir, "aam train"), repeatable(resolve_device(config.train.device)):
+        return _train(config, resume=resume, overwrite=overwrite, on_epoch_end=on_epoch_end)
+
+
+def _train(config: RunConfig, *, resume: bool, overwrite: bool,
+           on_epoch_end: Callable[[int, dict], None] | None) -> TrainResult:
+    out = Path(config.train.output_dir)
     check_output_dir(out, resume, overwrite)
     device = resolve_device(config.train.device)
     target_columns = config.data.target_columns
@@ -108,7 +136,7 @@ def train(config: RunConfig, *, resume: bool = False, overwrite: bool = False,
     last = None
     if resume:
         last = load_checkpoint(out / LAST_FILE)
-        check_resumable(RunConfig.from_dict(last["config"]), config)
+        check_resumable(RunConfig.from_dict(last["config"]), config, last["progress"]["epoch"])
     data = prepare_data(config.data, config.train.seed, last["split"] if last else None)
     config = _model_config(config, data, plan)
 
@@ -131,12 +159,15 @@ def train(config: RunConfig, *, resume: bool = False, overwrite: bool = False,
         trainer.load_state_dict(last["trainer"])
         state = TrainerState(**last["progress"])
         set_rng_state(last["rng"])
+        tqdm.write(f"resuming {out}: {state.epoch} of {config.train.epochs} epochs done, continuing with epoch "
+                   f"{state.epoch + 1}" if state.epoch < config.train.epochs else
+                   f"resuming {out}: all {config.train.epochs} epochs done; rewriting the reports")
     else:
         out.mkdir(parents=True, exist_ok=True)
-        outputs.write_json(out / "config.json", config.to_dict())
+        outputs.write_json(out / "config.json", absolute_data_paths(config).to_dict())
         write_split(out, data.study, data.train_idx, data.val_idx)
 
-    common = {"config": config.to_dict(), "target_scaler": data.scaler.to_dict(),
+    common = {"config": absolute_data_paths(config).to_dict(), "target_scaler": data.scaler.to_dict(),
               "category_encoder": data.encoder.to_dict() if data.encoder else None}
     interrupted = None
     with trainer.stop.installed():
@@ -166,23 +197,43 @@ def train(config: RunConfig, *, resume: bool = False, overwrite: bool = False,
                     on_epoch_end(epoch, row)
         except TrainingInterrupted as stop:
             interrupted = stop.signum
-            tqdm.write(f"stopped by {stop}: the epoch in progress was dropped; {out / LAST_FILE} holds epoch "
-                       f"{state.epoch} (continue with --resume)")
+            if state.epoch == 0:
+                _remove_start_files(out)
+                tqdm.write(f"stopped by {stop} before the first epoch ended: nothing was saved; run the same "
+                           "command again to start over")
+            else:
+                tqdm.write(f"stopped by {stop}: the epoch in progress was dropped; {out / LAST_FILE} holds epoch "
+                           f"{state.epoch} (continue with --resume)")
+        except NonFiniteLoss as bad:
+            kept = (f"{out / BEST_FILE} and {out / LAST_FILE} keep epoch {state.best_epoch} and {state.epoch}"
+                    if state.epoch else "no epoch was saved")
+            raise UserError(f"{bad}: stopped ({kept}); lower --lr or clip gradients (--max-grad-norm), then start "
+                            "again (--overwrite)") from None
     if state.epoch == 0:
         return TrainResult(out, {}, 0, 0, [], interrupted)
     metrics, plots = write_reports(out, data, state.history, device)
     return TrainResult(out, metrics, state.best_epoch, state.epoch, plots, interrupted)
 
 
-def resume_config(output_dir: str | Path, **train_changes) -> RunConfig:
-    """The configuration of the run in `output_dir` (from last.pt), with allowed TrainConfig changes."""
-    unknown = set(train_changes) - RESUMABLE_CHANGES
-    if unknown:
-        raise UserError(f"--resume cannot change {', '.join(sorted(unknown))}")
-    last = load_checkpoint(Path(output_dir) / LAST_FILE)
-    saved = RunConfig.from_dict(last["config"])
-    train = dataclasses.replace(saved.train, output_dir=str(output_dir), **train_changes)
-    return dataclasses.replace(saved, train=train)
+def resume_config(output_dir: str | Path, changes: dict[str, dict] | None = None, **train_changes) -> RunConfig:
+    """The configuration of the run in `output_dir` (from last.pt) with `changes` ({part: {field: value}},
+    part = data/model/loss/train) and `train_changes` applied. `train` then refuses any change outside
+    RESUMABLE_CHANGES, naming it, so a flag given with --resume is never silently ignored."""
+    path = Path(output_dir)
+    check_output_dir(path, resume=True, overwrite=False)
+    saved = RunConfig.from_dict(load_checkpoint(path / LAST_FILE)["config"])
+    changes = {part: dict(values) for part, values in (changes or {}).items()}
+    changes.setdefault("train", {}).update(train_changes, output_dir=str(output_dir))
+    parts = {part: dataclasses.replace(getattr(saved, part), **changes.get(part, {}))
+             for part in ("data", "model", "loss", "train")}
+    return RunConfig(**parts)
+
+
+def _remove_start_files(out: Path) -> None:
+    """Undo a start that saved no epoch, so the folder is as the run found it (the lock removes the folder
+    itself when the run created it)."""
+    for name in START_FILES - {LOCK_FILE}:
+        (out / name).unlink(missing_ok=True)
 
 
 def _patience_exhausted(state: TrainerState, patience: int) -> bool:

@@ -66,6 +66,14 @@ class StopFlag:
             raise TrainingInterrupted(self.signum)
 
 
+class NonFiniteLoss(Exception):
+    """The training objective was NaN or inf at some step of an epoch; that epoch's weights are garbage."""
+
+    def __init__(self, epoch: int, step: int, steps: int, value: float):
+        super().__init__(f"training loss became {value} at epoch {epoch}, step {step} of {steps}")
+        self.epoch, self.step, self.steps, self.value = epoch, step, steps, value
+
+
 @dataclass
 class EpochResult:
     train_loss: float  # the regression loss (without the MoE router losses, so it compares with val_loss)
@@ -113,6 +121,9 @@ class Trainer:
         total = torch.zeros((), device=self.device)
         columns = torch.zeros(self.loss_fn.under.numel(), device=self.device)
         router_sums: dict[str, torch.Tensor] = {}
+        # Each step's objective stays on the device (one small copy per step, no host sync); it is read
+        # only when the epoch's sum turns out non-finite, to name the first bad step.
+        step_objectives = torch.zeros(len(loader), device=self.device)
         seen = 0
         bar = tqdm(loader, desc=f"epoch {epoch}/{self.config.epochs}", leave=False, file=sys.stderr,
                    disable=not self.config.progress, unit="batch")
@@ -134,6 +145,7 @@ class Trainer:
                 torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.config.max_grad_norm)
             self.optimizer.step()
             self.scheduler.step()
+            step_objectives[step] = objective.detach()
             total += loss.detach() * len(batch)
             columns += column_means.to(self.device) * len(batch)
             seen += len(batch)
@@ -141,7 +153,12 @@ class Trainer:
                 bar.set_postfix(loss=f"{loss.item():.4f}")  # a host sync every 10 steps only
             self.stop.check()
         router = {name: (value / max(seen, 1)).item() for name, value in router_sums.items()}
-        return (total / max(seen, 1)).item(), (columns / max(seen, 1)).tolist(), router
+        train_loss = (total / max(seen, 1)).item()
+        if not all(map(math.isfinite, [train_loss, *router.values()])):
+            bad = torch.nonzero(~torch.isfinite(step_objectives)).flatten().tolist()
+            step = bad[0] if bad else len(step_objectives) - 1
+            raise NonFiniteLoss(epoch, step + 1, len(step_objectives), float(step_objectives[step]))
+        return train_loss, (columns / max(seen, 1)).tolist(), router
 
     def validate(self, loader) -> tuple[float, list[float], Predictions]:
         """Validation loss (one loss call over all samples) and predictions in original units."""

@@ -165,18 +165,32 @@ def check_inputs(pred, target, weight, reduction: str) -> tuple[torch.Tensor, to
     return pred, target, weight
 
 
-def check_quantiles(quantiles) -> list[float]:
-    """Quantile levels: 1-D, strictly inside (0, 1), strictly increasing (so no duplicates)."""
+def check_quantiles(quantiles) -> list[float] | torch.Tensor:
+    """Quantile levels: 1-D, strictly inside (0, 1), strictly increasing (so no duplicates).
+
+    A list for Python input; a tensor stays a float tensor, its values checked only on the CPU in eager
+    mode (like the other tensor parameters: reading them would sync the GPU or break a torch.compile trace).
+    """
     if isinstance(quantiles, torch.Tensor):
         if quantiles.dim() != 1:
             raise ValueError(f"quantiles must be 1-D, got shape {tuple(quantiles.shape)}")
-        quantiles = quantiles.tolist()
+        if quantiles.is_complex() or quantiles.dtype == torch.bool:
+            raise TypeError(f"quantiles must hold real numbers, got dtype {quantiles.dtype}")
+        if quantiles.numel() == 0:
+            raise ValueError("quantiles must not be empty")
+        if not torch.compiler.is_compiling() and quantiles.device.type == "cpu":
+            _check_levels(quantiles.tolist())
+        return quantiles.float()
     try:
         q = [float(v) for v in quantiles]
     except (TypeError, ValueError):
         raise TypeError(f"quantiles must be a sequence of numbers or a 1-D tensor, got {quantiles!r}") from None
     if not q:
         raise ValueError("quantiles must not be empty")
+    return _check_levels(q)
+
+
+def _check_levels(q: list[float]) -> list[float]:
     if not all(0.0 < v < 1.0 for v in q):
         raise ValueError(f"quantiles must lie strictly between 0 and 1, got {q}")
     if any(b <= a for a, b in zip(q, q[1:])):

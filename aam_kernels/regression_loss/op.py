@@ -181,7 +181,7 @@ def pinball_loss(
         pred.reshape(rows, len(levels)),
         target.reshape(rows, 1),
         under=levels,
-        over=[1.0 - q for q in levels],
+        over=1.0 - levels if isinstance(levels, torch.Tensor) else [1.0 - q for q in levels],
         weight=weight,
         reduction=reduction,
     )
@@ -219,8 +219,14 @@ def asymmetric_loss(
 
 
 def _penalty(name: str, value: ParamLike) -> ParamLike:
-    """Name the penalty argument in errors instead of the generic under/over."""
-    values = value.tolist() if isinstance(value, torch.Tensor) else value
+    """Name the penalty argument in errors instead of the generic under/over. Tensor values are read
+    only on the CPU in eager mode (as in `column_params`)."""
+    if isinstance(value, torch.Tensor):
+        if torch.compiler.is_compiling() or value.device.type != "cpu":
+            return value
+        values = value.tolist()
+    else:
+        values = value
     flat = values if isinstance(values, (list, tuple)) else [values]
     try:
         negative = any(float(v) < 0 for v in flat)
