@@ -39,10 +39,6 @@ class Metadata:
         """float64 values of `column` (NaN = missing); UserError naming a non-numeric or non-finite cell,
         or a column the `#q2:types` row declares categorical."""
         self.require(column, "target")
-        if self.types.get(column) == "categorical":
-            raise UserError(f"target column '{column}' is declared categorical in the #q2:types row of metadata "
-                            f"{self.path}; a target must be numeric (mark it numeric there)")
-        self.check_finite(column, "target")
         values = self.frame[column]
         parsed = pd.to_numeric(values, errors="coerce")
         bad = parsed.isna() & values.notna()
@@ -50,6 +46,10 @@ class Metadata:
             sample = values.index[bad.to_numpy()][0]
             raise UserError(f"column '{column}' in metadata {self.path} is not numeric "
                             f"(sample '{sample}' has '{values[sample]}')")
+        if self.types.get(column) == "categorical":
+            raise UserError(f"target column '{column}' is declared categorical in the #q2:types row of metadata "
+                            f"{self.path}; a target must be numeric (mark it numeric there)")
+        self.check_finite(column, "target")
         return parsed.to_numpy(dtype=np.float64)
 
     def check_finite(self, column: str, role: str) -> None:

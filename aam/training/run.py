@@ -205,10 +205,12 @@ def _train(config: RunConfig, *, resume: bool, overwrite: bool,
                 tqdm.write(f"stopped by {stop}: the epoch in progress was dropped; {out / LAST_FILE} holds epoch "
                            f"{state.epoch} (continue with --resume)")
         except NonFiniteLoss as bad:
-            kept = (f"{out / BEST_FILE} and {out / LAST_FILE} keep epoch {state.best_epoch} and {state.epoch}"
-                    if state.epoch else "no epoch was saved")
-            raise UserError(f"{bad}: stopped ({kept}); lower --lr or clip gradients (--max-grad-norm), then start "
-                            "again (--overwrite)") from None
+            advice = "lower --lr or clip gradients (--max-grad-norm)"
+            if state.epoch == 0:
+                _remove_start_files(out)
+                raise UserError(f"{bad}: stopped, nothing was saved; {advice} and run again") from None
+            raise UserError(f"{bad}: stopped; {out / BEST_FILE} and {out / LAST_FILE} keep epochs {state.best_epoch} "
+                            f"and {state.epoch}; {advice} and start again (--overwrite)") from None
     if state.epoch == 0:
         return TrainResult(out, {}, 0, 0, [], interrupted)
     metrics, plots = write_reports(out, data, state.history, device)

@@ -1,0 +1,147 @@
+"""Places that cannot be written and numbers out of range are found before any work: one line, exit 2,
+nothing written. Tests run as root in CI, where permission bits do not stop writes, so the cases built
+from a path under a regular file run everywhere and the chmod-based ones run only as a normal user."""
+
+import os
+
+import pytest
+
+from aam.cli.main import main
+from aam.data.simulate import write_simulation
+
+TINY = ["--metadata-column", "ph", "--embedding-dim", "8", "--attention-heads", "2", "--asv-layers", "1",
+        "--sample-layers", "1", "--max-bp", "16", "--token-limit", "16", "--epochs", "1", "--device", "cpu",
+        "--no-progress"]
+as_root = pytest.mark.skipif(os.geteuid() == 0, reason="root writes through permission bits")
+
+
+@pytest.fixture(scope="module")
+def data(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("sim")
+    write_simulation(folder, n_samples=40, seed=1, n_features=16)
+    return folder
+
+
+@pytest.fixture(scope="module")
+def trained(data, tmp_path_factory):
+    out = tmp_path_factory.mktemp("run") / "run"
+    assert main(["train", *inputs(data), *TINY, "--output-dir", str(out)]) == 0
+    return out
+
+
+@pytest.fixture
+def a_file(tmp_path):
+    path = tmp_path / "notes.txt"
+    path.write_text("a regular file")
+    return path
+
+
+def inputs(data):
+    return ["--table", str(data / "table.biom"), "--metadata", str(data / "metadata.tsv")]
+
+
+def one_error_line(capsys, argv, *fragments) -> str:
+    capsys.readouterr()
+    assert main(argv) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "Traceback" not in err, err
+    for fragment in fragments:
+        assert fragment in err, err
+    return err
+
+
+def snapshot(folder):
+    return {p: p.stat().st_mtime_ns for p in folder.rglob("*")}
+
+
+def test_train_output_dir_under_a_regular_file(data, a_file, capsys):
+    one_error_line(capsys, ["train", *inputs(data), *TINY, "--output-dir", str(a_file / "run")],
+                   "--output-dir", "is a file, not a folder")
+    assert a_file.read_text() == "a regular file"
+
+
+def test_train_output_dir_that_is_a_file(data, a_file, capsys):
+    one_error_line(capsys, ["train", *inputs(data), *TINY, "--output-dir", str(a_file)], "not a folder")
+
+
+def test_baseline_output_dir_under_a_regular_file(data, a_file, capsys):
+    one_error_line(capsys, ["baseline", *inputs(data), "--metadata-column", "ph", "--output-dir",
+                            str(a_file / "rf")], "--output-dir", "is a file")
+
+
+@as_root
+@pytest.mark.parametrize("mode", ["--overwrite", "--resume"])
+def test_unwritable_run_folder(data, trained, capsys, mode):
+    before = snapshot(trained)
+    trained.chmod(0o555)
+    try:
+        one_error_line(capsys, ["train", *inputs(data), *TINY, "--output-dir", str(trained), mode],
+                       "--output-dir", "cannot write")
+    finally:
+        trained.chmod(0o755)
+    assert snapshot(trained) == before
+
+
+@as_root
+def test_unwritable_parent_of_a_new_run(data, tmp_path, capsys):
+    parent = tmp_path / "locked"
+    parent.mkdir(mode=0o555)
+    one_error_line(capsys, ["train", *inputs(data), *TINY, "--output-dir", str(parent / "run")], "cannot write")
+
+
+def predict_args(data, trained, output):
+    return ["predict", "--model", str(trained / "model.pt"), "--table", str(data / "table.biom"),
+            "--output", str(output)]
+
+
+def test_predict_output_whose_parent_is_a_file(data, trained, a_file, capsys):
+    one_error_line(capsys, predict_args(data, trained, a_file / "p.tsv"), "--output", "is a file, not a folder")
+    assert a_file.read_text() == "a regular file"
+
+
+def test_predict_output_that_is_a_folder(data, trained, tmp_path, capsys):
+    folder = tmp_path / "existing"
+    folder.mkdir()
+    one_error_line(capsys, predict_args(data, trained, folder), "--output", "is a folder")
+    one_error_line(capsys, [*predict_args(data, trained, folder), "--overwrite"], "is a folder")
+    assert list(folder.iterdir()) == []
+
+
+@as_root
+def test_predict_output_in_an_unwritable_folder(data, trained, tmp_path, capsys):
+    parent = tmp_path / "locked"
+    parent.mkdir(mode=0o555)
+    one_error_line(capsys, predict_args(data, trained, parent / "p.tsv"), "--output", "cannot write")
+
+
+def test_predict_output_in_a_new_folder_is_made(data, trained, tmp_path, capsys):
+    output = tmp_path / "new" / "deeper" / "p.tsv"
+    assert main([*predict_args(data, trained, output), "--metadata", str(data / "metadata.tsv")]) == 0
+    assert output.is_file()
+
+
+@pytest.mark.parametrize("flag,value,fragment", [
+    ("--num-workers", "-1", "--num-workers must be >= 0"),
+    ("--lr", "nan", "--lr must be a finite number"),
+    ("--dropout", "inf", "--dropout must be a finite number"),
+    ("--max-grad-norm", "-1", "--max-grad-norm must be >= 0"),
+    ("--weight-decay", "-0.1", "--weight-decay must be >= 0"),
+    ("--huber-delta", "nan", "--huber-delta must be a finite number"),
+    ("--quantiles", "0.1,nan", "--quantiles must be a finite number"),
+])
+def test_train_numbers_out_of_range(data, tmp_path, capsys, flag, value, fragment):
+    out = tmp_path / "run"
+    one_error_line(capsys, ["train", *inputs(data), *TINY, flag, value, "--output-dir", str(out)], fragment)
+    assert not out.exists()
+
+
+@pytest.mark.parametrize("flag,value,fragment", [
+    ("--n-jobs", "0", "--n-jobs must be >= 1, or -1"),
+    ("--n-jobs", "-5", "--n-jobs must be >= 1, or -1"),
+    ("--trees", "0", "--trees must be >= 1"),
+])
+def test_baseline_numbers_out_of_range(data, tmp_path, capsys, flag, value, fragment):
+    out = tmp_path / "rf"
+    one_error_line(capsys, ["baseline", *inputs(data), "--metadata-column", "ph", flag, value, "--output-dir",
+                            str(out)], fragment)
+    assert not out.exists()
