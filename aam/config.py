@@ -81,7 +81,7 @@ class TrainConfig:
     max_grad_norm: float = 1.0  # gradient clipping by global norm; 0 = off
     patience: int = 10  # stop after this many epochs without a better --best-metric; 0 = never stop early
     best_metric: str = "mae"  # val_loss, or mae|rmse|r2|pearson of the first target, or <target>:<metric>
-    seed: int = 42  # seeds the split, initialization, shuffling and dropout: same seed + data = same run
+    seed: int = 42  # seeds the split, initialization, shuffling and dropout (CPU: bitwise repeatable per thread count)
     device: str = "auto"  # auto (CUDA when present) | cpu | cuda
     fused_kernels: bool = False  # aam_kernels fused ops (Triton on CUDA, CPU path on CPU) instead of the reference
     num_workers: int = 0  # DataLoader worker processes

@@ -96,7 +96,8 @@ TRAIN_FLAGS = [
     ("--patience", TrainConfig, "patience", int, "early stopping: epochs without improvement (0 = off)"),
     ("--best-metric", TrainConfig, "best_metric", str,
      "val_loss, or mae|rmse|r2|pearson of the first target, or <target>:<metric>"),
-    ("--seed", TrainConfig, "seed", int, "random seed: same seed + data = same run"),
+    ("--seed", TrainConfig, "seed", int,
+     "random seed; on the CPU the same seed, data, flags and thread count give bitwise the same run"),
     ("--device", TrainConfig, "device", str, "auto | cpu | cuda"),
     ("--num-workers", TrainConfig, "num_workers", int, "data loader worker processes"),
 ]
@@ -155,7 +156,8 @@ def add_parser(subparsers) -> None:
                            help="use the fused aam_kernels loss and MoE head (Triton on CUDA, CPU path on CPU)")
     run_group.add_argument("--no-progress", action="store_true", help="no progress bars")
     run_group.add_argument("--resume", action="store_true",
-                           help="continue the run in --output-dir from its last.pt (same flags, or only --output-dir)")
+                           help="continue the run in --output-dir from its last.pt (same flags, or only --output-dir; "
+                                "only --epochs, --patience, --device, --num-workers may change)")
     run_group.add_argument("--overwrite", action="store_true", help="replace a previous run in --output-dir")
     parser.set_defaults(run=run)
 

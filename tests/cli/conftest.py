@@ -13,3 +13,11 @@ def small_study(tmp_path_factory) -> Path:
     folder = tmp_path_factory.mktemp("small_study")
     write_simulation(folder, n_samples=160, seed=3, n_features=64)
     return folder
+
+
+@pytest.fixture(scope="session")
+def tiny_study(tmp_path_factory) -> Path:
+    """A simulated study of 40 samples x 16 features (seed 1), for runs of the tiny model."""
+    folder = tmp_path_factory.mktemp("tiny_study")
+    write_simulation(folder, n_samples=40, seed=1, n_features=16)
+    return folder

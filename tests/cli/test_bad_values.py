@@ -9,20 +9,17 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from cli_helpers import TINY, one_error_line
+
 from aam.cli.main import main
 from aam.data.simulate import write_simulation
 from aam.training.checkpoint import load_checkpoint
 from aam.training.trainer import Trainer
 
-TINY = ["--embedding-dim", "8", "--attention-heads", "2", "--asv-layers", "1", "--sample-layers", "1",
-        "--max-bp", "16", "--token-limit", "16", "--epochs", "1", "--device", "cpu", "--no-progress"]
 
-
-@pytest.fixture(scope="module")
-def study(tmp_path_factory):
-    folder = tmp_path_factory.mktemp("sim")
-    write_simulation(folder, n_samples=40, seed=1, n_features=16)
-    return folder
+@pytest.fixture
+def study(tiny_study):
+    return tiny_study
 
 
 def with_metadata(study, tmp_path, change, types_row=None) -> list[str]:
@@ -36,16 +33,6 @@ def with_metadata(study, tmp_path, change, types_row=None) -> list[str]:
     path = tmp_path / "metadata.tsv"
     path.write_text(text)
     return ["--table", str(study / "table.biom"), "--metadata", str(path)]
-
-
-def one_error_line(capsys, argv, *fragments) -> str:
-    capsys.readouterr()
-    assert main(argv) == 2
-    err = capsys.readouterr().err.strip()
-    assert len(err.splitlines()) == 1 and "Traceback" not in err, err
-    for fragment in fragments:
-        assert fragment in err, err
-    return err
 
 
 def set_cells(column, rows, value):

@@ -6,26 +6,24 @@ import os
 
 import pytest
 
-from aam.cli.main import main
-from aam.data.simulate import write_simulation
+from cli_helpers import TINY as TINY_MODEL
+from cli_helpers import one_error_line
 
-TINY = ["--metadata-column", "ph", "--embedding-dim", "8", "--attention-heads", "2", "--asv-layers", "1",
-        "--sample-layers", "1", "--max-bp", "16", "--token-limit", "16", "--epochs", "1", "--device", "cpu",
-        "--no-progress"]
+from aam.cli.main import main
+
+TINY = ["--metadata-column", "ph", *TINY_MODEL]
 as_root = pytest.mark.skipif(os.geteuid() == 0, reason="root writes through permission bits")
 
 
-@pytest.fixture(scope="module")
-def data(tmp_path_factory):
-    folder = tmp_path_factory.mktemp("sim")
-    write_simulation(folder, n_samples=40, seed=1, n_features=16)
-    return folder
+@pytest.fixture
+def data(tiny_study):
+    return tiny_study
 
 
 @pytest.fixture(scope="module")
-def trained(data, tmp_path_factory):
+def trained(tiny_study, tmp_path_factory):
     out = tmp_path_factory.mktemp("run") / "run"
-    assert main(["train", *inputs(data), *TINY, "--output-dir", str(out)]) == 0
+    assert main(["train", *inputs(tiny_study), *TINY, "--output-dir", str(out)]) == 0
     return out
 
 
@@ -38,16 +36,6 @@ def a_file(tmp_path):
 
 def inputs(data):
     return ["--table", str(data / "table.biom"), "--metadata", str(data / "metadata.tsv")]
-
-
-def one_error_line(capsys, argv, *fragments) -> str:
-    capsys.readouterr()
-    assert main(argv) == 2
-    err = capsys.readouterr().err.strip()
-    assert len(err.splitlines()) == 1 and "Traceback" not in err, err
-    for fragment in fragments:
-        assert fragment in err, err
-    return err
 
 
 def snapshot(folder):
