@@ -11,7 +11,9 @@ import sys
 import time
 
 import pytest
+from cli_helpers import one_error_line as in_process_error
 
+from aam.cli.main import main
 from aam.data.simulate import write_simulation
 from aam.run_lock import LOCK_FILE
 from aam.training.checkpoint import load_checkpoint
@@ -114,7 +116,7 @@ def test_resume_while_the_run_is_still_going_is_refused(data, tmp_path):
 def test_stopped_in_epoch_1_then_a_plain_rerun(data, tmp_path, sig):
     """Stopped before the first checkpoint: nothing to resume, and the same command runs again."""
     out = tmp_path / "run"
-    slow = [*TINY, "--batch-size", "1", "--epochs", "2"]  # ~50 steps: the signal lands inside epoch 1
+    slow = [*TINY, "--batch-size", "1", "--epochs", "1"]  # ~50 steps: the signal lands inside epoch 1
     proc = start("train", *data, *slow, "--output-dir", out)
     wait_for(out / "val_samples.txt", proc, step=0.002)  # written just before epoch 1 starts
     proc.send_signal(sig)
@@ -131,7 +133,7 @@ def test_stopped_in_epoch_1_then_a_plain_rerun(data, tmp_path, sig):
         one_error_line(resumed, "no last.pt", "without --resume")
     rerun = aam("train", *data, *slow, "--output-dir", out)
     assert rerun.returncode == 0, rerun.stderr
-    assert load_checkpoint(out / "last.pt")["epoch"] == 2
+    assert load_checkpoint(out / "last.pt")["epoch"] == 1
 
 
 def test_outputs_follow_the_umask_and_config_holds_absolute_paths(tmp_path):
@@ -160,13 +162,15 @@ def test_outputs_follow_the_umask_and_config_holds_absolute_paths(tmp_path):
     assert baseline.returncode == 0, baseline.stderr
 
 
-def test_resume_refuses_flags_it_cannot_honour(data, tmp_path):
+def test_resume_refuses_flags_it_cannot_honour(data, tmp_path, capsys):
     out = tmp_path / "run"
-    assert aam("train", *data, *TINY, "--epochs", "2", "--output-dir", out).returncode == 0
+    data = list(map(str, data))
+    assert main(["train", *data, *TINY, "--epochs", "2", "--output-dir", str(out)]) == 0
     before = (out / "last.pt").read_bytes()
-    one_error_line(aam("train", "--output-dir", out, "--resume", "--lr", "0.5"), "lr", "0.5", "--epochs")
-    one_error_line(aam("train", "--output-dir", out, "--resume", "--dropout", "0.3"), "dropout")
-    one_error_line(aam("train", "--output-dir", out, "--resume", "--epochs", "1"), "--epochs 1", "2 epochs")
-    one_error_line(aam("train", *data, *TINY, "--epochs", "2", "--output-dir", out, "--resume", "--seed", "7"),
-                   "seed")
+    resume = ["train", "--output-dir", str(out), "--resume"]
+    in_process_error(capsys, [*resume, "--lr", "0.5"], "lr", "0.5", "may change only --epochs")
+    in_process_error(capsys, [*resume, "--dropout", "0.3"], "dropout")
+    in_process_error(capsys, [*resume, "--epochs", "1"], "--epochs 1", "2 epochs already run")
+    in_process_error(capsys, ["train", *data, *TINY, "--epochs", "2", "--output-dir", str(out), "--resume",
+                              "--seed", "7"], "seed")
     assert (out / "last.pt").read_bytes() == before
