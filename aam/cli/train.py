@@ -71,7 +71,8 @@ LOSS_FLAGS = [
     ("--quantiles", LossConfig, "quantiles", _floats,
      "quantile levels for quantile/expectile losses, each in (0, 1), no repeats; sorted for you "
      "(default: 0.1,0.5,0.9)"),
-    ("--over-penalty", LossConfig, "over_penalty", float, "asymmetric loss: weight of over-prediction, > 0 (default: 1.0)"),
+    ("--over-penalty", LossConfig, "over_penalty", float,
+     "asymmetric loss: weight of over-prediction, > 0 (default: 1.0)"),
     ("--under-penalty", LossConfig, "under_penalty", float,
      "asymmetric loss: weight of under-prediction, > 0 (default: 1.0)"),
     ("--loss-config", LossConfig, "loss_config", str,

@@ -32,6 +32,7 @@ def read_sequences(path: str | Path) -> dict[str, str]:
 
 
 def parse_fasta(text: str, path: Path | str = "<fasta>") -> dict[str, str]:
+    """{feature ID: sequence}, with RNA's U read as T."""
     records: dict[str, str] = {}
     name: str | None = None
     chunks: list[str] = []
