@@ -30,7 +30,7 @@ try:
     from aam.data.dataset import make_loader
     from aam.data.simulate import write_simulation
     from aam.models import AAMRegressor
-    from aam.training.data import prepare_data
+    from aam.data.prepared import prepare_data
     from aam.training.demo import DEMO_FEATURES, DEMO_SAMPLES, demo_config
     from aam.training.losses import build_loss, plan_loss
     from aam.training.run import _model_config

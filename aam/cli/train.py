@@ -169,7 +169,7 @@ def run(args: argparse.Namespace) -> int:
 
 
 def print_result(result) -> None:
-    from aam.training.metrics import format_metrics
+    from aam.evaluation.metrics import format_metrics
 
     print(f"best epoch {result.best_epoch} of {result.epochs_run}; validation metrics of the best model:")
     print("\n".join(format_metrics(result.metrics)))

@@ -20,17 +20,17 @@ from tqdm.auto import tqdm
 
 from aam.config import RunConfig
 from aam.data.dataset import make_loader
+from aam.data.prepared import PreparedData, prepare_data
 from aam.data.split import write_split
 from aam.errors import UserError
+from aam.evaluation import outputs
+from aam.evaluation.inference import load_model, run_model, to_predictions
+from aam.evaluation.metrics import MOE_KEY, best_metric_column, metrics_table
+from aam.evaluation.moe_report import moe_metrics, report_column
 from aam.models import AAMRegressor
-from aam.training import outputs
-from aam.training.checkpoint import BEST_FILE, LAST_FILE, load_checkpoint, rng_state, save_checkpoint, set_rng_state
-from aam.training.data import PreparedData, prepare_data
-from aam.training.device import resolve_device
-from aam.training.inference import load_model, run_model, to_predictions
+from aam.runtime.checkpoint import BEST_FILE, LAST_FILE, load_checkpoint, rng_state, save_checkpoint, set_rng_state
+from aam.runtime.device import resolve_device
 from aam.training.losses import LossPlan, RegressionLoss, plan_loss
-from aam.training.metrics import MOE_KEY, best_metric_column, metrics_table
-from aam.training.moe_report import moe_metrics, report_column
 from aam.training.router_loss import RouterLoss
 from aam.training.trainer import Trainer, TrainerState, TrainingInterrupted, is_better
 from aam.training.weights import category_weight_tables

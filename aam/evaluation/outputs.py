@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from aam.training.checkpoint import atomic_write_text
+from aam.runtime.checkpoint import atomic_write_text
 
 RUN_FILES = ("model.pt", "last.pt", "config.json", "history.tsv", "train_samples.txt", "val_samples.txt",
              "val_predictions.tsv", "metrics.json")
