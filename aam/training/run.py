@@ -25,7 +25,7 @@ from aam.data.split import write_split
 from aam.errors import UserError
 from aam.evaluation import outputs
 from aam.evaluation.inference import load_model, run_model, to_predictions
-from aam.evaluation.metrics import MOE_KEY, best_metric_column, metrics_table
+from aam.evaluation.metrics import MOE_KEY, best_metric_column, format_metrics, metrics_table
 from aam.evaluation.moe_report import moe_metrics, report_column
 from aam.models import AAMRegressor
 from aam.runtime.checkpoint import BEST_FILE, LAST_FILE, load_checkpoint, rng_state, save_checkpoint, set_rng_state
@@ -47,6 +47,12 @@ class TrainResult:
     epochs_run: int
     plots: list[Path]
     interrupted_by: int | None = None  # signal number when SIGINT/SIGTERM stopped the run
+
+    def summary(self) -> str:
+        """What `aam train` and `aam demo` print at the end of a run."""
+        return "\n".join([f"best epoch {self.best_epoch} of {self.epochs_run}; validation metrics of the best model:",
+                          *format_metrics(self.metrics), f"model: {self.output_dir / BEST_FILE}",
+                          "plots: " + ", ".join(str(p) for p in self.plots)])
 
 
 def check_output_dir(path: Path, resume: bool, overwrite: bool) -> None:
