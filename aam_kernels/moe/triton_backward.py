@@ -5,6 +5,7 @@ and the input gradient per pair. The launcher is ``triton.backward``.
 
 from __future__ import annotations
 
+import triton
 import triton.language as tl
 
 from aam_kernels.backend import triton_kernel
@@ -122,6 +123,15 @@ def _moe_bwd_rows_kernel(
         tl.store(p_h + o_m[:, None] * H + o_h[None, :], b_h, mask=m_mh)
 
 
+@triton.jit
+def _store_expert_tile(p_gw, p_gb, b_gw, b_gb, i_e, o_r, m_r, o_c, m_c, R, C, first):
+    """Expert i_e's [R, C] weight gradient tile at rows o_r, columns o_c, and with the first row tile
+    (first) its [C] bias gradient, in the outputs' dtypes."""
+    tl.store(p_gw + i_e * R * C + o_r[:, None] * C + o_c[None, :], b_gw.to(p_gw.dtype.element_ty), mask=m_r[:, None] & m_c[None, :])
+    if first:
+        tl.store(p_gb + i_e * C + o_c, b_gb.to(p_gb.dtype.element_ty), mask=m_c)
+
+
 @triton_kernel
 def _moe_bwd_weights_kernel(
     p_x,  # [T, D] any strides
@@ -178,13 +188,7 @@ def _moe_bwd_weights_kernel(
             b_ga = tl.load(p_ga + o_m[:, None] * H + o_h[None, :], mask=m_m[:, None] & m_h[None, :], other=0.0)
             b_gw1 = tl.dot(tl.trans(b_x), b_ga.to(b_x.dtype), b_gw1, input_precision="ieee")  # [BD, BH]
             b_gb1 += tl.sum(b_ga, axis=0)
-        tl.store(
-            p_gw1 + i_e * D * H + o_d[:, None] * H + o_h[None, :],
-            b_gw1.to(p_gw1.dtype.element_ty),
-            mask=m_d[:, None] & m_h[None, :],
-        )
-        if i_d == 0:
-            tl.store(p_gb1 + i_e * H + o_h, b_gb1.to(p_gb1.dtype.element_ty), mask=m_h)
+        _store_expert_tile(p_gw1, p_gb1, b_gw1, b_gb1, i_e, o_d, m_d, o_h, m_h, D, H, i_d == 0)
     else:
         i_h = i_r - n_w1
         o_h = i_h * BH + tl.arange(0, BH)  # tile of HH
@@ -202,13 +206,7 @@ def _moe_bwd_weights_kernel(
             b_gout = _row_grad_out(p_gates, p_gy, b_pair, m_m, o_o, m_o, O, K)  # [BM, BO]
             b_gw2 = tl.dot(tl.trans(b_hid.to(tl.float32)), b_gout, b_gw2, input_precision="ieee")  # [BH, BO]
             b_gb2 += tl.sum(b_gout, axis=0)
-        tl.store(
-            p_gw2 + i_e * HH * O + o_h[:, None] * O + o_o[None, :],
-            b_gw2.to(p_gw2.dtype.element_ty),
-            mask=m_h[:, None] & m_o[None, :],
-        )
-        if i_h == 0:
-            tl.store(p_gb2 + i_e * O + o_o, b_gb2.to(p_gb2.dtype.element_ty), mask=m_o)
+        _store_expert_tile(p_gw2, p_gb2, b_gw2, b_gb2, i_e, o_h, m_h, o_o, m_o, HH, O, i_h == 0)
 
 
 @triton_kernel
