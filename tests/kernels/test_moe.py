@@ -99,7 +99,7 @@ def case_id(T, E, k, activation, extra=""):
     return f"T{T}-E{E}-k{k}-{activation}" + (f"-{extra}" if extra else "")
 
 
-# The CPU path is fast: the full grid of the issue (T x E x k), gelu MLP experts, D/H/O not powers of 2.
+# The CPU path is fast: the full grid T x E x k, gelu MLP experts, D/H/O not powers of 2.
 TORCH_GRID = [
     pytest.param(T, E, k, id=case_id(T, E, k, "gelu"))
     for T in (0, 1, 37, 130)

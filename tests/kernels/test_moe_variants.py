@@ -52,8 +52,8 @@ def test_cuda_16bit_hidden_not_multiple_of_16(backend, dtype, H):
 @pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16], ids=["fp16", "bf16"])
 @pytest.mark.parametrize("backend", [pytest.param("triton", marks=needs_cuda)])
 def test_cuda_16bit_linear_experts_odd_width(backend, dtype, D):
-    """Linear experts (one 16-bit dot over D) at widths that are not multiples of 16: not padded, and
-    not yet run on a GPU when the MLP forward's padding was added."""
+    """Linear experts (one 16-bit dot over D) at widths that are not multiples of 16, which the forward
+    does not pad."""
     run_variant(backend, 4099, 8, 2, "gelu", dict(linear=True), device="cuda", dtype=dtype, dims=(D, 8, 5))
 
 
