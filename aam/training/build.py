@@ -67,8 +67,8 @@ def build_run(config: RunConfig, device: torch.device | str | None = None, *,
     config = fill_model_fields(config, data, plan)
 
     torch.manual_seed(config.train.seed)  # initialization; shuffles and ASV draws use (seed, epoch)
-    model = AAMRegressor(config.model, fused_kernels=config.train.fused_kernels).to(device)
-    loss = RegressionLoss(plan.columns(), plan.n_quantiles, config.train.fused_kernels)
+    model = AAMRegressor(config.model).to(device)
+    loss = RegressionLoss(plan.columns(), n_quantiles=plan.n_quantiles, use_kernels=config.model.use_kernels)
     weights = category_weight_tables(config.loss.categorical_loss_weights, data.encoder, data.train_set.categories)
     pin = device.type == "cuda"
     train_loader = make_loader(data.train_set, config.train.batch_size, shuffle=True, seed=config.train.seed,
@@ -77,8 +77,9 @@ def build_run(config: RunConfig, device: torch.device | str | None = None, *,
                              num_workers=config.train.num_workers, pin_memory=pin)
     router_loss = RouterLoss(config.loss.moe_balance_weight, config.loss.moe_router_z_weight) \
         if config.model.moe_experts else None
-    trainer = Trainer(model, loss, config.train, data.scaler, config.data.target_columns, device, len(train_loader),
-                      weights, router_loss)
+    trainer = Trainer(model, loss, config.train, scaler=data.scaler, target_columns=config.data.target_columns,
+                      quantiles=plan.quantiles, device=device, steps_per_epoch=len(train_loader),
+                      weight_tables=weights, router_loss=router_loss)
     progress = TrainerState()
     if resume_from is not None:
         model.load_state_dict(resume_from["model_state"])
@@ -89,11 +90,11 @@ def build_run(config: RunConfig, device: torch.device | str | None = None, *,
 
 
 def fill_model_fields(config: RunConfig, data: PreparedData, plan: LossPlan) -> RunConfig:
-    """The run config with the model's data-dependent fields filled in."""
+    """The run config with the model's data-dependent (`derived`) fields filled in."""
     cards = tuple(len(data.encoder.levels[c]) for c in data.encoder.columns) if data.encoder else ()
     routing = config.model.moe_routing
     routing_index = data.encoder.columns.index(routing) if config.model.moe_experts and routing != "learned" else -1
     model = dataclasses.replace(config.model, max_bp=config.data.max_bp, n_targets=len(config.data.target_columns),
-                                n_quantiles=plan.n_quantiles, quantiles=plan.quantiles,
-                                category_cardinalities=cards, moe_routing_index=routing_index)
+                                n_quantiles=plan.n_quantiles, category_cardinalities=cards,
+                                moe_routing_index=routing_index)
     return dataclasses.replace(config, model=model)
