@@ -64,10 +64,7 @@ def parse_loss_config(value: str | dict | None) -> dict[str, TargetLoss] | None:
     if value is None:
         return None
     if isinstance(value, str):
-        try:
-            value = json.loads(value)
-        except json.JSONDecodeError as exc:
-            raise UserError(f"--loss-config is not valid JSON ({exc.msg} at character {exc.pos})") from None
+        value = _json(value, "--loss-config is not valid JSON ({msg} at character {pos})")
     if not isinstance(value, dict):
         raise UserError('--loss-config must be a JSON object, e.g. {"ph": "mse", "temperature": "huber"}')
     return {str(key): parse_target_loss(str(key), entry) for key, entry in value.items()}
@@ -105,10 +102,7 @@ def parse_category_weights(value: str | dict | None) -> str | CategoryWeights | 
     if value is None or value == "auto":
         return value
     if isinstance(value, str):
-        try:
-            value = json.loads(value)
-        except json.JSONDecodeError as exc:
-            raise UserError(f"--categorical-loss-weights is neither 'auto' nor JSON ({exc.msg})") from None
+        value = _json(value, "--categorical-loss-weights is neither 'auto' nor JSON ({msg})")
     if not isinstance(value, dict):
         raise UserError('--categorical-loss-weights JSON must map column -> {level: weight}')
     out: CategoryWeights = {}
@@ -120,3 +114,11 @@ def parse_category_weights(value: str | dict | None) -> str | CategoryWeights | 
                 raise UserError(f"--categorical-loss-weights: weight of {column}={level} must be a number >= 0")
         out[str(column)] = {str(level): float(weight) for level, weight in levels.items()}
     return out
+
+
+def _json(text: str, error: str) -> Any:
+    """json.loads, or UserError(`error` with the parser's {msg} and {pos})."""
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise UserError(error.format(msg=exc.msg, pos=exc.pos)) from None

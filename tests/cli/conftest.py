@@ -23,12 +23,16 @@ def table_args(folder: Path) -> list[str]:
     return ["--table", str(folder / "table.biom"), "--metadata", str(folder / "metadata.tsv")]
 
 
+def simulated(tmp_path_factory, name: str, **options) -> Path:
+    folder = tmp_path_factory.mktemp(name)
+    write_simulation(folder, **options)
+    return folder
+
+
 @pytest.fixture(scope="session")
 def small_study(tmp_path_factory) -> Path:
     """A simulated study of 160 samples x 64 features (seed 3): small enough to train on in seconds."""
-    folder = tmp_path_factory.mktemp("small_study")
-    write_simulation(folder, n_samples=160, seed=3, n_features=64)
-    return folder
+    return simulated(tmp_path_factory, "small_study", n_samples=160, seed=3, n_features=64)
 
 
 @pytest.fixture(scope="session")
@@ -40,9 +44,7 @@ def small_study_args(small_study) -> list[str]:
 @pytest.fixture(scope="session")
 def tiny_study(tmp_path_factory) -> Path:
     """A simulated study of 40 samples x 16 features (seed 1), for error paths."""
-    folder = tmp_path_factory.mktemp("tiny_study")
-    write_simulation(folder, n_samples=40, seed=1, n_features=16)
-    return folder
+    return simulated(tmp_path_factory, "tiny_study", n_samples=40, seed=1, n_features=16)
 
 
 @pytest.fixture(scope="session")
