@@ -53,8 +53,10 @@ def build_run(config: RunConfig, device: torch.device | str | None = None, *,
     split: (training sample IDs, validation sample IDs) instead of the seeded random split.
     resume_from: a `last.pt` payload; its configuration must match (UserError naming the first setting
         that differs), and its split, weights, optimizer, scheduler, progress and RNG states are restored.
-    data: data already prepared for this config (e.g. shared by several runs); None = load it.
+    data: data already prepared for this config (e.g. shared by several runs, split included); None = load it.
     """
+    if data is not None and (split is not None or resume_from is not None):
+        raise ValueError("build_run: give `data` or a split (`split`, `resume_from`), not both")
     config.validate()
     best_metric_column(config.train.best_metric, config.data.target_columns)  # a bad --best-metric fails here
     device = resolve_device(config.train.device) if device is None else torch.device(device)
@@ -78,7 +80,7 @@ def build_run(config: RunConfig, device: torch.device | str | None = None, *,
     router_loss = RouterLoss(config.loss.moe_balance_weight, config.loss.moe_router_z_weight) \
         if config.model.moe_experts else None
     trainer = Trainer(model, loss, config.train, scaler=data.scaler, target_columns=config.data.target_columns,
-                      quantiles=plan.quantiles, device=device, steps_per_epoch=len(train_loader),
+                      quantiles=config.loss.quantiles, device=device, steps_per_epoch=len(train_loader),
                       weight_tables=weights, router_loss=router_loss)
     progress = TrainerState()
     if resume_from is not None:
