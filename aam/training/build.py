@@ -88,7 +88,8 @@ def build_run(config: RunConfig, device: torch.device | str | None = None, *,
         trainer.load_state_dict(resume_from["trainer"])
         progress = TrainerState(**resume_from["progress"])
         set_rng_state(resume_from["rng"])
-    return Run(config, device, data, model, loss, router_loss, train_loader, val_loader, trainer, progress)
+    return Run(config=config, device=device, data=data, model=model, loss=loss, router_loss=router_loss,
+               train_loader=train_loader, val_loader=val_loader, trainer=trainer, progress=progress)
 
 
 def fill_model_fields(config: RunConfig, data: PreparedData, plan: LossPlan) -> RunConfig:
