@@ -1,6 +1,6 @@
 """`Trainer`: optimizer, schedule and the per-epoch loops (train step, validation pass).
 
-It knows nothing about files: `aam.training.run` decides what is saved where.
+It knows nothing about files: `aam.training.loop` decides what is saved where.
 """
 
 from __future__ import annotations
