@@ -27,7 +27,7 @@ from aam.data.simulate import write_simulation
 
 from aam.runtime.checkpoint import load_checkpoint
 
-EPOCHS = 4
+EPOCHS = 3
 FLAGS = ["--metadata-column", "ph,temperature", "--categorical-columns", "location", "--embedding-dim", "16",
          "--attention-heads", "2", "--asv-layers", "1", "--sample-layers", "1", "--dropout", "0",
          "--max-bp", "32", "--token-limit", "24", "--batch-size", "19", "--lr", "3e-3", "--epochs", str(EPOCHS),
