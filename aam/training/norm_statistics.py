@@ -29,7 +29,8 @@ def recompute_norm_statistics(model: AAMRegressor, loader, device: torch.device,
     for batch, _ in zip(loader, range(max_batches)):
         with autocast(device):
             pooled = model.asv_encoder.pooled(batch.asv_tokens.to(device, non_blocking=True))  # [U, D]
-        mean, variance, n = distinct_moments(pooled.float(), batch.shard, unbiased=True)
+        shard = getattr(batch, "shard", None)  # anything with asv_tokens will do outside a data-parallel run
+        mean, variance, n = distinct_moments(pooled.float(), shard, unbiased=True)
         if n > 1:  # one distinct ASV has no variance (that batch trained on the averages too)
             means.append(mean)
             variances.append(variance)

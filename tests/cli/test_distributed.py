@@ -125,11 +125,20 @@ def test_sigterm_to_one_rank_stops_both_and_resume_on_one_process_matches(study,
     assert_same_run(single, out)
 
 
-def test_an_error_on_every_rank_is_reported_once(study, tmp_path):
+@pytest.mark.parametrize("case", ["every rank", "rank 1 only"])
+def test_a_user_error_is_one_line_from_rank_0(study, tmp_path, case):
     port = free_port()
-    args = [*data_flags(study), "--metadata-column", "no_such_column", "--output-dir", str(tmp_path / "run")]
-    workers = [launch(rank, port, args) for rank in (0, 1)]
+    out = ["--output-dir", str(tmp_path / "run")]
+    if case == "every rank":
+        args = [[*data_flags(study), "--metadata-column", "no_such_column", *out]] * 2
+        expected = "no_such_column"
+    else:  # only rank 1 lacks its table: rank 0 reports it, naming the rank
+        args = [[*data_flags(study), *out],
+                [*data_flags(study), *out, "--table", str(tmp_path / "missing.biom")]]
+        expected = "rank 1: table file not found"
+    workers = [launch(rank, port, args[rank]) for rank in (0, 1)]
     results = [w.communicate(timeout=120) for w in workers]
     assert [w.returncode for w in workers] == [2, 2]
-    assert "no_such_column" in results[0][1] and "Traceback" not in results[0][1]
+    lines = results[0][1].strip().splitlines()
+    assert len(lines) == 1 and expected in lines[0], results[0][1]
     assert results[1][1].strip() == ""
