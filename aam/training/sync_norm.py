@@ -38,7 +38,8 @@ def all_reduce(x: torch.Tensor) -> torch.Tensor:
     return _AllReduceSum.apply(x)
 
 
-def distinct_moments(x: torch.Tensor, shard: ShardInfo | None, unbiased: bool) -> tuple[torch.Tensor, torch.Tensor, int]:
+def distinct_moments(x: torch.Tensor, shard: ShardInfo | None,
+                     unbiased: bool) -> tuple[torch.Tensor, torch.Tensor, int]:
     """x [U, D] -> (mean [D], variance [D], number of distinct ASVs) over the batch's distinct ASVs:
     this process's batch without `shard`, the global batch with it (two passes: sum, then squared
     deviations from the global mean)."""
