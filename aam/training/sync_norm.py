@@ -44,6 +44,8 @@ def distinct_moments(x: torch.Tensor, shard: ShardInfo | None,
     this process's batch without `shard`, the global batch with it (two passes: sum, then squared
     deviations from the global mean)."""
     if shard is None:
+        if x.shape[0] <= 1:  # no spread to measure; callers keep the running statistics then
+            return x.mean(0), x.new_zeros(x.shape[1:]), x.shape[0]
         return x.mean(0), x.var(0, unbiased=unbiased), x.shape[0]
     n = shard.global_distinct
     owned = shard.asv_owned.to(device=x.device, dtype=x.dtype)[:, None]  # [U, 1]
