@@ -102,7 +102,8 @@ class SlotInputs:
         self.index = torch.arange(b * a, device=batch.asv_mask.device).view(b, a)
         self.zeros = torch.zeros(b, a, device=batch.asv_mask.device)
         self.dummy_tokens = torch.zeros(1, 1, dtype=torch.uint8, device=batch.asv_mask.device)
-        self.count_bias = self.count_embedding(torch.zeros(1, 1, device=batch.asv_mask.device))[0, 0]  # [D]
+        with torch.no_grad():
+            self.count_bias = self.count_embedding(torch.zeros(1, 1, device=batch.asv_mask.device))[0, 0]  # [D]
 
     def count_embedding(self, log_counts: torch.Tensor) -> torch.Tensor:
         """[B, A] -> [B, A, D]: what the sample encoder adds to each ASV vector."""

@@ -10,11 +10,14 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import scipy.sparse as sp
 
 from aam.config import DataConfig, RunConfig
 from aam.data.split import TRAIN_FILE, VAL_FILE, positions_of, read_sample_list, split_samples, write_split
 from aam.errors import UserError
+from aam.explain.forest import permutation_importance
+from aam.explain.importance import abundance_columns
 from aam.training import outputs
 from aam.training.data import load_training_study
 from aam.training.inference import predictions_frame
@@ -28,6 +31,7 @@ class BaselineConfig:
     n_estimators: int = 500  # trees per forest (one forest per target)
     seed: int = 42  # split seed (without train_dir) and forest seed
     n_jobs: int = -1  # parallel tree building; -1 = all cores
+    permutation_repeats: int = 5  # shuffles per ASV for the permutation importance; 0 = impurity importance only
 
 
 def data_config_of_run(train_dir: str | Path) -> DataConfig:
@@ -43,6 +47,25 @@ def relative_abundance(counts: sp.csr_matrix) -> sp.csr_matrix:
     return sp.diags(1.0 / totals) @ counts
 
 
+def forest_columns(forest, x_val: sp.csr_matrix, y_val: np.ndarray, target: str, repeats: int,
+                   seed: int) -> dict[str, np.ndarray]:
+    """impurity_importance_<target> and, with repeats > 0, permutation_importance_<target> per ASV."""
+    columns = {f"impurity_importance_{target}": forest.feature_importances_}
+    if repeats:
+        known = ~np.isnan(y_val)
+        columns[f"permutation_importance_{target}"] = permutation_importance(forest, x_val[known], y_val[known],
+                                                                             repeats, seed)
+    return columns
+
+
+def importance_table(study, abundance: sp.csr_matrix, importance: dict[str, np.ndarray]) -> pd.DataFrame:
+    """asv_importance.tsv as `aam explain` writes it, with the forest's importances in place of attributions;
+    sorted by the first column of `importance`."""
+    frame = pd.DataFrame({"feature_id": study.feature_ids, "sequence": study.sequences, **importance,
+                          **abundance_columns(abundance, study.targets, study.target_columns)})
+    return frame.sort_values(next(iter(importance)), ascending=False, kind="stable") if importance else frame
+
+
 def run_baseline(data: DataConfig, config: BaselineConfig, overwrite: bool = False) -> dict[str, dict[str, float]]:
     """Fit one forest per target on the training samples, write and return validation metrics."""
     from sklearn.ensemble import RandomForestRegressor
@@ -51,6 +74,8 @@ def run_baseline(data: DataConfig, config: BaselineConfig, overwrite: bool = Fal
         raise UserError("give an output folder (--output-dir)")
     if config.n_estimators < 1:
         raise UserError(f"--trees must be >= 1; got {config.n_estimators}")
+    if config.permutation_repeats < 0:
+        raise UserError(f"--permutation-repeats must be >= 0; got {config.permutation_repeats}")
     out = Path(config.output_dir)
     if out.is_dir() and any(out.iterdir()) and not overwrite:
         raise UserError(f"--output-dir {out} is not empty: pass --overwrite or choose another folder")
@@ -62,6 +87,7 @@ def run_baseline(data: DataConfig, config: BaselineConfig, overwrite: bool = Fal
         train_idx, val_idx = split_samples(study, data.test_size, config.seed, data.group_column)
     x = relative_abundance(study.counts)
     predicted = np.full((len(val_idx), len(study.target_columns)), np.nan)
+    importance = {}
     for t in range(len(study.target_columns)):
         y = study.targets[train_idx, t]
         known = ~np.isnan(y)
@@ -71,12 +97,15 @@ def run_baseline(data: DataConfig, config: BaselineConfig, overwrite: bool = Fal
                                        n_jobs=config.n_jobs)
         forest.fit(x[train_idx[known]], y[known])
         predicted[:, t] = forest.predict(x[val_idx])
+        importance.update(forest_columns(forest, x[val_idx], study.targets[val_idx, t], study.target_columns[t],
+                                         config.permutation_repeats, config.seed))
     observed = study.targets[val_idx]
     out.mkdir(parents=True, exist_ok=True)
     write_split(out, study, train_idx, val_idx)
     val_ids = [study.sample_ids[i] for i in val_idx]
     outputs.write_tsv(out / "val_predictions.tsv",
                       predictions_frame(val_ids, predicted, study.target_columns, observed))
+    outputs.write_tsv(out / "asv_importance.tsv", importance_table(study, x, importance))
     metrics = metrics_table(predicted, observed, study.target_columns)
     outputs.write_json(out / "metrics.json", metrics)
     return metrics
