@@ -2,8 +2,8 @@
 
     python -m bench.explain_simulated OUT_DIR [--seed 0] [--epochs 25]
 
-Simulates the demo study (300 samples, 128 ASVs), trains the demo's model (ph and temperature, location
-as a category), explains it on every sample, fits the random forest on the same split, then prints:
+Simulates the demo study (300 samples, 128 ASVs), trains the demo's model (ph and temperature, or
+`--targets`; location as a category), explains it on every sample, fits the random forest on the same split, then prints:
 
 - the Spearman correlation over ASVs between AAM's mean |attribution| to pH and |Spearman(relative
   abundance, pH)| of each ASV (computed here with scipy, from the table and metadata alone);
@@ -25,7 +25,7 @@ from scipy.stats import spearmanr
 
 from aam.cli.main import main
 
-TRAIN_FLAGS = ["--metadata-column", "ph,temperature", "--categorical-columns", "location", "--embedding-dim", "32",
+TRAIN_FLAGS = ["--categorical-columns", "location", "--embedding-dim", "32",
                "--attention-heads", "4", "--asv-layers", "1", "--sample-layers", "1", "--dropout", "0",
                "--max-bp", "100", "--token-limit", "128", "--loss-type", "huber", "--batch-size", "16",
                "--lr", "2e-3", "--patience", "0", "--seed", "0", "--device", "cpu", "--no-progress"]
@@ -43,14 +43,14 @@ def abundance_response(folder: Path) -> pd.Series:
     return relative.apply(lambda column: abs(spearmanr(column, ph).statistic))
 
 
-def main_(out: Path, seed: int, epochs: int) -> dict:
+def main_(out: Path, seed: int, epochs: int, targets: str, reference: str) -> dict:
     data, run, explained, forest = out / "data", out / "run", out / "explain", out / "forest"
     steps = [["simulate", "--output-dir", str(data), "--samples", "300", "--features", "128", "--seed", str(seed)],
              ["train", "--table", str(data / "table.biom"), "--metadata", str(data / "metadata.tsv"),
-              "--output-dir", str(run), "--epochs", str(epochs), *TRAIN_FLAGS],
+              "--output-dir", str(run), "--epochs", str(epochs), "--metadata-column", targets, *TRAIN_FLAGS],
              ["explain", "--model", str(run / "model.pt"), "--table", str(data / "table.biom"),
               "--metadata", str(data / "metadata.tsv"), "--output-dir", str(explained), "--device", "cpu",
-              "--no-progress"],
+              "--reference", reference, "--no-progress"],
              ["baseline", "--train-dir", str(run), "--output-dir", str(forest)]]
     for argv in steps:
         if main(argv) != 0:
@@ -82,5 +82,7 @@ if __name__ == "__main__":
     parser.add_argument("out", type=Path)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--epochs", type=int, default=25)
+    parser.add_argument("--targets", default="ph,temperature", help="--metadata-column of the model")
+    parser.add_argument("--reference", default="empty", help="--reference of aam explain")
     args = parser.parse_args()
-    print(json.dumps(main_(args.out, args.seed, args.epochs), indent=1))
+    print(json.dumps(main_(args.out, args.seed, args.epochs, args.targets, args.reference), indent=1))

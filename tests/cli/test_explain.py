@@ -8,6 +8,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from test_train_errors import assert_user_error
+
 from aam.cli.main import main
 
 TINY = ["--embedding-dim", "16", "--attention-heads", "2", "--asv-layers", "1", "--sample-layers", "1",
@@ -113,16 +115,6 @@ def test_baseline_writes_forest_importances(point_run, tmp_path):
     assert {"feature_id", "sequence", "impurity_importance_ph", "permutation_importance_temperature",
             "prevalence", "mean_relative_abundance", "spearman_ph"} <= set(table.columns)
     assert table["impurity_importance_ph"].sum() == pytest.approx(1.0)
-
-
-def assert_user_error(argv, capsys, *fragments):
-    capsys.readouterr()
-    assert main(argv) == 2
-    err = capsys.readouterr().err
-    assert len(err.strip().splitlines()) == 1, err
-    assert "Traceback" not in err
-    for fragment in fragments:
-        assert fragment in err, err
 
 
 def _hashed_table(study, folder):
