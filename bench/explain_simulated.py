@@ -3,12 +3,16 @@
     python -m bench.explain_simulated OUT_DIR [--seed 0] [--epochs 25]
 
 Simulates the demo study (300 samples, 128 ASVs), trains the demo's model (ph and temperature, or
-`--targets`; location as a category), explains it on every sample, fits the random forest on the same split, then prints:
+`--targets`; location as a category), explains it on every sample, fits the random forest on the same
+split, then prints:
 
 - the Spearman correlation over ASVs between AAM's mean |attribution| to pH and |Spearman(relative
   abundance, pH)| of each ASV (computed here with scipy, from the table and metadata alone);
 - the same for the forest's permutation and impurity importances;
-- how many of AAM's top 20 ASVs are among the forest's top 20 by permutation importance.
+- how many of AAM's top 20 ASVs are among the forest's top 20 by permutation importance;
+- the mean |Spearman(relative abundance, pH)| of the top 20 ASVs of each ranking, of all ASVs, and of the
+  20 ASVs with the largest value (the best any ranking can reach);
+- how the response and AAM's ranking relate to prevalence and abundance.
 
 Writes OUT_DIR/summary.json. Takes a few minutes on one CPU core.
 """
@@ -70,6 +74,13 @@ def main_(out: Path, seed: int, epochs: int, targets: str, reference: str) -> di
         "spearman_aam_vs_rf_permutation": spearmanr(aam.loc[ids, "mean_abs_attribution_ph"],
                                                     rf.loc[ids, "permutation_importance_ph"]).statistic,
         f"top{TOP}_overlap_aam_rf_permutation": len(top_aam & top_rf),
+        f"mean_response_top{TOP}": {
+            "aam": response[list(top_aam)].mean(), "rf_permutation": response[list(top_rf)].mean(),
+            "rf_impurity": response[rf["impurity_importance_ph"].nlargest(TOP).index].mean(),
+            "all_asvs": response[ids].mean(), "best": response[ids].nlargest(TOP).mean()},
+        "spearman_response_vs_prevalence": spearmanr(response[ids], aam.loc[ids, "prevalence"]).statistic,
+        "spearman_aam_vs_mean_relative_abundance": spearmanr(aam.loc[ids, "mean_abs_attribution_ph"],
+                                                             aam.loc[ids, "mean_relative_abundance"]).statistic,
         "validation_mae_ph": {"aam": json.loads((run / "metrics.json").read_text())["ph"]["mae"],
                               "random_forest": json.loads((forest / "metrics.json").read_text())["ph"]["mae"]},
     }

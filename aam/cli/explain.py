@@ -13,7 +13,7 @@ def add_parser(subparsers) -> None:
     defaults = ExplainConfig()
     parser = subparsers.add_parser(
         "explain", help=HELP,
-        description=HELP.capitalize() + ". Integrated gradients per ASV, in target units: a sample's "
+        description=HELP[0].upper() + HELP[1:] + ". Integrated gradients per ASV, in target units: a sample's "
                     "attributions plus its baseline add up to its prediction.")
     parser.add_argument("--model", required=True, action="append",
                         help="model.pt written by `aam train`; repeat to average several models (e.g. folds)")

@@ -1,4 +1,4 @@
-"""Random-forest importances for `aam baseline`, in the columns of `asv_importance.tsv`.
+"""Random-forest importances for `aam baseline`, written as `asv_importance.tsv` like `aam explain` writes it.
 
 - impurity importance: the forest's mean decrease in squared error from splits on the ASV (scikit-learn's
   `feature_importances_`, normalized to sum 1 over ASVs), computed on the training samples;
@@ -11,7 +11,10 @@
 from __future__ import annotations
 
 import numpy as np
+import pandas as pd
 import scipy.sparse as sp
+
+from aam.explain.importance import abundance_columns
 
 PREDICT_CELLS = 16_000_000  # float32 cells per predict call (64 MB): stacking shuffled copies amortizes each call
 
@@ -51,3 +54,22 @@ def permutation_importance(forest, x: sp.csr_matrix, y: np.ndarray, repeats: int
         for c, j in enumerate(chunk):
             out[j] = reference - np.mean([r2(y, predicted[c, r]) for r in range(repeats)])
     return out
+
+
+def forest_columns(forest, x_val: sp.csr_matrix, y_val: np.ndarray, target: str, repeats: int,
+                   seed: int) -> dict[str, np.ndarray]:
+    """impurity_importance_<target> and, with repeats > 0, permutation_importance_<target> per ASV."""
+    columns = {f"impurity_importance_{target}": forest.feature_importances_}
+    if repeats:
+        known = ~np.isnan(y_val)
+        columns[f"permutation_importance_{target}"] = permutation_importance(forest, x_val[known], y_val[known],
+                                                                             repeats, seed)
+    return columns
+
+
+def importance_table(study, abundance: sp.csr_matrix, importance: dict[str, np.ndarray]) -> pd.DataFrame:
+    """asv_importance.tsv as `aam explain` writes it, with the forest's importances in place of attributions;
+    sorted by the first column of `importance`."""
+    frame = pd.DataFrame({"feature_id": study.feature_ids, "sequence": study.sequences, **importance,
+                          **abundance_columns(abundance, study.targets, study.target_columns)})
+    return frame.sort_values(next(iter(importance)), ascending=False, kind="stable") if importance else frame

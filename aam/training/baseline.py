@@ -10,14 +10,12 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-import pandas as pd
 import scipy.sparse as sp
 
 from aam.config import DataConfig, RunConfig
 from aam.data.split import TRAIN_FILE, VAL_FILE, positions_of, read_sample_list, split_samples, write_split
 from aam.errors import UserError
-from aam.explain.forest import permutation_importance
-from aam.explain.importance import abundance_columns
+from aam.explain.forest import forest_columns, importance_table
 from aam.training import outputs
 from aam.training.data import load_training_study
 from aam.training.inference import predictions_frame
@@ -45,25 +43,6 @@ def relative_abundance(counts: sp.csr_matrix) -> sp.csr_matrix:
     """Rows scaled to sum 1 (samples with reads only reach here)."""
     totals = np.asarray(counts.sum(axis=1)).ravel()
     return sp.diags(1.0 / totals) @ counts
-
-
-def forest_columns(forest, x_val: sp.csr_matrix, y_val: np.ndarray, target: str, repeats: int,
-                   seed: int) -> dict[str, np.ndarray]:
-    """impurity_importance_<target> and, with repeats > 0, permutation_importance_<target> per ASV."""
-    columns = {f"impurity_importance_{target}": forest.feature_importances_}
-    if repeats:
-        known = ~np.isnan(y_val)
-        columns[f"permutation_importance_{target}"] = permutation_importance(forest, x_val[known], y_val[known],
-                                                                             repeats, seed)
-    return columns
-
-
-def importance_table(study, abundance: sp.csr_matrix, importance: dict[str, np.ndarray]) -> pd.DataFrame:
-    """asv_importance.tsv as `aam explain` writes it, with the forest's importances in place of attributions;
-    sorted by the first column of `importance`."""
-    frame = pd.DataFrame({"feature_id": study.feature_ids, "sequence": study.sequences, **importance,
-                          **abundance_columns(abundance, study.targets, study.target_columns)})
-    return frame.sort_values(next(iter(importance)), ascending=False, kind="stable") if importance else frame
 
 
 def run_baseline(data: DataConfig, config: BaselineConfig, overwrite: bool = False) -> dict[str, dict[str, float]]:
