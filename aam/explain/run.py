@@ -128,7 +128,8 @@ def long_attributions(e: Explanation, feature_ids: list[str]) -> pd.DataFrame:
 def write_plots(folder: Path, config: ExplainConfig, study: Study, e: Explanation, asvs: pd.DataFrame,
                 taxa: pd.DataFrame | None, abundance: sp.csr_matrix) -> list[Path]:
     lineage = dict(zip(asvs["feature_id"], asvs["taxonomy"])) if "taxonomy" in asvs else {}
-    label = {f: plots.short_label(f, lineage.get(f)) for f in asvs["feature_id"]}
+    # "#k": the ASV's row in asv_importance.tsv (amplicon IDs that are sequences all start alike)
+    label = {f: f"#{k} {plots.short_label(f, lineage.get(f))}" for k, f in enumerate(asvs["feature_id"], start=1)}
     paths = []
     for k, name in enumerate(e.outputs):
         top = plots.top_rows(asvs, name, TOP)
