@@ -1,50 +1,37 @@
 """`train(config)`: the whole training run, from files to a trained model and its reports.
 
-Every epoch: train, validate, save `model.pt` when --best-metric improves, then `last.pt`
-(weights, optimizer, scheduler, RNG states, progress), then history.tsv. `resume=True` continues
-from last.pt and reproduces the uninterrupted run: the loaders shuffle from (seed, epoch) and the
-global RNGs are restored, so epoch k+1 sees exactly what it would have seen.
+Check the output folder and take its lock, build the run (`build_run`), train it with checkpoints
+(`loop.fit`), then write the reports of the best model (`aam.evaluation.reports`). `resume=True`
+continues from last.pt. Under torchrun every process trains (`aam.runtime.distributed`); rank 0 checks,
+locks and writes the output folder and reads last.pt for all of them, so the other ranks need the data
+files but not the folder. On the CPU the run uses deterministic algorithms (`determinism.repeatable`).
 """
 
 from __future__ import annotations
 
-import dataclasses
-import shutil
-import time
+import contextlib
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-import torch
 from tqdm.auto import tqdm
 
 from aam.config import RunConfig
-from aam.data.dataset import make_loader
-from aam.data.split import TRAIN_FILE, VAL_FILE, write_split
+from aam.data.split import write_split
 from aam.errors import UserError
-from aam.models import AAMRegressor
+from aam.evaluation import outputs
+from aam.evaluation.metrics import format_metrics
+from aam.evaluation.reports import write_reports
 from aam.paths import absolute_data_paths, check_writable_dir
-from aam.run_lock import LOCK_FILE, folder_lock
-from aam.training import outputs
-from aam.training.checkpoint import BEST_FILE, LAST_FILE, load_checkpoint, rng_state, save_checkpoint, set_rng_state
-from aam.training.data import PreparedData, prepare_data
+from aam.run_lock import folder_lock
+from aam.runtime import distributed
+from aam.runtime.checkpoint import BEST_FILE, LAST_FILE, load_checkpoint
+from aam.runtime.device import resolve_device
+from aam.training.build import Run, build_run
 from aam.training.determinism import repeatable
-from aam.training.device import resolve_device
-from aam.training.inference import load_model, run_model, to_predictions
-from aam.training.losses import LossPlan, RegressionLoss, plan_loss
-from aam.training.metrics import MOE_KEY, best_metric_column, metrics_table
-from aam.training.moe_report import moe_metrics, report_column
-from aam.training.router_loss import RouterLoss
-from aam.training.trainer import NonFiniteLoss, Trainer, TrainerState, TrainingInterrupted, is_better
-from aam.training.weights import category_weight_tables
-
-# TrainConfig fields a resumed run may change: where it runs, and how long (more --epochs stretch the cosine
-# schedule to the new total from the current step; --patience only decides when to stop).
-RESUMABLE_CHANGES = {"output_dir", "device", "num_workers", "progress", "epochs", "patience"}
-RESUMABLE_FLAGS = ("--epochs (not fewer than done)", "--patience", "--device", "--num-workers", "--no-progress")
-# What a run writes before its first epoch ends: a folder holding only these (no checkpoint) is an
-# unfinished start that a plain rerun may reuse.
-START_FILES = {"config.json", TRAIN_FILE, VAL_FILE, LOCK_FILE}
+from aam.training.loop import fit
+from aam.training.output_folder import check_output_dir, remove_start_files
+from aam.training.trainer import NonFiniteLoss
 
 
 @dataclass
@@ -56,60 +43,11 @@ class TrainResult:
     plots: list[Path]
     interrupted_by: int | None = None  # signal number when SIGINT/SIGTERM stopped the run
 
-
-def check_output_dir(path: Path, resume: bool, overwrite: bool) -> None:
-    """Never overwrite a previous run silently: an existing non-empty folder needs --resume or --overwrite."""
-    if resume:
-        if not (path / LAST_FILE).is_file():
-            unfinished = path.is_dir() and _is_unfinished_start(path)
-            raise UserError(f"--resume: no {LAST_FILE} in {path} to resume from" + (
-                " (no epoch finished there: run the same command without --resume to start over)"
-                if unfinished else ""))
-        return
-    if path.exists() and not path.is_dir():
-        raise UserError(f"--output-dir {path} exists and is not a folder")
-    if path.is_dir() and not _is_unfinished_start(path):
-        if not overwrite:
-            raise UserError(f"--output-dir {path} is not empty (a previous run?): pass --resume to continue it, "
-                            "--overwrite to replace it, or choose another folder")
-        for name in outputs.RUN_FILES:
-            (path / name).unlink(missing_ok=True)
-        shutil.rmtree(path / "plots", ignore_errors=True)
-
-
-def _is_unfinished_start(path: Path) -> bool:
-    """Only files a run writes before its first checkpoint (or nothing): reusing the folder loses nothing."""
-    return {p.name for p in path.iterdir()} <= START_FILES
-
-
-def check_resumable(saved: RunConfig, current: RunConfig, epochs_done: int = 0) -> None:
-    """UserError naming the first setting that differs from the checkpoint's run (paths compared as
-    absolute paths), or --epochs below the epochs already run."""
-    if current.train.epochs < epochs_done:
-        raise UserError(f"--resume: --epochs {current.train.epochs} is below the {epochs_done} epochs already run")
-    a, b = absolute_data_paths(saved).to_dict(), absolute_data_paths(current).to_dict()
-    for part in ("data", "model", "loss", "train"):
-        for key, value in a[part].items():
-            if part == "train" and key in RESUMABLE_CHANGES:
-                continue
-            if part == "model" and key in ("max_bp", "n_targets", "n_quantiles", "quantiles",
-                                           "category_cardinalities", "moe_routing_index"):
-                continue  # derived from the data, not set by the user
-            if b[part].get(key) != value:
-                raise UserError(f"--resume: the checkpoint was trained with {part}.{key} = {value!r}, "
-                                f"this command gives {b[part].get(key)!r} (a resumed run may change only "
-                                f"{', '.join(RESUMABLE_FLAGS)})")
-
-
-def _model_config(config: RunConfig, data: PreparedData, plan: LossPlan) -> RunConfig:
-    """The run config with the model's data-dependent fields filled in."""
-    cards = tuple(len(data.encoder.levels[c]) for c in data.encoder.columns) if data.encoder else ()
-    routing = config.model.moe_routing
-    routing_index = data.encoder.columns.index(routing) if config.model.moe_experts and routing != "learned" else -1
-    model = dataclasses.replace(config.model, max_bp=config.data.max_bp, n_targets=len(config.data.target_columns),
-                                n_quantiles=plan.n_quantiles, quantiles=plan.quantiles,
-                                category_cardinalities=cards, moe_routing_index=routing_index)
-    return dataclasses.replace(config, model=model)
+    def summary(self) -> str:
+        """What `aam train` and `aam demo` print at the end of a run."""
+        return "\n".join([f"best epoch {self.best_epoch} of {self.epochs_run}; validation metrics of the best model:",
+                          *format_metrics(self.metrics), f"model: {self.output_dir / BEST_FILE}",
+                          "plots: " + ", ".join(str(p) for p in self.plots)])
 
 
 def train(config: RunConfig, *, resume: bool = False, overwrite: bool = False,
@@ -119,158 +57,59 @@ def train(config: RunConfig, *, resume: bool = False, overwrite: bool = False,
     config.validate()
     if not config.train.output_dir:
         raise UserError("give an output folder (--output-dir)")
-    check_writable_dir(config.train.output_dir, "--output-dir")
-    with folder_lock(config.train.output_dir, "aam train"), repeatable(resolve_device(config.train.device)):
-        return _train(config, resume=resume, overwrite=overwrite, on_epoch_end=on_epoch_end)
-
-
-def _train(config: RunConfig, *, resume: bool, overwrite: bool,
-           on_epoch_end: Callable[[int, dict], None] | None) -> TrainResult:
     out = Path(config.train.output_dir)
-    check_output_dir(out, resume, overwrite)
-    device = resolve_device(config.train.device)
-    target_columns = config.data.target_columns
-    metric_column, higher_better = best_metric_column(config.train.best_metric, target_columns)
-    plan = plan_loss(config.loss, target_columns)
+    with contextlib.ExitStack() as held:  # the folder's lock, until the reports are written
+        with distributed.session(config.train.device):
+            main = distributed.is_main_process()
 
-    last = None
+            def claim_folder():
+                check_writable_dir(out, "--output-dir")
+                held.enter_context(folder_lock(out, "aam train"))
+                check_output_dir(out, resume, overwrite)
+                return load_checkpoint(out / LAST_FILE) if resume else None
+
+            last = distributed.on_main_rank(claim_folder)  # rank 0 alone locks: the ranks of one run never wait
+            with repeatable(resolve_device(config.train.device)):
+                run = build_run(config, resume_from=last)
+                state = run.progress
+                if main:
+                    _start_outputs(run, out, resume)
+                try:
+                    interrupted = fit(run, out, on_epoch_end)
+                except NonFiniteLoss as bad:
+                    raise _non_finite_error(bad, out, state.epoch, state.best_epoch) from None
+        if state.epoch == 0 or not main:
+            if main:
+                remove_start_files(out)
+            return TrainResult(out, metrics={}, best_epoch=state.best_epoch, epochs_run=state.epoch, plots=[],
+                               interrupted_by=interrupted)
+        metrics, plots = write_reports(out, run.data, state.history, run.device)
+        return TrainResult(out, metrics=metrics, best_epoch=state.best_epoch, epochs_run=state.epoch, plots=plots,
+                           interrupted_by=interrupted)
+
+
+def _start_outputs(run: Run, out: Path, resume: bool) -> None:
+    """A new run writes its configuration (absolute paths) and split; a resumed one says where it goes on."""
+    state, epochs = run.progress, run.config.train.epochs
     if resume:
-        last = load_checkpoint(out / LAST_FILE)
-        check_resumable(RunConfig.from_dict(last["config"]), config, last["progress"]["epoch"])
-    data = prepare_data(config.data, config.train.seed, last["split"] if last else None)
-    config = _model_config(config, data, plan)
+        tqdm.write(f"resuming {out}: {state.epoch} of {epochs} epochs done, continuing with epoch {state.epoch + 1}"
+                   if state.epoch < epochs else f"resuming {out}: all {epochs} epochs done; rewriting the reports")
+        return
+    out.mkdir(parents=True, exist_ok=True)
+    outputs.write_json(out / "config.json", absolute_data_paths(run.config).to_dict())
+    write_split(out, run.data.study, run.data.train_idx, run.data.val_idx)
 
-    torch.manual_seed(config.train.seed)  # initialization; shuffles and ASV draws use (seed, epoch)
-    model = AAMRegressor(config.model, fused_kernels=config.train.fused_kernels).to(device)
-    loss_fn = RegressionLoss(plan.columns(), plan.n_quantiles, config.train.fused_kernels)
-    weights = category_weight_tables(config.loss.categorical_loss_weights, data.encoder,
-                                     data.train_set.categories)
-    train_loader = make_loader(data.train_set, config.train.batch_size, shuffle=True, seed=config.train.seed,
-                               num_workers=config.train.num_workers, pin_memory=device.type == "cuda")
-    val_loader = make_loader(data.val_set, config.train.batch_size, shuffle=False,
-                             num_workers=config.train.num_workers, pin_memory=device.type == "cuda")
-    router_loss = RouterLoss(config.loss.moe_balance_weight, config.loss.moe_router_z_weight) \
-        if config.model.moe_experts else None
-    trainer = Trainer(model, loss_fn, config.train, data.scaler, target_columns, device, len(train_loader), weights,
-                      router_loss)
-    state = TrainerState()
-    if last is not None:
-        model.load_state_dict(last["model_state"])
-        trainer.load_state_dict(last["trainer"])
-        state = TrainerState(**last["progress"])
-        set_rng_state(last["rng"])
-        tqdm.write(f"resuming {out}: {state.epoch} of {config.train.epochs} epochs done, continuing with epoch "
-                   f"{state.epoch + 1}" if state.epoch < config.train.epochs else
-                   f"resuming {out}: all {config.train.epochs} epochs done; rewriting the reports")
+
+def _non_finite_error(bad: NonFiniteLoss, out: Path, epoch: int, best_epoch: int) -> UserError:
+    """What the user reads when the loss stopped being finite (every rank stops at the same epoch)."""
+    advice = "lower --lr or clip gradients (--max-grad-norm)"
+    if epoch == 0:
+        message = f"{bad}: stopped, nothing was saved; {advice} and run again"
     else:
-        out.mkdir(parents=True, exist_ok=True)
-        outputs.write_json(out / "config.json", absolute_data_paths(config).to_dict())
-        write_split(out, data.study, data.train_idx, data.val_idx)
-
-    common = {"config": absolute_data_paths(config).to_dict(), "target_scaler": data.scaler.to_dict(),
-              "category_encoder": data.encoder.to_dict() if data.encoder else None}
-    interrupted = None
-    with trainer.stop.installed():
-        try:
-            while state.epoch < config.train.epochs and not _patience_exhausted(state, config.train.patience):
-                epoch = state.epoch + 1
-                started = time.perf_counter()
-                data.train_set.set_epoch(epoch)
-                result = trainer.run_epoch(train_loader, val_loader, epoch)
-                row = outputs.history_row(epoch, result, trainer.lr, time.perf_counter() - started, target_columns,
-                                          config.model.n_quantiles)
-                state.history.append(row)
-                state.epoch = epoch
-                if is_better(row[metric_column], state.best_value, higher_better):
-                    state.best_value, state.best_epoch, state.bad_epochs = row[metric_column], epoch, 0
-                    save_checkpoint(out / BEST_FILE, {**common, "model_state": model.state_dict(), "epoch": epoch,
-                                                      "metrics": result.metrics})
-                else:
-                    state.bad_epochs += 1
-                save_checkpoint(out / LAST_FILE, {
-                    **common, "model_state": model.state_dict(), "epoch": epoch, "trainer": trainer.state_dict(),
-                    "progress": dataclasses.asdict(state), "rng": rng_state(),
-                    "split": (data.train_ids, data.val_ids)})
-                outputs.write_history(out / "history.tsv", state.history)
-                tqdm.write(_summary(row, config, metric_column, state))
-                if on_epoch_end is not None:
-                    on_epoch_end(epoch, row)
-        except TrainingInterrupted as stop:
-            interrupted = stop.signum
-            if state.epoch == 0:
-                _remove_start_files(out)
-                tqdm.write(f"stopped by {stop} before the first epoch ended: nothing was saved; run the same "
-                           "command again to start over")
-            else:
-                tqdm.write(f"stopped by {stop}: the epoch in progress was dropped; {out / LAST_FILE} holds epoch "
-                           f"{state.epoch} (continue with --resume)")
-        except NonFiniteLoss as bad:
-            advice = "lower --lr or clip gradients (--max-grad-norm)"
-            if state.epoch == 0:
-                _remove_start_files(out)
-                raise UserError(f"{bad}: stopped, nothing was saved; {advice} and run again") from None
-            raise UserError(f"{bad}: stopped; {out / BEST_FILE} and {out / LAST_FILE} keep epochs {state.best_epoch} "
-                            f"and {state.epoch}; {advice} and start again (--overwrite)") from None
-    if state.epoch == 0:
-        return TrainResult(out, {}, 0, 0, [], interrupted)
-    metrics, plots = write_reports(out, data, state.history, device)
-    return TrainResult(out, metrics, state.best_epoch, state.epoch, plots, interrupted)
-
-
-def resume_config(output_dir: str | Path, changes: dict[str, dict] | None = None, **train_changes) -> RunConfig:
-    """The configuration of the run in `output_dir` (from last.pt) with `changes` ({part: {field: value}},
-    part = data/model/loss/train) and `train_changes` applied. `train` then refuses any change outside
-    RESUMABLE_CHANGES, naming it, so a flag given with --resume is never silently ignored."""
-    path = Path(output_dir)
-    check_output_dir(path, resume=True, overwrite=False)
-    saved = RunConfig.from_dict(load_checkpoint(path / LAST_FILE)["config"])
-    changes = {part: dict(values) for part, values in (changes or {}).items()}
-    changes.setdefault("train", {}).update(train_changes, output_dir=str(output_dir))
-    parts = {part: dataclasses.replace(getattr(saved, part), **changes.get(part, {}))
-             for part in ("data", "model", "loss", "train")}
-    return RunConfig(**parts)
-
-
-def _remove_start_files(out: Path) -> None:
-    """Undo a start that saved no epoch, so the folder is as the run found it (the lock removes the folder
-    itself when the run created it)."""
-    for name in START_FILES - {LOCK_FILE}:
-        (out / name).unlink(missing_ok=True)
-
-
-def _patience_exhausted(state: TrainerState, patience: int) -> bool:
-    return patience > 0 and state.bad_epochs >= patience
-
-
-def write_reports(out: Path, data: PreparedData, history: list[dict], device: torch.device):
-    """val_predictions.tsv, metrics.json and plots from the best model (model.pt as saved)."""
-    loaded = load_model(out / BEST_FILE, device)
-    columns, quantiles = loaded.config.data.target_columns, loaded.config.model.quantiles
-    loader = make_loader(data.val_set, loaded.config.train.batch_size, shuffle=False)
-    model_outputs = run_model(loaded.model, loader, device)
-    p = to_predictions(model_outputs, loaded.scaler, quantiles)
-    outputs.write_tsv(out / "val_predictions.tsv", p.frame(columns, quantiles, with_observed=True))
-    metrics = metrics_table(p.point, p.observed, columns, p.quantile_values, quantiles)
-    plots = outputs.plot_predictions(out / "plots", p, columns, quantiles)
-    if quantiles:
-        plots.append(outputs.plot_calibration(out / "plots", metrics, quantiles))
-    plots.append(outputs.plot_losses(out / "plots", history))
-    if model_outputs.routing is not None:
-        column = report_column(loaded.config.model, loaded.config.data.categorical_columns)
-        codes, levels = None, ()
-        if column is not None:
-            codes = model_outputs.categories[:, data.encoder.columns.index(column)]
-            levels = data.encoder.levels[column]
-        metrics[MOE_KEY] = moe_metrics(model_outputs.routing, loaded.config.model.moe_top_k, codes, levels)
-        plots.append(outputs.plot_moe_utilization(out / "plots", metrics[MOE_KEY], column))
-    outputs.write_json(out / "metrics.json", metrics)
-    return metrics, plots
-
-
-def _summary(row: dict, config: RunConfig, metric_column: str, state: TrainerState) -> str:
-    parts = [f"epoch {row['epoch']}/{config.train.epochs}", f"train_loss {row['train_loss']:.4f}",
-             f"val_loss {row['val_loss']:.4f}"]
-    parts += [f"{t}_mae {row[f'{t}_mae']:.4g}" for t in config.data.target_columns]
-    parts.append(f"best {metric_column} {state.best_value:.4g} (epoch {state.best_epoch})")
-    parts.append(f"{row['seconds']:.1f}s")
-    return "  ".join(parts)
+        message = (f"{bad}: stopped; {out / BEST_FILE} and {out / LAST_FILE} keep epochs {best_epoch} and {epoch}; "
+                   f"{advice} and start again (--overwrite)")
+    if not distributed.is_main_process():
+        return distributed.ReportedElsewhere(message)
+    if epoch == 0:
+        remove_start_files(out)
+    return UserError(message)

@@ -1,6 +1,6 @@
 """`Trainer`: optimizer, schedule and the per-epoch loops (train step, validation pass).
 
-It knows nothing about files: `aam.training.run` decides what is saved where.
+It knows nothing about files: `aam.training.loop` decides what is saved where.
 """
 
 from __future__ import annotations
@@ -18,11 +18,10 @@ from tqdm.auto import tqdm
 
 from aam.config import TrainConfig
 from aam.data.encoders import TargetScaler
+from aam.evaluation.inference import Predictions, run_model, to_predictions
 from aam.models import AAMRegressor
-from aam.training.device import autocast
-from aam.training.inference import Predictions, run_model, to_predictions
+from aam.runtime.device import autocast
 from aam.training.losses import RegressionLoss
-from aam.training.metrics import metrics_table
 from aam.training.norm_statistics import recompute_norm_statistics
 from aam.training.router_loss import RouterLoss
 from aam.training.schedule import default_warmup_steps, warmup_cosine
@@ -74,6 +73,16 @@ class NonFiniteLoss(Exception):
         self.epoch, self.step, self.steps, self.value = epoch, step, steps, value
 
 
+def check_finite(epoch: int, train_loss: float, router: dict[str, float], step_objectives: torch.Tensor) -> None:
+    """NonFiniteLoss when the epoch's mean loss or router losses are NaN/inf, naming the first step whose
+    objective (in `step_objectives` [steps], kept on the device) was not finite."""
+    if all(map(math.isfinite, [train_loss, *router.values()])):
+        return
+    bad = torch.nonzero(~torch.isfinite(step_objectives)).flatten().tolist()
+    step = bad[0] if bad else len(step_objectives) - 1
+    raise NonFiniteLoss(epoch, step + 1, len(step_objectives), float(step_objectives[step]))
+
+
 @dataclass
 class EpochResult:
     train_loss: float  # the regression loss (without the MoE router losses, so it compares with val_loss)
@@ -96,12 +105,14 @@ class TrainerState:
 
 
 class Trainer:
-    def __init__(self, model: AAMRegressor, loss_fn: RegressionLoss, config: TrainConfig, scaler: TargetScaler,
-                 target_columns: tuple[str, ...], device: torch.device, steps_per_epoch: int,
-                 weight_tables: list[torch.Tensor] | None = None, router_loss: RouterLoss | None = None):
+    def __init__(self, model: AAMRegressor, loss_fn: RegressionLoss, config: TrainConfig, *, scaler: TargetScaler,
+                 target_columns: tuple[str, ...], quantiles: tuple[float, ...], device: torch.device,
+                 steps_per_epoch: int, weight_tables: list[torch.Tensor] | None = None,
+                 router_loss: RouterLoss | None = None):
         self.model, self.loss_fn, self.config, self.scaler = model, loss_fn.to(device), config, scaler
         self.router_loss = router_loss  # added to the loss of an MoE model; None = no auxiliary loss
         self.target_columns, self.device, self.weight_tables = target_columns, device, weight_tables
+        self.quantiles = quantiles  # levels of the model's Q outputs, () for a point model
         self.mean = torch.tensor(scaler.mean, dtype=torch.float32, device=device)  # [T]
         self.std = torch.tensor(scaler.std, dtype=torch.float32, device=device)
         self.optimizer = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
@@ -109,7 +120,7 @@ class Trainer:
         warmup = default_warmup_steps(total) if config.warmup_steps is None else config.warmup_steps
         self.scheduler = warmup_cosine(self.optimizer, warmup, total)
         self.stop = StopFlag()
-        self.quantiles = tuple(model.config.quantiles)
+        self.parallel = None  # a DataParallel in a torchrun run (see aam.training.data_parallel)
 
     def normalize(self, raw_targets: torch.Tensor) -> torch.Tensor:
         return (raw_targets - self.mean) / self.std  # [B, T]; NaN stays NaN (missing)
@@ -117,6 +128,8 @@ class Trainer:
     def train_epoch(self, loader, epoch: int) -> tuple[float, list[float], dict[str, float]]:
         """One pass over `loader`; returns the sample-weighted mean regression loss, its per-column
         means, and the means of the MoE router losses ({} without them)."""
+        if self.parallel is not None:
+            return self.parallel.train_epoch(self, loader, epoch)
         self.model.train()
         total = torch.zeros((), device=self.device)
         columns = torch.zeros(self.loss_fn.under.numel(), device=self.device)
@@ -139,12 +152,7 @@ class Trainer:
                 objective = loss + aux
                 for name, value in parts.items():
                     router_sums[name] = router_sums.get(name, 0.0) + value * len(batch)
-            self.optimizer.zero_grad(set_to_none=True)
-            objective.backward()
-            if self.config.max_grad_norm > 0:
-                torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.config.max_grad_norm)
-            self.optimizer.step()
-            self.scheduler.step()
+            self.apply_gradients(objective)
             step_objectives[step] = objective.detach()
             total += loss.detach() * len(batch)
             columns += column_means.to(self.device) * len(batch)
@@ -154,15 +162,22 @@ class Trainer:
             self.stop.check()
         router = {name: (value / max(seen, 1)).item() for name, value in router_sums.items()}
         train_loss = (total / max(seen, 1)).item()
-        if not all(map(math.isfinite, [train_loss, *router.values()])):
-            bad = torch.nonzero(~torch.isfinite(step_objectives)).flatten().tolist()
-            step = bad[0] if bad else len(step_objectives) - 1
-            raise NonFiniteLoss(epoch, step + 1, len(step_objectives), float(step_objectives[step]))
+        check_finite(epoch, train_loss, router, step_objectives)
         return train_loss, (columns / max(seen, 1)).tolist(), router
+
+    def apply_gradients(self, objective: torch.Tensor) -> None:
+        """Backward, clipping, optimizer and schedule step."""
+        self.optimizer.zero_grad(set_to_none=True)
+        objective.backward()
+        if self.config.max_grad_norm > 0:
+            torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.config.max_grad_norm)
+        self.optimizer.step()
+        self.scheduler.step()
 
     def validate(self, loader) -> tuple[float, list[float], Predictions]:
         """Validation loss (one loss call over all samples) and predictions in original units."""
-        out = run_model(self.model, loader, self.device)
+        out = run_model(self.model, loader, self.device) if self.parallel is None \
+            else self.parallel.run_model(loader, self.device)
         with torch.no_grad():
             z_targets = self.normalize(out.targets.to(self.device))
             weights = row_weights(self.weight_tables, out.categories.to(self.device))
@@ -173,8 +188,8 @@ class Trainer:
         train_loss, train_columns, train_router = self.train_epoch(train_loader, epoch)
         recompute_norm_statistics(self.model, train_loader, self.device, self.config.norm_batches)
         val_loss, val_columns, p = self.validate(val_loader)
-        metrics = metrics_table(p.point, p.observed, self.target_columns, p.quantile_values, self.quantiles)
-        return EpochResult(train_loss, train_columns, val_loss, val_columns, metrics, train_router)
+        return EpochResult(train_loss, train_columns, val_loss, val_columns, p.metrics(self.target_columns),
+                           train_router)
 
     @property
     def lr(self) -> float:

@@ -13,7 +13,7 @@ from cli_helpers import TINY, one_error_line
 
 from aam.cli.main import main
 from aam.data.simulate import write_simulation
-from aam.training.checkpoint import load_checkpoint
+from aam.runtime.checkpoint import load_checkpoint
 from aam.training.trainer import Trainer
 
 

@@ -7,7 +7,7 @@ import torch
 
 from aam.cli.main import main
 from aam.data.simulate import write_simulation
-from aam.training.checkpoint import load_checkpoint
+from aam.runtime.checkpoint import load_checkpoint
 
 # Wide enough that the gather's backward ([16 samples x 48 ASVs, 64]) is split between threads.
 FLAGS = ["--metadata-column", "ph", "--embedding-dim", "64", "--attention-heads", "2", "--asv-layers", "1",

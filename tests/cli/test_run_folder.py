@@ -16,7 +16,7 @@ from cli_helpers import one_error_line as in_process_error
 from aam.cli.main import main
 from aam.data.simulate import write_simulation
 from aam.run_lock import LOCK_FILE
-from aam.training.checkpoint import load_checkpoint
+from aam.runtime.checkpoint import load_checkpoint
 
 TINY = ["--metadata-column", "ph", "--embedding-dim", "8", "--attention-heads", "2", "--asv-layers", "1",
         "--sample-layers", "1", "--max-bp", "16", "--token-limit", "16", "--batch-size", "16", "--patience", "0",

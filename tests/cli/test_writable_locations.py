@@ -115,11 +115,12 @@ def test_predict_output_in_a_new_folder_is_made(data, trained, tmp_path, capsys)
     ("--max-grad-norm", "-1", "--max-grad-norm must be >= 0"),
     ("--weight-decay", "-0.1", "--weight-decay must be >= 0"),
     ("--huber-delta", "nan", "--huber-delta must be a finite number"),
-    ("--quantiles", "0.1,nan", "--quantiles must be a finite number"),
+    ("--quantiles", "0.1,nan", "--quantiles must lie strictly between 0 and 1; got 0.1,nan"),
 ])
 def test_train_numbers_out_of_range(data, tmp_path, capsys, flag, value, fragment):
     out = tmp_path / "run"
-    one_error_line(capsys, ["train", *inputs(data), *TINY, flag, value, "--output-dir", str(out)], fragment)
+    loss = ["--loss-type", "quantile"] if flag == "--quantiles" else []
+    one_error_line(capsys, ["train", *inputs(data), *TINY, *loss, flag, value, "--output-dir", str(out)], fragment)
     assert not out.exists()
 
 

@@ -14,23 +14,25 @@ import scipy.sparse as sp
 
 from aam.config import DataConfig, RunConfig
 from aam.data.caveats import warn_caveats
+from aam.data.prepared import load_training_study
 from aam.data.split import TRAIN_FILE, VAL_FILE, positions_of, read_sample_list, split_samples, write_split
 from aam.errors import UserError
+from aam.evaluation import outputs
+from aam.evaluation.inference import predictions_frame
+from aam.evaluation.metrics import metrics_table
+from aam.explain.forest import forest_columns, importance_table
 from aam.paths import check_writable_dir
 from aam.run_lock import LOCK_FILE, folder_lock
-from aam.training import outputs
-from aam.training.data import load_training_study
-from aam.training.inference import predictions_frame
-from aam.training.metrics import metrics_table
 
 
-@dataclass
+@dataclass(kw_only=True)
 class BaselineConfig:
     output_dir: str = ""  # where metrics.json, val_predictions.tsv and the split go
     train_dir: str | None = None  # an `aam train` output folder: reuse its data settings and split
     n_estimators: int = 500  # trees per forest (one forest per target)
     seed: int = 42  # split seed (without train_dir) and forest seed
     n_jobs: int = -1  # parallel tree building; -1 = all cores
+    permutation_repeats: int = 5  # shuffles per ASV for the permutation importance; 0 = impurity importance only
 
 
 def data_config_of_run(train_dir: str | Path) -> DataConfig:
@@ -55,6 +57,8 @@ def run_baseline(data: DataConfig, config: BaselineConfig, overwrite: bool = Fal
         raise UserError(f"--trees must be >= 1; got {config.n_estimators}")
     if config.n_jobs == 0 or config.n_jobs < -1:
         raise UserError(f"--n-jobs must be >= 1, or -1 for all cores; got {config.n_jobs}")
+    if config.permutation_repeats < 0:
+        raise UserError(f"--permutation-repeats must be >= 0; got {config.permutation_repeats}")
     check_writable_dir(config.output_dir, "--output-dir")
     with folder_lock(config.output_dir, "aam baseline"):
         return _run_baseline(data, config, overwrite)
@@ -75,6 +79,7 @@ def _run_baseline(data: DataConfig, config: BaselineConfig, overwrite: bool) -> 
     warn_caveats(study, train_idx, val_idx)
     x = relative_abundance(study.counts)
     predicted = np.full((len(val_idx), len(study.target_columns)), np.nan)
+    importance = {}
     for t in range(len(study.target_columns)):
         y = study.targets[train_idx, t]
         known = ~np.isnan(y)
@@ -84,12 +89,15 @@ def _run_baseline(data: DataConfig, config: BaselineConfig, overwrite: bool) -> 
                                        n_jobs=config.n_jobs)
         forest.fit(x[train_idx[known]], y[known])
         predicted[:, t] = forest.predict(x[val_idx])
+        importance.update(forest_columns(forest, x[val_idx], study.targets[val_idx, t], study.target_columns[t],
+                                         config.permutation_repeats, config.seed))
     observed = study.targets[val_idx]
     out.mkdir(parents=True, exist_ok=True)
     write_split(out, study, train_idx, val_idx)
     val_ids = [study.sample_ids[i] for i in val_idx]
     outputs.write_tsv(out / "val_predictions.tsv",
                       predictions_frame(val_ids, predicted, study.target_columns, observed))
+    outputs.write_tsv(out / "asv_importance.tsv", importance_table(study, x, importance))
     metrics = metrics_table(predicted, observed, study.target_columns)
     outputs.write_json(out / "metrics.json", metrics)
     return metrics
