@@ -29,6 +29,8 @@ from aam.evaluation.baseline import relative_abundance
 from aam.runtime.device import resolve_device
 from aam.evaluation.inference import load_model
 from aam.evaluation.outputs import write_json, write_tsv
+from aam.paths import check_writable_dir
+from aam.run_lock import LOCK_FILE, folder_lock
 
 log = logging.getLogger("aam.explain")
 TOP = 20  # rows in the bar charts and the heatmap
@@ -50,15 +52,21 @@ def check_config(config: ExplainConfig, overwrite: bool) -> Path:
     if config.steps < 2:
         raise UserError(f"--steps must be >= 2; got {config.steps}")
     out = Path(config.output_dir)
-    if out.exists() and not out.is_dir():
-        raise UserError(f"--output-dir {out} exists and is not a folder")
-    if out.is_dir() and any(out.iterdir()) and not overwrite:
+    check_writable_dir(out, "--output-dir")
+    if out.is_dir() and any(p.name != LOCK_FILE for p in out.iterdir()) and not overwrite:
         raise UserError(f"--output-dir {out} is not empty: pass --overwrite or choose another folder")
     return out
 
 
 def run_explain(config: ExplainConfig, overwrite: bool = False) -> Explanation:
+    """Explain the study with the model(s) and write the files, holding the output folder's lock (as
+    `aam train` does)."""
     out = check_config(config, overwrite)
+    with folder_lock(out, "aam explain"):
+        return explain_into(out, config)
+
+
+def explain_into(out: Path, config: ExplainConfig) -> Explanation:
     device = resolve_device(config.device)
     models = [load_model(path, device) for path in config.models]
     run = models[0].config
@@ -70,10 +78,6 @@ def run_explain(config: ExplainConfig, overwrite: bool = False) -> Explanation:
     taxonomy = read_taxonomy(config.taxonomy, study.feature_ids) if config.taxonomy else None
     if config.sample is not None and config.sample not in study.sample_ids:
         raise UserError(f"--sample {config.sample} is not a sample of {config.table} with reads")
-    try:
-        out.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise UserError(f"--output-dir {out}: cannot create it ({exc.strerror})") from None
     explanation = explain_study(models, study, device, config.batch_size, config.steps, config.reference,
                                 config.progress)
     write_outputs(out, config, study, explanation, taxonomy)

@@ -10,6 +10,7 @@ from cli_helpers import TINY as TINY_MODEL
 from cli_helpers import one_error_line
 
 from aam.cli.main import main
+from aam.run_lock import LOCK_FILE, folder_lock
 
 TINY = ["--metadata-column", "ph", *TINY_MODEL]
 as_root = pytest.mark.skipif(os.geteuid() == 0, reason="root writes through permission bits")
@@ -134,3 +135,22 @@ def test_baseline_numbers_out_of_range(data, tmp_path, capsys, flag, value, frag
     one_error_line(capsys, ["baseline", *inputs(data), "--metadata-column", "ph", flag, value, "--output-dir",
                             str(out)], fragment)
     assert not out.exists()
+
+
+def explain_args(data, trained, out):
+    return ["explain", "--model", str(trained / "model.pt"), *inputs(data), "--steps", "2", "--output-dir", str(out)]
+
+
+def test_explain_output_dir_under_a_regular_file(data, trained, a_file, capsys):
+    one_error_line(capsys, explain_args(data, trained, a_file / "out"), "--output-dir", "is a file, not a folder")
+    assert a_file.read_text() == "a regular file"
+
+
+def test_explain_refuses_a_folder_in_use(data, trained, tmp_path, capsys):
+    out = tmp_path / "explain"
+    with folder_lock(out, "test holder"):  # flock conflicts between two opens, even in one process
+        one_error_line(capsys, explain_args(data, trained, out), f"process {os.getpid()}", "in use")
+        assert os.listdir(out) == [LOCK_FILE]
+    assert not out.exists()  # the holder made the folder and removed it again
+    assert main(explain_args(data, trained, out)) == 0
+    assert (out / "asv_importance.tsv").is_file() and not (out / LOCK_FILE).exists()
