@@ -25,6 +25,7 @@ import torch
 
 from aam.data.simulate import write_simulation
 
+from aam.run_lock import LOCK_FILE, folder_lock
 from aam.runtime.checkpoint import load_checkpoint
 
 EPOCHS = 3
@@ -148,3 +149,32 @@ def test_a_user_error_is_one_line_from_rank_0(study, tmp_path, case):
     lines = results[0][1].strip().splitlines()
     assert len(lines) == 1 and expected in lines[0], results[0][1]
     assert results[1][1].strip() == ""
+
+
+def run_two_ranks(args: list[str]) -> list[tuple[int, str]]:
+    port = free_port()
+    workers = [launch(rank, port, args) for rank in (0, 1)]
+    results = [w.communicate(timeout=240) for w in workers]
+    return [(w.returncode, err) for w, (_, err) in zip(workers, results)]
+
+
+def test_a_non_finite_loss_stops_both_ranks_with_one_line(study, tmp_path):
+    out = tmp_path / "run"
+    (rank0, err0), (rank1, err1) = run_two_ranks([*data_flags(study), "--lr", "1e30", "--max-grad-norm", "0",
+                                                  "--output-dir", str(out)])
+    assert (rank0, rank1) == (2, 2), err0[-3000:]
+    # Only the error lines count: torch's DDP warns about one of its arguments on every rank.
+    lines = [line for line in err0.splitlines() if line.startswith("aam ")]
+    assert len(lines) == 1 and "training loss became" in lines[0] and "epoch 1, step" in lines[0], err0
+    assert "Traceback" not in err0 + err1 and not [line for line in err1.splitlines() if line.startswith("aam ")]
+    assert not out.exists()  # nothing was saved: the folder rank 0 made is gone again
+
+
+def test_rank_0_alone_takes_the_folder_lock(study, tmp_path):
+    out = tmp_path / "run"
+    with folder_lock(out, "test holder"):  # flock conflicts between two opens, even in one process
+        (rank0, err0), (rank1, err1) = run_two_ranks([*data_flags(study), "--output-dir", str(out)])
+        assert (rank0, rank1) == (2, 2), err0[-3000:]
+        lines = err0.strip().splitlines()
+        assert len(lines) == 1 and f"process {os.getpid()}" in lines[0] and "in use" in lines[0], err0
+        assert err1.strip() == "" and os.listdir(out) == [LOCK_FILE]
