@@ -10,7 +10,7 @@ from aam import __version__
 from aam.errors import UserError
 
 # Each module exposes `add_parser(subparsers)` and `run(args) -> int`.
-COMMANDS = ("inspect", "simulate", "train", "predict", "demo", "baseline")
+COMMANDS = ("inspect", "simulate", "train", "cv", "predict", "demo", "baseline")
 
 
 def build_parser() -> argparse.ArgumentParser:

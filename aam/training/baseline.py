@@ -14,6 +14,7 @@ import scipy.sparse as sp
 
 from aam.config import DataConfig, RunConfig
 from aam.data.split import TRAIN_FILE, VAL_FILE, positions_of, read_sample_list, split_samples, write_split
+from aam.data.study import Study
 from aam.errors import UserError
 from aam.training import outputs
 from aam.training.data import load_training_study
@@ -43,10 +44,27 @@ def relative_abundance(counts: sp.csr_matrix) -> sp.csr_matrix:
     return sp.diags(1.0 / totals) @ counts
 
 
-def run_baseline(data: DataConfig, config: BaselineConfig, overwrite: bool = False) -> dict[str, dict[str, float]]:
-    """Fit one forest per target on the training samples, write and return validation metrics."""
+def forest_predictions(study: Study, train_idx: np.ndarray, test_idx: np.ndarray, n_estimators: int = 500,
+                       seed: int = 42, n_jobs: int = -1) -> np.ndarray:
+    """float64 [len(test_idx), T]: one forest per target on the relative abundances of the training
+    samples where that target is observed (NaN column when it is observed nowhere)."""
     from sklearn.ensemble import RandomForestRegressor
 
+    x = relative_abundance(study.counts)
+    predicted = np.full((len(test_idx), len(study.target_columns)), np.nan)
+    for t in range(len(study.target_columns)):
+        y = study.targets[train_idx, t]
+        known = ~np.isnan(y)
+        if not known.any():
+            continue
+        forest = RandomForestRegressor(n_estimators=n_estimators, random_state=seed, n_jobs=n_jobs)
+        forest.fit(x[train_idx[known]], y[known])
+        predicted[:, t] = forest.predict(x[test_idx])
+    return predicted
+
+
+def run_baseline(data: DataConfig, config: BaselineConfig, overwrite: bool = False) -> dict[str, dict[str, float]]:
+    """Fit one forest per target on the training samples, write and return validation metrics."""
     if not config.output_dir:
         raise UserError("give an output folder (--output-dir)")
     if config.n_estimators < 1:
@@ -60,17 +78,7 @@ def run_baseline(data: DataConfig, config: BaselineConfig, overwrite: bool = Fal
         val_idx = positions_of(study, read_sample_list(Path(config.train_dir) / VAL_FILE), VAL_FILE)
     else:
         train_idx, val_idx = split_samples(study, data.test_size, config.seed, data.group_column)
-    x = relative_abundance(study.counts)
-    predicted = np.full((len(val_idx), len(study.target_columns)), np.nan)
-    for t in range(len(study.target_columns)):
-        y = study.targets[train_idx, t]
-        known = ~np.isnan(y)
-        if not known.any():
-            continue
-        forest = RandomForestRegressor(n_estimators=config.n_estimators, random_state=config.seed,
-                                       n_jobs=config.n_jobs)
-        forest.fit(x[train_idx[known]], y[known])
-        predicted[:, t] = forest.predict(x[val_idx])
+    predicted = forest_predictions(study, train_idx, val_idx, config.n_estimators, config.seed, config.n_jobs)
     observed = study.targets[val_idx]
     out.mkdir(parents=True, exist_ok=True)
     write_split(out, study, train_idx, val_idx)

@@ -93,8 +93,12 @@ def _model_config(config: RunConfig, data: PreparedData, plan: LossPlan) -> RunC
 
 
 def train(config: RunConfig, *, resume: bool = False, overwrite: bool = False,
-          on_epoch_end: Callable[[int, dict], None] | None = None) -> TrainResult:
-    """Train, validate and write every output to `config.train.output_dir` (see module doc)."""
+          on_epoch_end: Callable[[int, dict], None] | None = None,
+          split: tuple[list[str], list[str]] | None = None) -> TrainResult:
+    """Train, validate and write every output to `config.train.output_dir` (see module doc).
+
+    `split` = (training sample IDs, validation sample IDs) replaces the --test-size split; samples in
+    neither list are not used at all (cross-validation keeps its test fold out this way)."""
     config.validate()
     out = Path(config.train.output_dir or "")
     if not config.train.output_dir:
@@ -109,7 +113,7 @@ def train(config: RunConfig, *, resume: bool = False, overwrite: bool = False,
     if resume:
         last = load_checkpoint(out / LAST_FILE)
         check_resumable(RunConfig.from_dict(last["config"]), config)
-    data = prepare_data(config.data, config.train.seed, last["split"] if last else None)
+    data = prepare_data(config.data, config.train.seed, last["split"] if last else split)
     config = _model_config(config, data, plan)
 
     torch.manual_seed(config.train.seed)  # initialization; shuffles and ASV draws use (seed, epoch)
