@@ -49,7 +49,7 @@ def _method_metrics(frame: pd.DataFrame, method: str, target_columns, quantiles)
 
 
 def cv_metrics(frame: pd.DataFrame, target_columns, quantiles: tuple[float, ...] = ()) -> dict:
-    """{"pooled": {method: {target: metrics}}, "folds": [{"repeat", "fold", method: {target: metrics}}]}.
+    """{"pooled": {method: {target: metrics}}, "per_fold": [{"repeat", "fold", method: {target: metrics}}]}.
 
     Pooled metrics use every row of `frame` (each sample once per repeat)."""
     pooled = {m: _method_metrics(frame, m, target_columns, quantiles) for m in METHODS}
@@ -58,7 +58,7 @@ def cv_metrics(frame: pd.DataFrame, target_columns, quantiles: tuple[float, ...]
         entry = {"repeat": int(repeat), "fold": int(fold)}
         entry.update({m: _method_metrics(rows, m, target_columns, quantiles) for m in METHODS})
         folds.append(entry)
-    return {"pooled": pooled, "folds": folds}
+    return {"pooled": pooled, "per_fold": folds}
 
 
 def summary_frame(metrics: dict, target_columns) -> pd.DataFrame:
@@ -70,7 +70,7 @@ def summary_frame(metrics: dict, target_columns) -> pd.DataFrame:
             for metric in METRICS + INTERVAL_METRICS:
                 if metric not in pooled:
                     continue
-                per_fold = np.array([f[method][target][metric] for f in metrics["folds"]], dtype=np.float64)
+                per_fold = np.array([f[method][target][metric] for f in metrics["per_fold"]], dtype=np.float64)
                 per_fold = per_fold[~np.isnan(per_fold)]
                 rows.append({"method": method, "target": target, "metric": metric, "pooled": pooled[metric],
                              "fold_mean": per_fold.mean() if len(per_fold) else np.nan,
@@ -119,9 +119,9 @@ def plot_cv(plots_dir: Path, frame: pd.DataFrame, metrics: dict, target_columns)
         paths.append(_save(plt, fig, plots_dir / f"cv_pred_vs_observed_{_safe(target)}.png"))
 
         fig, ax = plt.subplots(figsize=(6, 4))
-        labels = [f"r{f['repeat']}f{f['fold']}" for f in metrics["folds"]]
+        labels = [f"r{f['repeat']}f{f['fold']}" for f in metrics["per_fold"]]
         for method in METHODS:
-            ax.plot(range(len(labels)), [f[method][target]["mae"] for f in metrics["folds"]], marker="o",
+            ax.plot(range(len(labels)), [f[method][target]["mae"] for f in metrics["per_fold"]], marker="o",
                     label=METHOD_NAMES[method])
         ax.set_xticks(range(len(labels)), labels, rotation=45 if len(labels) > 10 else 0)
         ax.set_xlabel("repeat / fold")
