@@ -88,7 +88,8 @@ TRAIN_FLAGS = [
     ("--output-dir", TrainConfig, "output_dir", str, "folder for the model, predictions, metrics and plots"),
     ("--epochs", TrainConfig, "epochs", int, "maximum epochs"),
     ("--batch-size", TrainConfig, "batch_size", int, "samples per step"),
-    ("--lr", TrainConfig, "lr", float, "peak AdamW learning rate"),
+    ("--lr", TrainConfig, "lr", float,
+     "peak AdamW learning rate; none = 2e-3 x sqrt(32 / --embedding-dim) (2e-3 at the default width)"),
     ("--weight-decay", TrainConfig, "weight_decay", float, "AdamW weight decay"),
     ("--warmup-steps", TrainConfig, "warmup_steps", int, "linear warmup steps (default: 5%% of all steps)"),
     ("--max-grad-norm", TrainConfig, "max_grad_norm", float, "gradient clipping norm (0 = off)"),
@@ -171,7 +172,8 @@ def run(args: argparse.Namespace) -> int:
 def print_result(result) -> None:
     from aam.training.metrics import format_metrics
 
-    print(f"best epoch {result.best_epoch} of {result.epochs_run}; validation metrics of the best model:")
+    print(f"best epoch {result.best_epoch} of {result.epochs_run}; metrics on the validation samples that chose "
+          "this epoch (optimistic: compare methods with `aam cv`):")
     print("\n".join(format_metrics(result.metrics)))
     print(f"model: {result.output_dir / 'model.pt'}")
     print("plots: " + ", ".join(str(p) for p in result.plots))

@@ -77,7 +77,7 @@ def cross_validate(config: RunConfig, cv: CVConfig, *, resume: bool = False,
     """Run (or continue) every fold, then write the pooled reports (see module doc).
 
     `on_epoch_end(fold_name, epoch, history_row)` is called after each training epoch."""
-    config.validate()
+    config = config.validate().resolved()
     if not config.train.output_dir:
         raise UserError("give an output folder (--output-dir)")
     out = Path(config.train.output_dir)

@@ -99,7 +99,7 @@ def train(config: RunConfig, *, resume: bool = False, overwrite: bool = False,
 
     `split` = (training sample IDs, validation sample IDs) replaces the --test-size split; samples in
     neither list are not used at all (cross-validation keeps its test fold out this way)."""
-    config.validate()
+    config = config.validate().resolved()
     out = Path(config.train.output_dir or "")
     if not config.train.output_dir:
         raise UserError("give an output folder (--output-dir)")
@@ -221,7 +221,7 @@ def write_reports(out: Path, data: PreparedData, history: list[dict], device: to
 def _summary(row: dict, config: RunConfig, metric_column: str, state: TrainerState) -> str:
     parts = [f"epoch {row['epoch']}/{config.train.epochs}", f"train_loss {row['train_loss']:.4f}",
              f"val_loss {row['val_loss']:.4f}"]
-    parts += [f"{t}_mae {row[f'{t}_mae']:.4g}" for t in config.data.target_columns]
+    parts += [f"val {t}_mae {row[f'{t}_mae']:.4g}" for t in config.data.target_columns]
     parts.append(f"best {metric_column} {state.best_value:.4g} (epoch {state.best_epoch})")
     parts.append(f"{row['seconds']:.1f}s")
     return "  ".join(parts)
