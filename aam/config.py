@@ -17,6 +17,7 @@ LOSS_TYPES = ("mse", "mae", "huber", "quantile", "asymmetric", "expectile")
 QUANTILE_LOSSES = ("quantile", "expectile")  # losses with one output per quantile level
 DEFAULT_QUANTILES = (0.1, 0.5, 0.9)
 DEVICES = ("auto", "cpu", "cuda")
+ABUNDANCE_INPUTS = ("reads", "relative")
 
 
 @dataclass
@@ -41,6 +42,7 @@ class ModelConfig:
     # and position embeddings, attention-pooled: ~20x cheaper a step on CPU (docs/accuracy.md)
     sample_layers: int = 1  # transformer layers over the ASVs of one sample (published AAM: 2)
     feedforward_multiplier: int = 4  # feed-forward hidden width = multiplier * embedding_dim
+    abundance: str = "reads"  # ASV abundance input: "reads" = log(1 + reads); "relative" = log(1 + 1e4 * reads / sample's reads)
     dropout: float = 0.0  # dropout in the transformer blocks (published AAM: 0.1; it doubles a CPU step)
     regressor_hidden_dims: tuple[int, ...] = ()  # () = Linear head; (64, 32) = MLP with those hidden widths
     regressor_dropout: float = 0.0  # dropout between MLP head layers
@@ -56,6 +58,12 @@ class ModelConfig:
     quantiles: tuple[float, ...] = ()  # output quantile levels (sorted); () = a point output
     category_cardinalities: tuple[int, ...] = ()  # levels per categorical column, code 0 = unknown excluded
     moe_routing_index: int = -1  # position of the moe_routing column among the categorical columns; -1 = learned
+
+
+# The published AAM model (the performance benchmarks measure it); the defaults above are smaller, see
+# docs/accuracy.md.
+PUBLISHED_MODEL = ModelConfig(embedding_dim=128, attention_heads=4, asv_layers=2, sample_layers=2, dropout=0.1)
+PUBLISHED_BATCH_SIZE = 8
 
 
 @dataclass
@@ -126,6 +134,8 @@ class RunConfig:
         _positive("--token-limit", d.token_limit)
         if d.asv_sampling not in ("abundance", "random"):
             raise UserError(f"--asv-sampling must be abundance or random; got {d.asv_sampling!r}")
+        if m.abundance not in ABUNDANCE_INPUTS:
+            raise UserError(f"--abundance must be one of {', '.join(ABUNDANCE_INPUTS)}; got {m.abundance!r}")
         _positive("--embedding-dim", m.embedding_dim)
         _positive("--attention-heads", m.attention_heads)
         if m.embedding_dim % m.attention_heads:

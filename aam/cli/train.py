@@ -51,6 +51,8 @@ MODEL_FLAGS = [
     ("--asv-layers", ModelConfig, "asv_layers", int, "transformer layers over each ASV's nucleotides"),
     ("--sample-layers", ModelConfig, "sample_layers", int, "transformer layers over each sample's ASVs"),
     ("--dropout", ModelConfig, "dropout", float, "dropout in the transformer blocks"),
+    ("--abundance", ModelConfig, "abundance", str,
+     "ASV abundance input: reads = log(1 + reads), relative = log(1 + 1e4 x reads / the sample's reads)"),
     ("--regressor-hidden-dims", ModelConfig, "regressor_hidden_dims", _ints,
      "hidden widths of an MLP head, e.g. 64,32 (default: a Linear head)"),
     ("--regressor-dropout", ModelConfig, "regressor_dropout", float, "dropout between MLP head layers"),
