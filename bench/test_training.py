@@ -3,7 +3,7 @@ throughput, and what encoding each distinct ASV once per batch saves on the real
 
 - ``test_train_epoch_samples_per_second``: one training epoch (forward, loss, backward, AdamW step; no
   validation) of the demo configuration on CPU, and of the default model configuration on the GPU (skipped
-  without one), each with the reference loss and with ``fused_kernels`` (``RegressionLoss(..., fused=True)``).
+  without one), each with the reference loss and with ``fused_kernels`` (the fused loss and MoE head).
 - ``test_loader_samples_per_second``: one epoch of ``make_loader`` batches (per-sample ASV selection and
   collate, no model) for both configurations.
 - ``test_udca_train_step_asv_dedup``: forward + backward of the default model on two udca batches.
@@ -28,13 +28,11 @@ try:
     from aam.config import PUBLISHED_BATCH_SIZE, PUBLISHED_MODEL, DataConfig, LossConfig, RunConfig, TrainConfig
     from aam.data import AAMDataset, load_study
     from aam.data.dataset import make_loader
+    from aam.data.prepared import prepare_data
     from aam.data.simulate import write_simulation
     from aam.models import AAMRegressor
-    from aam.training.data import prepare_data
+    from aam.training.build import build_run
     from aam.training.demo import DEMO_FEATURES, DEMO_SAMPLES, demo_config
-    from aam.training.losses import build_loss, plan_loss
-    from aam.training.run import _model_config
-    from aam.training.trainer import Trainer
 except ImportError as exc:
     pytest.skip(f"end-to-end benchmarks need the aam package and its dependencies ({exc})", allow_module_level=True)
 
@@ -92,17 +90,11 @@ def default_data(tmp_path_factory):
 
 
 def build_trainer(config: RunConfig, data, device: torch.device, fused: bool):
-    """(Trainer, training loader) as `aam.training.run.train` builds them, on ``device``."""
+    """(Trainer, training loader) of the run `aam.training.train` would build, on ``device``."""
     config = dataclasses.replace(config, train=dataclasses.replace(config.train, fused_kernels=fused,
                                                                    device=device.type))
-    config = _model_config(config, data, plan_loss(config.loss, config.data.target_columns))
-    torch.manual_seed(config.train.seed)
-    model = AAMRegressor(config.model, fused_kernels=fused).to(device)
-    loss = build_loss(config.loss, config.data.target_columns, fused)
-    loader = make_loader(data.train_set, config.train.batch_size, shuffle=True, seed=config.train.seed,
-                         pin_memory=device.type == "cuda")
-    trainer = Trainer(model, loss, config.train, data.scaler, config.data.target_columns, device, len(loader))
-    return trainer, loader
+    run = build_run(config, device, data=data)
+    return run.trainer, run.train_loader
 
 
 @pytest.mark.parametrize("setup,provider,mode", params(SETUPS, PROVIDERS, modes=("train",)))

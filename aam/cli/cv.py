@@ -5,29 +5,25 @@ from __future__ import annotations
 import argparse
 import dataclasses
 
+from aam.cli.flags import DATA_FLAGS, LOSS_FLAGS, MODEL_FLAGS, TRAIN_FLAGS, add_flags, config_from_args
 from aam.errors import UserError
 
 HELP = "grouped k-fold cross-validation of AAM against a random forest and the mean, on the same folds"
 
 
-def _train_flags():
-    from aam.cli.train import DATA_FLAGS, LOSS_FLAGS, MODEL_FLAGS, TRAIN_FLAGS
-
-    training = [f for f in TRAIN_FLAGS if f[2] != "output_dir"]
-    return DATA_FLAGS, MODEL_FLAGS, LOSS_FLAGS, training
+# every flag of `aam train` but its --output-dir, which here names the cross-validation folder
+TRAINING_FLAGS = [f for f in TRAIN_FLAGS if f[2] != "output_dir"]
 
 
 def add_parser(subparsers) -> None:
-    from aam.cli.train import add_flags
-
     parser = subparsers.add_parser(
         "cv", help=HELP,
         description=HELP.capitalize() + ". Each outer fold's test samples are never used for training, early "
                     "stopping or choosing the epoch: a grouped validation split (--test-size of the fold's "
                     "training part) does that. Fold models are kept: `aam predict --model <output dir>` "
                     "averages them.")
-    data, model, loss, training = _train_flags()
-    add_flags(parser, [("data", data), ("model", model), ("loss", loss), ("training (each fold)", training)])
+    add_flags(parser, [("data", DATA_FLAGS), ("model", MODEL_FLAGS), ("loss", LOSS_FLAGS),
+                       ("training (each fold)", TRAINING_FLAGS)])
     group = parser.add_argument_group("cross-validation")
     group.add_argument("--output-dir", help="folder for the fold runs, cv_predictions.tsv, cv_metrics.json, "
                                             "cv_summary.tsv and plots")
@@ -48,7 +44,6 @@ def add_parser(subparsers) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from aam.cli.train import ALL_FLAGS, config_from_args
     from aam.crossval.report import format_summary
     from aam.crossval.run import CVConfig, cross_validate, resume_settings
 
@@ -60,8 +55,7 @@ def run(args: argparse.Namespace) -> int:
         changes = {k: getattr(args, k) for k in ("device", "num_workers") if getattr(args, k) is not None}
         config, cv = resume_settings(args.output_dir, progress=not args.no_progress, **changes)
     else:
-        flags = [f for f in ALL_FLAGS if f[2] != "output_dir"]
-        config = config_from_args(args, flags)
+        config = config_from_args(args, DATA_FLAGS + MODEL_FLAGS + LOSS_FLAGS + TRAINING_FLAGS)
         config = dataclasses.replace(config, train=dataclasses.replace(config.train, output_dir=args.output_dir))
         cv = CVConfig(folds=args.folds, repeats=args.repeats, trees=args.trees)
     result = cross_validate(config, cv, resume=args.resume)

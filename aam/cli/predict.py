@@ -28,8 +28,8 @@ def add_parser(subparsers) -> None:
 def run(args: argparse.Namespace) -> int:
     from aam.crossval.ensemble import predict_ensemble
     from aam.crossval.run import is_cv_dir
-    from aam.training import predict
-    from aam.training.outputs import write_tsv
+    from aam.evaluation import predict
+    from aam.evaluation.outputs import write_tsv
 
     output = Path(args.output)
     if output.exists() and not args.overwrite:

@@ -8,7 +8,7 @@ import pandas as pd
 
 from aam.crossval.run import fold_model_paths
 from aam.errors import UserError
-from aam.training.inference import predict
+from aam.evaluation.inference import predict
 
 
 def predict_ensemble(cv_dir: str | Path, table: str | Path, sequences: str | Path | None = None,

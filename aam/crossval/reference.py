@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from aam.data.study import Study
-from aam.training.baseline import forest_predictions
+from aam.evaluation.baseline import forest_predictions
 
 FOREST, MEAN = "forest", "mean"
 

@@ -12,9 +12,9 @@ import numpy as np
 import pandas as pd
 
 from aam.crossval.reference import FOREST, MEAN
-from aam.training.inference import quantile_label
-from aam.training.metrics import METRICS, metrics_table
-from aam.training.outputs import _pyplot, _safe, _save
+from aam.evaluation.inference import quantile_label
+from aam.evaluation.metrics import METRICS, metrics_table
+from aam.evaluation.outputs import pyplot, safe_name, save_figure
 
 AAM = "aam"
 METHODS = (AAM, FOREST, MEAN)
@@ -99,7 +99,7 @@ def format_summary(metrics: dict, target_columns) -> list[str]:
 def plot_cv(plots_dir: Path, frame: pd.DataFrame, metrics: dict, target_columns) -> list[Path]:
     """Per target: out-of-fold predicted vs observed for AAM and the forest side by side, and the MAE of
     each method on each fold."""
-    plt = _pyplot(plots_dir)
+    plt = pyplot(plots_dir)
     paths = []
     for target in target_columns:
         observed = frame[f"{target}_observed"].to_numpy(dtype=np.float64)
@@ -116,7 +116,7 @@ def plot_cv(plots_dir: Path, frame: pd.DataFrame, metrics: dict, target_columns)
             ax.set_title(f"{METHOD_NAMES[method]}: MAE {mae:.3g}")
             ax.set_xlabel(f"observed {target}")
         axes[0].set_ylabel(f"out-of-fold predicted {target}")
-        paths.append(_save(plt, fig, plots_dir / f"cv_pred_vs_observed_{_safe(target)}.png"))
+        paths.append(save_figure(plt, fig, plots_dir / f"cv_pred_vs_observed_{safe_name(target)}.png"))
 
         fig, ax = plt.subplots(figsize=(6, 4))
         labels = [f"r{f['repeat']}f{f['fold']}" for f in metrics["per_fold"]]
@@ -127,5 +127,5 @@ def plot_cv(plots_dir: Path, frame: pd.DataFrame, metrics: dict, target_columns)
         ax.set_xlabel("repeat / fold")
         ax.set_ylabel(f"{target} MAE on the test fold")
         ax.legend()
-        paths.append(_save(plt, fig, plots_dir / f"cv_mae_per_fold_{_safe(target)}.png"))
+        paths.append(save_figure(plt, fig, plots_dir / f"cv_mae_per_fold_{safe_name(target)}.png"))
     return paths

@@ -25,14 +25,17 @@ from aam.crossval.reference import reference_predictions
 from aam.crossval.report import AAM, METHOD_NAMES, cv_metrics, fold_frame, plot_cv, summary_frame
 from aam.data.dataset import AAMDataset, make_loader
 from aam.data.folds import assign_folds, inner_split, sample_groups
+from aam.data.prepared import load_training_study
+from aam.data.split import write_split
 from aam.data.study import Study
 from aam.errors import UserError
-from aam.training import outputs
-from aam.training.checkpoint import BEST_FILE, LAST_FILE
-from aam.training.data import load_training_study
-from aam.training.device import resolve_device
-from aam.training.inference import load_model, run_model, to_predictions
-from aam.training.run import RESUMABLE_CHANGES, train
+from aam.evaluation import outputs
+from aam.evaluation.inference import load_model, run_model, to_predictions
+from aam.evaluation.reports import write_reports
+from aam.runtime.checkpoint import BEST_FILE, LAST_FILE, load_checkpoint
+from aam.runtime.device import resolve_device
+from aam.training import build_run, fit
+from aam.training.resume import RESUMABLE_CHANGES
 
 CONFIG_FILE = "cv_config.json"
 FOLDS_FILE = "folds.tsv"
@@ -129,15 +132,14 @@ def _run_fold(config: RunConfig, cv: CVConfig, study: Study, groups: np.ndarray,
     train_idx, val_idx = inner_split(groups, train_part, config.data.test_size, (seed, repeat, fold))
     ids = study.sample_ids
     fold_config = dataclasses.replace(config, train=dataclasses.replace(config.train, output_dir=str(folder)))
-    resuming = (folder / LAST_FILE).is_file()
     hook = None
     if on_epoch_end is not None:
         def hook(epoch, row):
             on_epoch_end(folder.name, epoch, row)
-    result = train(fold_config, resume=resuming, overwrite=not resuming, on_epoch_end=hook,
-                   split=([ids[i] for i in train_idx], [ids[i] for i in val_idx]))
-    if result.interrupted_by is not None:
-        return result.interrupted_by
+    stopped, best_epoch, epochs_run = _train_fold(fold_config, folder, ([ids[i] for i in train_idx],
+                                                                        [ids[i] for i in val_idx]), device, hook)
+    if stopped is not None:
+        return stopped
     loaded = load_model(folder / BEST_FILE, device)
     dataset = AAMDataset(study, test_idx, max_bp=config.data.max_bp, token_limit=config.data.token_limit,
                          train=False, encoders=loaded.encoder)
@@ -151,8 +153,25 @@ def _run_fold(config: RunConfig, cv: CVConfig, study: Study, groups: np.ndarray,
     outputs.write_tsv(folder / TEST_FILE, frame)
     maes = "  ".join(f"{METHOD_NAMES[m]} {np.nanmean(np.abs(frame[f'{t}_{m}'] - frame[f'{t}_observed'])):.4g}"
                      for t in config.data.target_columns for m in predicted)
-    tqdm.write(f"{folder.name} (best epoch {result.best_epoch} of {result.epochs_run}): test MAE {maes}")
+    tqdm.write(f"{folder.name} (best epoch {best_epoch} of {epochs_run}): test MAE {maes}")
     return None
+
+
+def _train_fold(config: RunConfig, folder: Path, split: tuple[list[str], list[str]], device, on_epoch_end
+                ) -> tuple[int | None, int, int]:
+    """Train one fold's model into `folder` (an `aam train` output folder), continuing from its last.pt when
+    there is one; (signal that stopped it or None, best epoch, epochs run)."""
+    last = folder / LAST_FILE
+    resume_from = load_checkpoint(last) if last.is_file() else None
+    run = build_run(config, device, split=split, resume_from=resume_from)
+    if resume_from is None:
+        folder.mkdir(parents=True, exist_ok=True)
+        outputs.write_json(folder / "config.json", run.config.to_dict())
+        write_split(folder, run.data.study, run.data.train_idx, run.data.val_idx)
+    stopped = fit(run, folder, on_epoch_end)
+    if stopped is None:
+        write_reports(folder, run.data, run.progress.history, run.device)
+    return stopped, run.progress.best_epoch, run.progress.epoch
 
 
 def _quantiles(out: Path, names) -> tuple[float, ...]:

@@ -18,11 +18,11 @@ from tqdm.auto import tqdm
 
 from aam.config import TrainConfig, default_lr
 from aam.data.encoders import TargetScaler
+from aam.evaluation.inference import Predictions, run_model, to_predictions
+from aam.evaluation.metrics import metrics_table
 from aam.models import AAMRegressor
-from aam.training.device import autocast
-from aam.training.inference import Predictions, run_model, to_predictions
+from aam.runtime.device import autocast
 from aam.training.losses import RegressionLoss
-from aam.training.metrics import metrics_table
 from aam.training.norm_statistics import recompute_norm_statistics
 from aam.training.router_loss import RouterLoss
 from aam.training.schedule import default_warmup_steps, warmup_cosine

@@ -1,14 +1,15 @@
 """Backward kernels of moe_mlp (the layout they read is described in ``aam_kernels/moe/triton.py``):
-router gradient, per-row first-layer recompute with d a, and the fixed-order weight and input
-gradient reductions. The launcher is ``triton.backward``.
+router gradient, per-row first-layer recompute with d a, the fixed-order weight-gradient reductions
+and the input gradient per pair. The launcher is ``triton.backward``.
 """
 
 from __future__ import annotations
 
+import triton
 import triton.language as tl
 
 from aam_kernels.backend import triton_kernel
-from aam_kernels.moe.triton_parts import _block_rows, _first_layer, _row_grad_out
+from aam_kernels.moe.triton_parts import _block_rows, _first_layer, _row_grad_out, _sorted_rows
 
 
 @triton_kernel
@@ -122,15 +123,21 @@ def _moe_bwd_rows_kernel(
         tl.store(p_h + o_m[:, None] * H + o_h[None, :], b_h, mask=m_mh)
 
 
+@triton.jit
+def _store_expert_tile(p_gw, p_gb, b_gw, b_gb, i_e, o_r, m_r, o_c, m_c, R, C, first):
+    """Expert i_e's [R, C] weight gradient tile at rows o_r, columns o_c, and with the first row tile
+    (first) its [C] bias gradient, in the outputs' dtypes."""
+    tl.store(p_gw + i_e * R * C + o_r[:, None] * C + o_c[None, :], b_gw.to(p_gw.dtype.element_ty), mask=m_r[:, None] & m_c[None, :])
+    if first:
+        tl.store(p_gb + i_e * C + o_c, b_gb.to(p_gb.dtype.element_ty), mask=m_c)
+
+
 @triton_kernel
-def _moe_bwd_reduce_kernel(
+def _moe_bwd_weights_kernel(
     p_x,  # [T, D] any strides
     p_gy,  # [T, O] contiguous
     p_gates,  # fp32 [T * K]
-    p_w1,  # [E, D, H] contiguous (HAS_W1)
-    p_w2,  # [E, HH, O] contiguous
     p_pairs,  # int32 [NB * BM]
-    p_blk_expert,  # int32 [NB]
     p_seg_blk,  # int32 [E + 1]
     p_ga,  # fp32 [NB * BM, H] (HAS_W1)
     p_h,  # fp32 [NB * BM, H] (HAS_W1)
@@ -138,8 +145,6 @@ def _moe_bwd_reduce_kernel(
     p_gb1,  # [E, H] out (HAS_W1)
     p_gw2,  # [E, HH, O] out
     p_gb2,  # [E, O] out
-    p_gxp,  # fp32 [T * K, D] out: d loss / d x per pair
-    E,
     D,
     H,
     O,
@@ -152,93 +157,100 @@ def _moe_bwd_reduce_kernel(
     BH: tl.constexpr,
     BO: tl.constexpr,
 ):
-    # Programs [0, E * n_w): weight tiles of one expert each; then one per (block, tile of D) for d x.
+    # n_w programs per expert: one per [BD, BH] tile of w1 (MLP experts), then one per [BH, BO] tile of
+    # w2 with its rows in tiles of HH. Each loops over its expert's blocks in order: fixed-order sums.
     HH = H if HAS_W1 else D
-    n_dt = tl.cdiv(D, BD)
     n_ht = tl.cdiv(HH, BH)
-    n_w1 = n_dt * n_ht if HAS_W1 else 0
+    n_w1 = tl.cdiv(D, BD) * n_ht if HAS_W1 else 0
     n_w = n_w1 + n_ht
     pid = tl.program_id(0).to(tl.int64)
+    i_e = pid // n_w
+    i_r = pid % n_w
     o_o = tl.arange(0, BO)
     m_o = o_o < O
-    if pid < E * n_w:
-        i_e = pid // n_w
-        i_r = pid % n_w
-        # Segments are contiguous and seg_blk[E] is the number of used blocks, so expert e owns
-        # [seg_blk[e], seg_blk[e + 1]); the sums run over those blocks in order: deterministic.
-        blk_lo = tl.load(p_seg_blk + i_e).to(tl.int64)
-        blk_hi = tl.load(p_seg_blk + i_e + 1).to(tl.int64)
-        if i_r < n_w1:
-            i_d = i_r // n_ht
-            i_h = i_r % n_ht
-            o_d = i_d * BD + tl.arange(0, BD)
-            m_d = o_d < D
-            o_h = i_h * BH + tl.arange(0, BH)
-            m_h = o_h < H
-            b_gw1 = tl.zeros([BD, BH], dtype=tl.float32)
-            b_gb1 = tl.zeros([BH], dtype=tl.float32)
-            for blk in range(blk_lo, blk_hi):
-                o_m = blk * BM + tl.arange(0, BM)
-                b_pair = tl.load(p_pairs + o_m)
-                m_m = b_pair >= 0
-                o_tok = tl.where(m_m, b_pair, 0).to(tl.int64) // K
-                b_x = tl.load(p_x + o_tok[:, None] * s_xt + o_d[None, :] * s_xd, mask=m_m[:, None] & m_d[None, :], other=0.0)
-                b_ga = tl.load(p_ga + o_m[:, None] * H + o_h[None, :], mask=m_m[:, None] & m_h[None, :], other=0.0)
-                b_gw1 = tl.dot(tl.trans(b_x), b_ga.to(b_x.dtype), b_gw1, input_precision="ieee")  # [BD, BH]
-                b_gb1 += tl.sum(b_ga, axis=0)
-            tl.store(
-                p_gw1 + i_e * D * H + o_d[:, None] * H + o_h[None, :],
-                b_gw1.to(p_gw1.dtype.element_ty),
-                mask=m_d[:, None] & m_h[None, :],
-            )
-            if i_d == 0:
-                tl.store(p_gb1 + i_e * H + o_h, b_gb1.to(p_gb1.dtype.element_ty), mask=m_h)
-        else:
-            i_h = i_r - n_w1
-            o_h = i_h * BH + tl.arange(0, BH)  # tile of HH
-            m_h = o_h < HH
-            b_gw2 = tl.zeros([BH, BO], dtype=tl.float32)
-            b_gb2 = tl.zeros([BO], dtype=tl.float32)
-            for blk in range(blk_lo, blk_hi):
-                o_m = blk * BM + tl.arange(0, BM)
-                b_pair = tl.load(p_pairs + o_m)
-                m_m = b_pair >= 0
-                b_pair = tl.where(m_m, b_pair, 0).to(tl.int64)
-                o_tok = b_pair // K
-                m_mh = m_m[:, None] & m_h[None, :]
-                if HAS_W1:
-                    b_hid = tl.load(p_h + o_m[:, None] * H + o_h[None, :], mask=m_mh, other=0.0)
-                else:
-                    b_hid = tl.load(p_x + o_tok[:, None] * s_xt + o_h[None, :] * s_xd, mask=m_mh, other=0.0)
-                b_gout = _row_grad_out(p_gates, p_gy, b_pair, m_m, o_o, m_o, O, K)  # [BM, BO]
-                b_gw2 = tl.dot(tl.trans(b_hid.to(tl.float32)), b_gout, b_gw2, input_precision="ieee")  # [BH, BO]
-                b_gb2 += tl.sum(b_gout, axis=0)
-            tl.store(
-                p_gw2 + i_e * HH * O + o_h[:, None] * O + o_o[None, :],
-                b_gw2.to(p_gw2.dtype.element_ty),
-                mask=m_h[:, None] & m_o[None, :],
-            )
-            if i_h == 0:
-                tl.store(p_gb2 + i_e * O + o_o, b_gb2.to(p_gb2.dtype.element_ty), mask=m_o)
-    else:
-        # d x per pair for one (block of sorted rows, tile of D): all rows share the block's expert.
-        i_q = pid - E * n_w
-        i_d = i_q % n_dt
-        i_e, o_m, m_m, b_pair = _block_rows(p_pairs, p_blk_expert, i_q // n_dt, E, BM)
+    # Segments are contiguous and seg_blk[E] is the number of used blocks, so expert e owns
+    # [seg_blk[e], seg_blk[e + 1]).
+    blk_lo = tl.load(p_seg_blk + i_e).to(tl.int64)
+    blk_hi = tl.load(p_seg_blk + i_e + 1).to(tl.int64)
+    if i_r < n_w1:
+        i_d = i_r // n_ht
+        i_h = i_r % n_ht
         o_d = i_d * BD + tl.arange(0, BD)
         m_d = o_d < D
-        if HAS_W1:
-            # d x = d a @ w1^T, over H in chunks
-            b_gx = tl.zeros([BM, BD], dtype=tl.float32)
-            for h0 in range(0, H, BH):
-                o_h = h0 + tl.arange(0, BH)
-                m_h = o_h < H
-                b_ga = tl.load(p_ga + o_m[:, None] * H + o_h[None, :], mask=m_m[:, None] & m_h[None, :], other=0.0)
-                b_w1 = tl.load(p_w1 + i_e * D * H + o_d[:, None] * H + o_h[None, :], mask=m_d[:, None] & m_h[None, :], other=0.0)
-                b_gx = tl.dot(b_ga.to(b_w1.dtype), tl.trans(b_w1), b_gx, input_precision="ieee")  # [BM, BD]
-        else:
-            # d x = (gate * dy) @ w2^T
+        o_h = i_h * BH + tl.arange(0, BH)
+        m_h = o_h < H
+        b_gw1 = tl.zeros([BD, BH], dtype=tl.float32)
+        b_gb1 = tl.zeros([BH], dtype=tl.float32)
+        for blk in range(blk_lo, blk_hi):
+            o_m, m_m, b_pair = _sorted_rows(p_pairs, blk, BM)
+            o_tok = b_pair // K
+            b_x = tl.load(p_x + o_tok[:, None] * s_xt + o_d[None, :] * s_xd, mask=m_m[:, None] & m_d[None, :], other=0.0)
+            b_ga = tl.load(p_ga + o_m[:, None] * H + o_h[None, :], mask=m_m[:, None] & m_h[None, :], other=0.0)
+            b_gw1 = tl.dot(tl.trans(b_x), b_ga.to(b_x.dtype), b_gw1, input_precision="ieee")  # [BD, BH]
+            b_gb1 += tl.sum(b_ga, axis=0)
+        _store_expert_tile(p_gw1, p_gb1, b_gw1, b_gb1, i_e, o_d, m_d, o_h, m_h, D, H, i_d == 0)
+    else:
+        i_h = i_r - n_w1
+        o_h = i_h * BH + tl.arange(0, BH)  # tile of HH
+        m_h = o_h < HH
+        b_gw2 = tl.zeros([BH, BO], dtype=tl.float32)
+        b_gb2 = tl.zeros([BO], dtype=tl.float32)
+        for blk in range(blk_lo, blk_hi):
+            o_m, m_m, b_pair = _sorted_rows(p_pairs, blk, BM)
+            o_tok = b_pair // K
+            m_mh = m_m[:, None] & m_h[None, :]
+            if HAS_W1:
+                b_hid = tl.load(p_h + o_m[:, None] * H + o_h[None, :], mask=m_mh, other=0.0)
+            else:
+                b_hid = tl.load(p_x + o_tok[:, None] * s_xt + o_h[None, :] * s_xd, mask=m_mh, other=0.0)
             b_gout = _row_grad_out(p_gates, p_gy, b_pair, m_m, o_o, m_o, O, K)  # [BM, BO]
-            b_w2 = tl.load(p_w2 + i_e * D * O + o_d[:, None] * O + o_o[None, :], mask=m_d[:, None] & m_o[None, :], other=0.0)
-            b_gx = tl.dot(b_gout, tl.trans(b_w2.to(tl.float32)), input_precision="ieee")  # [BM, BD]
-        tl.store(p_gxp + b_pair[:, None] * D + o_d[None, :], b_gx, mask=m_m[:, None] & m_d[None, :])
+            b_gw2 = tl.dot(tl.trans(b_hid.to(tl.float32)), b_gout, b_gw2, input_precision="ieee")  # [BH, BO]
+            b_gb2 += tl.sum(b_gout, axis=0)
+        _store_expert_tile(p_gw2, p_gb2, b_gw2, b_gb2, i_e, o_h, m_h, o_o, m_o, HH, O, i_h == 0)
+
+
+@triton_kernel
+def _moe_bwd_input_kernel(
+    p_gy,  # [T, O] contiguous
+    p_gates,  # fp32 [T * K]
+    p_w1,  # [E, D, H] contiguous (HAS_W1)
+    p_w2,  # [E, D, O] contiguous (unless HAS_W1)
+    p_pairs,  # int32 [NB * BM]
+    p_blk_expert,  # int32 [NB]
+    p_ga,  # fp32 [NB * BM, H] (HAS_W1)
+    p_gxp,  # fp32 [T * K, D] out: d loss / d x per pair
+    E,
+    D,
+    H,
+    O,
+    K: tl.constexpr,
+    HAS_W1: tl.constexpr,
+    BM: tl.constexpr,
+    BD: tl.constexpr,
+    BH: tl.constexpr,
+    BO: tl.constexpr,
+):
+    # d x per pair for one (block of sorted rows, tile of D): all rows share the block's expert.
+    n_dt = tl.cdiv(D, BD)
+    pid = tl.program_id(0).to(tl.int64)
+    i_d = pid % n_dt
+    i_e, o_m, m_m, b_pair = _block_rows(p_pairs, p_blk_expert, pid // n_dt, E, BM)
+    o_d = i_d * BD + tl.arange(0, BD)
+    m_d = o_d < D
+    if HAS_W1:
+        # d x = d a @ w1^T, over H in chunks
+        b_gx = tl.zeros([BM, BD], dtype=tl.float32)
+        for h0 in range(0, H, BH):
+            o_h = h0 + tl.arange(0, BH)
+            m_h = o_h < H
+            b_ga = tl.load(p_ga + o_m[:, None] * H + o_h[None, :], mask=m_m[:, None] & m_h[None, :], other=0.0)
+            b_w1 = tl.load(p_w1 + i_e * D * H + o_d[:, None] * H + o_h[None, :], mask=m_d[:, None] & m_h[None, :], other=0.0)
+            b_gx = tl.dot(b_ga.to(b_w1.dtype), tl.trans(b_w1), b_gx, input_precision="ieee")  # [BM, BD]
+    else:
+        # d x = (gate * dy) @ w2^T
+        o_o = tl.arange(0, BO)
+        m_o = o_o < O
+        b_gout = _row_grad_out(p_gates, p_gy, b_pair, m_m, o_o, m_o, O, K)  # [BM, BO]
+        b_w2 = tl.load(p_w2 + i_e * D * O + o_d[:, None] * O + o_o[None, :], mask=m_d[:, None] & m_o[None, :], other=0.0)
+        b_gx = tl.dot(b_gout, tl.trans(b_w2.to(tl.float32)), input_precision="ieee")  # [BM, BD]
+    tl.store(p_gxp + b_pair[:, None] * D + o_d[None, :], b_gx, mask=m_m[:, None] & m_d[None, :])

@@ -24,6 +24,16 @@ def _first_layer(
 
 
 @triton.jit
+def _sorted_rows(p_pairs, i_b, BM: tl.constexpr):
+    """Block i_b (int64) of BM expert-sorted rows: row offsets o_m [BM], m_m [BM] for the rows that
+    hold a pair, and their pair ids [BM] int64 (0 where m_m is False)."""
+    o_m = i_b * BM + tl.arange(0, BM)
+    b_pair = tl.load(p_pairs + o_m)
+    m_m = b_pair >= 0
+    return o_m, m_m, tl.where(m_m, b_pair, 0).to(tl.int64)
+
+
+@triton.jit
 def _block_rows(p_pairs, p_blk_expert, i_b, E, BM: tl.constexpr):
     """Block i_b (int64) of BM expert-sorted rows: its expert (int64; any valid one for an unused
     block, whose rows are all masked), the row offsets o_m [BM], m_m [BM] for the rows that hold a
@@ -31,10 +41,9 @@ def _block_rows(p_pairs, p_blk_expert, i_b, E, BM: tl.constexpr):
     i_e = tl.load(p_blk_expert + i_b)
     b_live = (tl.zeros([BM], dtype=tl.int32) + i_e) < E  # [BM]; a tensor, not a scalar, for the interpreter
     i_e = tl.minimum(i_e, E - 1).to(tl.int64)
-    o_m = i_b * BM + tl.arange(0, BM)  # [BM] sorted rows
-    b_pair = tl.load(p_pairs + o_m)
-    m_m = (b_pair >= 0) & b_live
-    return i_e, o_m, m_m, tl.where(m_m, b_pair, 0).to(tl.int64)
+    o_m, m_m, b_pair = _sorted_rows(p_pairs, i_b, BM)
+    m_m = m_m & b_live
+    return i_e, o_m, m_m, tl.where(m_m, b_pair, 0)
 
 
 @triton.jit

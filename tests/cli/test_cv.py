@@ -15,7 +15,7 @@ from sklearn.metrics import mean_absolute_error, mean_squared_error, r2_score
 from aam.cli.main import main
 from aam.crossval import cross_validate
 from aam.data.table import read_table
-from aam.training.checkpoint import load_checkpoint
+from aam.runtime.checkpoint import load_checkpoint
 
 TINY = ["--metadata-column", "ph", "--embedding-dim", "16", "--attention-heads", "2", "--asv-layers", "1",
         "--sample-layers", "1", "--dropout", "0", "--max-bp", "32", "--token-limit", "32", "--batch-size", "16",
@@ -123,15 +123,14 @@ def test_pooled_and_per_fold_metrics_equal_those_recomputed_from_the_predictions
 
 
 def test_an_interrupted_cv_resumes_to_the_same_results(cv_run, study, tmp_path):
-    from aam.cli.cv import run  # noqa: F401  (the CLI module must import without the run)
+    from aam.cli.cv import TRAINING_FLAGS
+    from aam.cli.flags import DATA_FLAGS, LOSS_FLAGS, MODEL_FLAGS, config_from_args
     from aam.cli.main import build_parser
-    from aam.cli.train import config_from_args
     from aam.crossval import CVConfig
 
     out = tmp_path / "cv"
     args = build_parser().parse_args(["cv", *data_flags(study), *TINY])
-    config = config_from_args(args, [f for f in __import__("aam.cli.train", fromlist=["ALL_FLAGS"]).ALL_FLAGS
-                                     if f[2] != "output_dir"])
+    config = config_from_args(args, DATA_FLAGS + MODEL_FLAGS + LOSS_FLAGS + TRAINING_FLAGS)
     config.train.output_dir, config.data.group_column = str(out), "subject"
 
     def stop_in_second_fold(fold, epoch, row):

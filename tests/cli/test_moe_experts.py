@@ -15,9 +15,9 @@ from aam.cli.main import main
 from aam.config import DataConfig, ModelConfig, RunConfig
 from aam.data.encoders import TargetScaler
 from aam.errors import UserError
+from aam.evaluation import load_model, predict
 from aam.models import AAMRegressor
-from aam.training import load_model, predict
-from aam.training.checkpoint import save_checkpoint
+from aam.runtime.checkpoint import save_checkpoint
 
 TINY_MODEL = ["--embedding-dim", "32", "--attention-heads", "2", "--asv-layers", "1", "--sample-layers", "1",
               "--dropout", "0", "--max-bp", "64", "--token-limit", "64", "--batch-size", "16", "--lr", "3e-3",

@@ -17,8 +17,8 @@ from aam.data.study import load_study
 from aam.errors import UserError
 from aam.models import AAMRegressor
 from aam.models.moe import Routing
-from aam.training.checkpoint import load_checkpoint
-from aam.training.device import autocast, resolve_device
+from aam.runtime.checkpoint import load_checkpoint
+from aam.runtime.device import autocast, resolve_device
 
 log = logging.getLogger("aam.training")
 
