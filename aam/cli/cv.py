@@ -5,7 +5,8 @@ from __future__ import annotations
 import argparse
 import dataclasses
 
-from aam.cli.flags import DATA_FLAGS, LOSS_FLAGS, MODEL_FLAGS, TRAIN_FLAGS, add_flags, config_from_args
+from aam.cli.flags import (DATA_FLAGS, LOSS_FLAGS, MODEL_FLAGS, TRAIN_FLAGS, add_flags, add_switches,
+                           config_from_args)
 from aam.errors import UserError
 
 HELP = "grouped k-fold cross-validation of AAM against a random forest and the mean, on the same folds"
@@ -30,13 +31,7 @@ def add_parser(subparsers) -> None:
     group.add_argument("--folds", type=int, default=5, help="outer folds; groups are never split (default: 5)")
     group.add_argument("--repeats", type=int, default=1, help="repetitions with new folds (default: 1)")
     group.add_argument("--trees", type=int, default=500, help="random-forest trees (default: 500)")
-    group.add_argument("--gradient-checkpointing", action="store_true",
-                       help="recompute transformer blocks in backward (less memory, ~30%% slower)")
-    group.add_argument("--residual-regression-head", action="store_true",
-                       help="head = Linear(x) + MLP(x) (needs --regressor-hidden-dims)")
-    group.add_argument("--fused-kernels", action="store_true",
-                       help="use the fused aam_kernels loss and MoE head (Triton on CUDA, CPU path on CPU)")
-    group.add_argument("--no-progress", action="store_true", help="no progress bars")
+    add_switches(group)
     group.add_argument("--resume", action="store_true",
                        help="continue the cross-validation in --output-dir: finished folds are kept, the fold in "
                             "progress continues from its last.pt (same flags, or only --output-dir)")

@@ -121,6 +121,17 @@ def add_flags(parser: argparse.ArgumentParser, groups) -> None:
                                help=f"{text} (default: {shown if shown not in ('', (), None) else 'none'})")
 
 
+def add_switches(group) -> None:
+    """The on/off flags of a run (model options without a value, kernels, progress bars)."""
+    group.add_argument("--gradient-checkpointing", action="store_true",
+                       help="recompute transformer blocks in backward (less memory, ~30%% slower)")
+    group.add_argument("--residual-regression-head", action="store_true",
+                       help="head = Linear(x) + MLP(x) (needs --regressor-hidden-dims)")
+    group.add_argument("--fused-kernels", action="store_true",
+                       help="use the fused aam_kernels loss and MoE head (Triton on CUDA, CPU path on CPU)")
+    group.add_argument("--no-progress", action="store_true", help="no progress bars")
+
+
 def config_from_args(args: argparse.Namespace, flags=ALL_FLAGS) -> RunConfig:
     parts = {}
     for cls in (DataConfig, ModelConfig, LossConfig, TrainConfig):

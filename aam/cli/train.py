@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import signal
 
-from aam.cli.flags import DATA_FLAGS, LOSS_FLAGS, MODEL_FLAGS, TRAIN_FLAGS, add_flags, config_from_args
+from aam.cli.flags import DATA_FLAGS, LOSS_FLAGS, MODEL_FLAGS, TRAIN_FLAGS, add_flags, add_switches, config_from_args
 from aam.errors import UserError
 
 HELP = "train a model on a table + metadata column(s)"
@@ -15,13 +15,7 @@ def add_parser(subparsers) -> None:
     parser = subparsers.add_parser("train", help=HELP, description=HELP.capitalize() + ".")
     add_flags(parser, [("data", DATA_FLAGS), ("model", MODEL_FLAGS), ("loss", LOSS_FLAGS), ("training", TRAIN_FLAGS)])
     run_group = parser.add_argument_group("run")
-    run_group.add_argument("--gradient-checkpointing", action="store_true",
-                           help="recompute transformer blocks in backward (less memory, ~30%% slower)")
-    run_group.add_argument("--residual-regression-head", action="store_true",
-                           help="head = Linear(x) + MLP(x) (needs --regressor-hidden-dims)")
-    run_group.add_argument("--fused-kernels", action="store_true",
-                           help="use the fused aam_kernels loss and MoE head (Triton on CUDA, CPU path on CPU)")
-    run_group.add_argument("--no-progress", action="store_true", help="no progress bars")
+    add_switches(run_group)
     run_group.add_argument("--resume", action="store_true",
                            help="continue the run in --output-dir from its last.pt (same flags, or only --output-dir)")
     run_group.add_argument("--overwrite", action="store_true", help="replace a previous run in --output-dir")
