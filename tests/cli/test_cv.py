@@ -183,3 +183,11 @@ def test_bad_fold_counts_get_one_line_and_exit_2(study, tmp_path, capsys, flags,
 def test_a_finished_cv_folder_is_not_reused_without_resume(cv_run, study, capsys):
     code = main(["cv", *data_flags(study), "--output-dir", str(cv_run), *TINY, *CV])
     assert code == 2 and "pass --resume" in capsys.readouterr().err
+
+
+def test_pearson_of_a_constant_prediction_is_undefined():
+    from aam.evaluation.metrics import regression_metrics
+
+    # 0.1 * 7 / 7 != 0.1 in floating point: the rounding noise must not become a correlation
+    assert np.isnan(regression_metrics(np.full(7, 0.1), np.arange(7.0))["pearson"])
+    assert regression_metrics(np.arange(7.0) * 2 + 1, np.arange(7.0))["pearson"] == pytest.approx(1.0)
