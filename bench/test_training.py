@@ -3,7 +3,7 @@ throughput, and what encoding each distinct ASV once per batch saves on the real
 
 - ``test_train_epoch_samples_per_second``: one training epoch (forward, loss, backward, AdamW step; no
   validation) of the demo configuration on CPU, and of the default model configuration on the GPU (skipped
-  without one), each with the reference loss and with ``fused_kernels`` (the fused loss and MoE head).
+  without one), each with the reference loss and with ``use_kernels`` (``--fused-kernels``: fused loss, MoE head).
 - ``test_loader_samples_per_second``: one epoch of ``make_loader`` batches (per-sample ASV selection and
   collate, no model) for both configurations.
 - ``test_udca_train_step_asv_dedup``: forward + backward of the default model on two udca batches.
@@ -91,8 +91,8 @@ def default_data(tmp_path_factory):
 
 def build_trainer(config: RunConfig, data, device: torch.device, fused: bool):
     """(Trainer, training loader) of the run `aam.training.train` would build, on ``device``."""
-    config = dataclasses.replace(config, train=dataclasses.replace(config.train, fused_kernels=fused,
-                                                                   device=device.type))
+    config = dataclasses.replace(config, model=dataclasses.replace(config.model, use_kernels=fused),
+                                 train=dataclasses.replace(config.train, device=device.type))
     run = build_run(config, device, data=data)
     return run.trainer, run.train_loader
 

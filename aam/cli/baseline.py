@@ -34,7 +34,8 @@ def run(args: argparse.Namespace) -> int:
     base = data_config_of_run(args.train_dir) if args.train_dir else DataConfig()
     given = {name: getattr(args, name) for _, _, name, _, _ in DATA_FLAGS if getattr(args, name, None) is not None}
     data = dataclasses.replace(base, **given)
-    config = BaselineConfig(args.output_dir, args.train_dir, args.trees, args.seed, args.n_jobs)
+    config = BaselineConfig(output_dir=args.output_dir, train_dir=args.train_dir, n_estimators=args.trees,
+                            seed=args.seed, n_jobs=args.n_jobs)
     metrics = run_baseline(data, config, overwrite=args.overwrite)
     from aam.evaluation.metrics import format_metrics
 

@@ -32,6 +32,7 @@ def add_parser(subparsers) -> None:
     group.add_argument("--repeats", type=int, default=1, help="repetitions with new folds (default: 1)")
     group.add_argument("--trees", type=int, default=500, help="random-forest trees (default: 500)")
     add_switches(group)
+    group.add_argument("--no-progress", action="store_true", help="no progress bars")
     group.add_argument("--resume", action="store_true",
                        help="continue the cross-validation in --output-dir: finished folds are kept, the fold in "
                             "progress continues from its last.pt (same flags, or only --output-dir)")

@@ -104,6 +104,15 @@ TRAIN_FLAGS = [
     ("--num-workers", TrainConfig, "num_workers", int, "data loader worker processes"),
 ]
 ALL_FLAGS = DATA_FLAGS + MODEL_FLAGS + LOSS_FLAGS + TRAIN_FLAGS
+# On/off switches: flag -> (dataclass, field set to True, help).
+SWITCHES = [
+    ("--gradient-checkpointing", ModelConfig, "gradient_checkpointing",
+     "recompute transformer blocks in backward (less memory, ~30%% slower)"),
+    ("--residual-regression-head", ModelConfig, "residual_regression_head",
+     "head = Linear(x) + MLP(x) (needs --regressor-hidden-dims)"),
+    ("--fused-kernels", ModelConfig, "use_kernels",
+     "use the fused aam_kernels loss and MoE head (Triton on CUDA, CPU path on CPU)"),
+]
 
 
 def _default(cls, name):
@@ -122,26 +131,18 @@ def add_flags(parser: argparse.ArgumentParser, groups) -> None:
 
 
 def add_switches(group) -> None:
-    """The on/off flags of a run (model options without a value, kernels, progress bars)."""
-    group.add_argument("--gradient-checkpointing", action="store_true",
-                       help="recompute transformer blocks in backward (less memory, ~30%% slower)")
-    group.add_argument("--residual-regression-head", action="store_true",
-                       help="head = Linear(x) + MLP(x) (needs --regressor-hidden-dims)")
-    group.add_argument("--fused-kernels", action="store_true",
-                       help="use the fused aam_kernels loss and MoE head (Triton on CUDA, CPU path on CPU)")
-    group.add_argument("--no-progress", action="store_true", help="no progress bars")
+    for flag, _, name, text in SWITCHES:
+        group.add_argument(flag, dest=name, action="store_true", help=text)
 
 
 def config_from_args(args: argparse.Namespace, flags=ALL_FLAGS) -> RunConfig:
+    """The run config of the parsed flags; the dataclasses parse and check what they hold (UserError)."""
     parts = {}
     for cls in (DataConfig, ModelConfig, LossConfig, TrainConfig):
         given = {name: getattr(args, name) for flag, c, name, _, _ in flags
                  if c is cls and getattr(args, name, None) is not None}
+        given.update({name: True for _, c, name, _ in SWITCHES if c is cls and getattr(args, name, False)})
+        if cls is TrainConfig:
+            given["progress"] = not getattr(args, "no_progress", False)
         parts[cls] = cls(**given)
-    train = parts[TrainConfig]
-    for flag in ("gradient_checkpointing", "residual_regression_head"):
-        if getattr(args, flag, False):
-            parts[ModelConfig] = dataclasses.replace(parts[ModelConfig], **{flag: True})
-    train = dataclasses.replace(train, fused_kernels=bool(getattr(args, "fused_kernels", False)),
-                                progress=not getattr(args, "no_progress", False))
-    return RunConfig(parts[DataConfig], parts[ModelConfig], parts[LossConfig], train)
+    return RunConfig(parts[DataConfig], parts[ModelConfig], parts[LossConfig], parts[TrainConfig])

@@ -16,6 +16,7 @@ def add_parser(subparsers) -> None:
     add_flags(parser, [("data", DATA_FLAGS), ("model", MODEL_FLAGS), ("loss", LOSS_FLAGS), ("training", TRAIN_FLAGS)])
     run_group = parser.add_argument_group("run")
     add_switches(run_group)
+    run_group.add_argument("--no-progress", action="store_true", help="no progress bars")
     run_group.add_argument("--resume", action="store_true",
                            help="continue the run in --output-dir from its last.pt (same flags, or only --output-dir)")
     run_group.add_argument("--overwrite", action="store_true", help="replace a previous run in --output-dir")

@@ -12,7 +12,7 @@ import numpy as np
 import pandas as pd
 
 from aam.crossval.reference import FOREST, MEAN
-from aam.evaluation.inference import quantile_label
+from aam.evaluation.labels import quantile_column
 from aam.evaluation.metrics import METRICS, metrics_table
 from aam.evaluation.outputs import pyplot, safe_name, save_figure
 
@@ -31,7 +31,7 @@ def fold_frame(sample_ids: list[str], repeat: int, fold: int, target_columns, ob
         columns[f"{name}_observed"] = observed[:, i]
         columns[f"{name}_{AAM}"] = predicted[AAM][:, i]
         for j, level in enumerate(quantiles):
-            columns[f"{name}_{AAM}_{quantile_label(level)}"] = aam_quantiles[:, i, j]
+            columns[quantile_column(f"{name}_{AAM}", level)] = aam_quantiles[:, i, j]
         for method in (FOREST, MEAN):
             columns[f"{name}_{method}"] = predicted[method][:, i]
     return pd.DataFrame(columns)
@@ -43,7 +43,7 @@ def _method_metrics(frame: pd.DataFrame, method: str, target_columns, quantiles)
     values, levels = None, ()
     if method == AAM and quantiles:
         levels = quantiles
-        values = np.stack([frame[[f"{t}_{AAM}_{quantile_label(q)}" for q in quantiles]].to_numpy(dtype=np.float64)
+        values = np.stack([frame[[quantile_column(f"{t}_{AAM}", q) for q in quantiles]].to_numpy(dtype=np.float64)
                            for t in target_columns], axis=1)  # [n, T, Q]
     return metrics_table(predicted, observed, target_columns, values, levels)
 

@@ -35,7 +35,7 @@ from aam.evaluation.reports import write_reports
 from aam.runtime.checkpoint import BEST_FILE, LAST_FILE, load_checkpoint
 from aam.runtime.device import resolve_device
 from aam.training import build_run, fit
-from aam.training.resume import RESUMABLE_CHANGES
+from aam.training.resume import check_resumable
 
 CONFIG_FILE = "cv_config.json"
 FOLDS_FILE = "folds.tsv"
@@ -113,7 +113,7 @@ def cross_validate(config: RunConfig, cv: CVConfig, *, resume: bool = False,
         frames.append(pd.read_csv(folder / TEST_FILE, sep="\t", dtype={"sample_id": str}))
     bar.close()
     frame = pd.concat(frames, ignore_index=True)
-    targets, quantiles = config.data.target_columns, _quantiles(out, names)
+    targets, quantiles = config.data.target_columns, config.loss.quantiles
     metrics = cv_metrics(frame, targets, quantiles)
     metrics = {"folds": cv.folds, "repeats": cv.repeats, "group_column": config.data.group_column, **metrics}
     outputs.write_tsv(out / "cv_predictions.tsv", frame)
@@ -143,7 +143,7 @@ def _run_fold(config: RunConfig, cv: CVConfig, study: Study, groups: np.ndarray,
     loaded = load_model(folder / BEST_FILE, device)
     dataset = AAMDataset(study, test_idx, max_bp=config.data.max_bp, token_limit=config.data.token_limit,
                          train=False, encoders=loaded.encoder)
-    quantiles = loaded.config.model.quantiles
+    quantiles = loaded.config.loss.quantiles
     p = to_predictions(run_model(loaded.model, make_loader(dataset, config.train.batch_size, shuffle=False), device),
                        loaded.scaler, quantiles)
     predicted = reference_predictions(study, train_part, test_idx, cv.trees, seed, cv.n_jobs)
@@ -174,13 +174,6 @@ def _train_fold(config: RunConfig, folder: Path, split: tuple[list[str], list[st
     return stopped, run.progress.best_epoch, run.progress.epoch
 
 
-def _quantiles(out: Path, names) -> tuple[float, ...]:
-    """The quantile levels of the fold models (all folds share one config)."""
-    r, f = names[0]
-    saved = json.loads((out / FOLDS_DIR / fold_name(r, f) / "config.json").read_text())
-    return tuple(saved["model"]["quantiles"])
-
-
 def _check_output_dir(out: Path, config: RunConfig, cv: CVConfig, resume: bool) -> None:
     """Never mix two cross-validations in one folder; a resumed one must use the same settings."""
     if not resume:
@@ -191,21 +184,11 @@ def _check_output_dir(out: Path, config: RunConfig, cv: CVConfig, resume: bool) 
     if not (out / CONFIG_FILE).is_file():
         raise UserError(f"--resume: no {CONFIG_FILE} in {out} to resume from")
     saved = json.loads((out / CONFIG_FILE).read_text())
-    current = {"run": config.to_dict(), "cv": dataclasses.asdict(cv)}
-    for part, key, value in _differences(saved, current):
-        raise UserError(f"--resume: the cross-validation in {out} was run with {part}.{key} = {value!r}, "
-                        "this command gives a different value")
-
-
-def _differences(saved: dict, current: dict):
-    run_saved, run_now = RunConfig.from_dict(saved["run"]).to_dict(), current["run"]
-    for part in ("data", "model", "loss", "train"):
-        for key, value in run_saved[part].items():
-            if not (part == "train" and key in RESUMABLE_CHANGES) and run_now[part].get(key) != value:
-                yield part, key, value
+    check_resumable(RunConfig.from_dict(saved["run"]), config)
     for key, value in saved["cv"].items():
-        if key != "n_jobs" and current["cv"].get(key) != value:
-            yield "cv", key, value
+        if key != "n_jobs" and getattr(cv, key) != value:
+            raise UserError(f"--resume: the cross-validation in {out} was run with {key} = {value!r}, "
+                            f"this command gives {getattr(cv, key)!r}")
 
 
 def resume_settings(output_dir: str | Path, **train_changes) -> tuple[RunConfig, CVConfig]:

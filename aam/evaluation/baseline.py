@@ -22,7 +22,7 @@ from aam.evaluation.inference import predictions_frame
 from aam.evaluation.metrics import metrics_table
 
 
-@dataclass
+@dataclass(kw_only=True)
 class BaselineConfig:
     output_dir: str = ""  # where metrics.json, val_predictions.tsv and the split go
     train_dir: str | None = None  # an `aam train` output folder: reuse its data settings and split

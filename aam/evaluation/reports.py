@@ -10,7 +10,7 @@ from aam.data.dataset import make_loader
 from aam.data.prepared import PreparedData
 from aam.evaluation import outputs
 from aam.evaluation.inference import load_model, run_model, to_predictions
-from aam.evaluation.metrics import MOE_KEY, metrics_table
+from aam.evaluation.metrics import MOE_KEY
 from aam.evaluation.moe_report import moe_metrics, report_column
 from aam.runtime.checkpoint import BEST_FILE
 
@@ -18,15 +18,15 @@ from aam.runtime.checkpoint import BEST_FILE
 def write_reports(out: Path, data: PreparedData, history: list[dict], device: torch.device):
     """val_predictions.tsv, metrics.json and plots from the best model (model.pt as saved)."""
     loaded = load_model(out / BEST_FILE, device)
-    columns, quantiles = loaded.config.data.target_columns, loaded.config.model.quantiles
+    columns = loaded.config.data.target_columns
     loader = make_loader(data.val_set, loaded.config.train.batch_size, shuffle=False)
     model_outputs = run_model(loaded.model, loader, device)
-    p = to_predictions(model_outputs, loaded.scaler, quantiles)
-    outputs.write_tsv(out / "val_predictions.tsv", p.frame(columns, quantiles, with_observed=True))
-    metrics = metrics_table(p.point, p.observed, columns, p.quantile_values, quantiles)
-    plots = outputs.plot_predictions(out / "plots", p, columns, quantiles)
-    if quantiles:
-        plots.append(outputs.plot_calibration(out / "plots", metrics, quantiles))
+    p = to_predictions(model_outputs, loaded.scaler, loaded.config.loss.quantiles)
+    outputs.write_tsv(out / "val_predictions.tsv", p.frame(columns, with_observed=True))
+    metrics = p.metrics(columns)
+    plots = outputs.plot_predictions(out / "plots", p, columns)
+    if p.quantiles:
+        plots.append(outputs.plot_calibration(out / "plots", metrics, p.quantiles))
     plots.append(outputs.plot_losses(out / "plots", history))
     if model_outputs.routing is not None:
         column = report_column(loaded.config.model, loaded.config.data.categorical_columns)

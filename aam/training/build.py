@@ -53,8 +53,10 @@ def build_run(config: RunConfig, device: torch.device | str | None = None, *,
     split: (training sample IDs, validation sample IDs) instead of the seeded random split.
     resume_from: a `last.pt` payload; its configuration must match (UserError naming the first setting
         that differs), and its split, weights, optimizer, scheduler, progress and RNG states are restored.
-    data: data already prepared for this config (e.g. shared by several runs); None = load it.
+    data: data already prepared for this config (e.g. shared by several runs, split included); None = load it.
     """
+    if data is not None and (split is not None or resume_from is not None):
+        raise ValueError("build_run: give `data` or a split (`split`, `resume_from`), not both")
     config = config.validate().resolved()
     best_metric_column(config.train.best_metric, config.data.target_columns)  # a bad --best-metric fails here
     device = resolve_device(config.train.device) if device is None else torch.device(device)
@@ -67,8 +69,8 @@ def build_run(config: RunConfig, device: torch.device | str | None = None, *,
     config = fill_model_fields(config, data, plan)
 
     torch.manual_seed(config.train.seed)  # initialization; shuffles and ASV draws use (seed, epoch)
-    model = AAMRegressor(config.model, fused_kernels=config.train.fused_kernels).to(device)
-    loss = RegressionLoss(plan.columns(), plan.n_quantiles, config.train.fused_kernels)
+    model = AAMRegressor(config.model).to(device)
+    loss = RegressionLoss(plan.columns(), n_quantiles=plan.n_quantiles, use_kernels=config.model.use_kernels)
     weights = category_weight_tables(config.loss.categorical_loss_weights, data.encoder, data.train_set.categories)
     pin = device.type == "cuda"
     train_loader = make_loader(data.train_set, config.train.batch_size, shuffle=True, seed=config.train.seed,
@@ -77,23 +79,25 @@ def build_run(config: RunConfig, device: torch.device | str | None = None, *,
                              num_workers=config.train.num_workers, pin_memory=pin)
     router_loss = RouterLoss(config.loss.moe_balance_weight, config.loss.moe_router_z_weight) \
         if config.model.moe_experts else None
-    trainer = Trainer(model, loss, config.train, data.scaler, config.data.target_columns, device, len(train_loader),
-                      weights, router_loss)
+    trainer = Trainer(model, loss, config.train, scaler=data.scaler, target_columns=config.data.target_columns,
+                      quantiles=config.loss.quantiles, device=device, steps_per_epoch=len(train_loader),
+                      weight_tables=weights, router_loss=router_loss)
     progress = TrainerState()
     if resume_from is not None:
         model.load_state_dict(resume_from["model_state"])
         trainer.load_state_dict(resume_from["trainer"])
         progress = TrainerState(**resume_from["progress"])
         set_rng_state(resume_from["rng"])
-    return Run(config, device, data, model, loss, router_loss, train_loader, val_loader, trainer, progress)
+    return Run(config=config, device=device, data=data, model=model, loss=loss, router_loss=router_loss,
+               train_loader=train_loader, val_loader=val_loader, trainer=trainer, progress=progress)
 
 
 def fill_model_fields(config: RunConfig, data: PreparedData, plan: LossPlan) -> RunConfig:
-    """The run config with the model's data-dependent fields filled in."""
+    """The run config with the model's data-dependent (`derived`) fields filled in."""
     cards = tuple(len(data.encoder.levels[c]) for c in data.encoder.columns) if data.encoder else ()
     routing = config.model.moe_routing
     routing_index = data.encoder.columns.index(routing) if config.model.moe_experts and routing != "learned" else -1
     model = dataclasses.replace(config.model, max_bp=config.data.max_bp, n_targets=len(config.data.target_columns),
-                                n_quantiles=plan.n_quantiles, quantiles=plan.quantiles,
-                                category_cardinalities=cards, moe_routing_index=routing_index)
+                                n_quantiles=plan.n_quantiles, category_cardinalities=cards,
+                                moe_routing_index=routing_index)
     return dataclasses.replace(config, model=model)

@@ -5,27 +5,22 @@ from __future__ import annotations
 import dataclasses
 from pathlib import Path
 
-from aam.config import RunConfig
+from aam.config import RunConfig, TrainConfig, user_settings
 from aam.errors import UserError
 from aam.runtime.checkpoint import LAST_FILE, load_checkpoint
 
-# TrainConfig fields a resumed run may change: they do not alter the computation.
-RESUMABLE_CHANGES = {"output_dir", "device", "num_workers", "progress"}
+# TrainConfig fields a resumed run may change (made with `resumable()`): they do not alter the computation.
+RESUMABLE_CHANGES = {f.name for f in dataclasses.fields(TrainConfig) if f.metadata.get("resumable")}
 
 
 def check_resumable(saved: RunConfig, current: RunConfig) -> None:
-    """UserError naming the first setting that differs from the checkpoint's run."""
-    a, b = saved.to_dict(), current.to_dict()
+    """UserError naming the first setting the user set that differs from the checkpoint's run."""
     for part in ("data", "model", "loss", "train"):
-        for key, value in a[part].items():
-            if part == "train" and key in RESUMABLE_CHANGES:
-                continue
-            if part == "model" and key in ("max_bp", "n_targets", "n_quantiles", "quantiles",
-                                           "category_cardinalities", "moe_routing_index"):
-                continue  # derived from the data, not set by the user
-            if b[part].get(key) != value:
+        a, b = user_settings(getattr(saved, part)), user_settings(getattr(current, part))
+        for key, value in a.items():
+            if b[key] != value:
                 raise UserError(f"--resume: the checkpoint was trained with {part}.{key} = {value!r}, "
-                                f"this command gives {b[part].get(key)!r}")
+                                f"this command gives {b[key]!r}")
 
 
 def resume_config(output_dir: str | Path, **train_changes) -> RunConfig:

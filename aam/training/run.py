@@ -72,6 +72,7 @@ def train(config: RunConfig, *, resume: bool = False, overwrite: bool = False,
     interrupted = fit(run, out, on_epoch_end)
     state = run.progress
     if state.epoch == 0:
-        return TrainResult(out, {}, 0, 0, [], interrupted)
+        return TrainResult(out, metrics={}, best_epoch=0, epochs_run=0, plots=[], interrupted_by=interrupted)
     metrics, plots = write_reports(out, run.data, state.history, run.device)
-    return TrainResult(out, metrics, state.best_epoch, state.epoch, plots, interrupted)
+    return TrainResult(out, metrics=metrics, best_epoch=state.best_epoch, epochs_run=state.epoch, plots=plots,
+                       interrupted_by=interrupted)

@@ -42,3 +42,9 @@ def test_data_dependent_model_fields_are_filled(config):
 def test_split_naming_an_unknown_sample_is_a_user_error(config):
     with pytest.raises(UserError, match="nope"):
         build_run(config, "cpu", split=(["nope"], ["sample_00"]))
+
+
+def test_prepared_data_and_a_split_together_are_refused(config):
+    run = build_run(config, "cpu")
+    with pytest.raises(ValueError, match="not both"):
+        build_run(config, "cpu", split=(run.data.train_ids, run.data.val_ids), data=run.data)
