@@ -20,6 +20,7 @@ from aam.errors import UserError
 from aam.evaluation import outputs
 from aam.evaluation.inference import predictions_frame
 from aam.evaluation.metrics import metrics_table
+from aam.explain.forest import forest_columns, importance_table
 
 
 @dataclass(kw_only=True)
@@ -29,6 +30,7 @@ class BaselineConfig:
     n_estimators: int = 500  # trees per forest (one forest per target)
     seed: int = 42  # split seed (without train_dir) and forest seed
     n_jobs: int = -1  # parallel tree building; -1 = all cores
+    permutation_repeats: int = 5  # shuffles per ASV for the permutation importance; 0 = impurity importance only
 
 
 def data_config_of_run(train_dir: str | Path) -> DataConfig:
@@ -44,14 +46,12 @@ def relative_abundance(counts: sp.csr_matrix) -> sp.csr_matrix:
     return sp.diags(1.0 / totals) @ counts
 
 
-def forest_predictions(study: Study, train_idx: np.ndarray, test_idx: np.ndarray, n_estimators: int = 500,
-                       seed: int = 42, n_jobs: int = -1) -> np.ndarray:
-    """float64 [len(test_idx), T]: one forest per target on the relative abundances of the training
-    samples where that target is observed (NaN column when it is observed nowhere)."""
+def fit_forests(study: Study, x: sp.csr_matrix, train_idx: np.ndarray, n_estimators: int = 500, seed: int = 42,
+                n_jobs: int = -1):
+    """Yields (target index, fitted forest) for each target observed in some training sample: one forest per
+    target on the relative abundances `x` of the training samples where that target is observed."""
     from sklearn.ensemble import RandomForestRegressor
 
-    x = relative_abundance(study.counts)
-    predicted = np.full((len(test_idx), len(study.target_columns)), np.nan)
     for t in range(len(study.target_columns)):
         y = study.targets[train_idx, t]
         known = ~np.isnan(y)
@@ -59,6 +59,15 @@ def forest_predictions(study: Study, train_idx: np.ndarray, test_idx: np.ndarray
             continue
         forest = RandomForestRegressor(n_estimators=n_estimators, random_state=seed, n_jobs=n_jobs)
         forest.fit(x[train_idx[known]], y[known])
+        yield t, forest
+
+
+def forest_predictions(study: Study, train_idx: np.ndarray, test_idx: np.ndarray, n_estimators: int = 500,
+                       seed: int = 42, n_jobs: int = -1) -> np.ndarray:
+    """float64 [len(test_idx), T]: `fit_forests`' predictions (NaN column for a target observed nowhere)."""
+    x = relative_abundance(study.counts)
+    predicted = np.full((len(test_idx), len(study.target_columns)), np.nan)
+    for t, forest in fit_forests(study, x, train_idx, n_estimators, seed, n_jobs):
         predicted[:, t] = forest.predict(x[test_idx])
     return predicted
 
@@ -69,6 +78,8 @@ def run_baseline(data: DataConfig, config: BaselineConfig, overwrite: bool = Fal
         raise UserError("give an output folder (--output-dir)")
     if config.n_estimators < 1:
         raise UserError(f"--trees must be >= 1; got {config.n_estimators}")
+    if config.permutation_repeats < 0:
+        raise UserError(f"--permutation-repeats must be >= 0; got {config.permutation_repeats}")
     out = Path(config.output_dir)
     if out.is_dir() and any(out.iterdir()) and not overwrite:
         raise UserError(f"--output-dir {out} is not empty: pass --overwrite or choose another folder")
@@ -78,13 +89,20 @@ def run_baseline(data: DataConfig, config: BaselineConfig, overwrite: bool = Fal
         val_idx = positions_of(study, read_sample_list(Path(config.train_dir) / VAL_FILE), VAL_FILE)
     else:
         train_idx, val_idx = split_samples(study, data.test_size, config.seed, data.group_column)
-    predicted = forest_predictions(study, train_idx, val_idx, config.n_estimators, config.seed, config.n_jobs)
+    x = relative_abundance(study.counts)
+    predicted = np.full((len(val_idx), len(study.target_columns)), np.nan)
+    importance = {}
+    for t, forest in fit_forests(study, x, train_idx, config.n_estimators, config.seed, config.n_jobs):
+        predicted[:, t] = forest.predict(x[val_idx])
+        importance.update(forest_columns(forest, x[val_idx], study.targets[val_idx, t], study.target_columns[t],
+                                         config.permutation_repeats, config.seed))
     observed = study.targets[val_idx]
     out.mkdir(parents=True, exist_ok=True)
     write_split(out, study, train_idx, val_idx)
     val_ids = [study.sample_ids[i] for i in val_idx]
     outputs.write_tsv(out / "val_predictions.tsv",
                       predictions_frame(val_ids, predicted, study.target_columns, observed))
+    outputs.write_tsv(out / "asv_importance.tsv", importance_table(study, x, importance))
     metrics = metrics_table(predicted, observed, study.target_columns)
     outputs.write_json(out / "metrics.json", metrics)
     return metrics

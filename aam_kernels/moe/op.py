@@ -36,7 +36,8 @@ def _backend_for(device: torch.device) -> str:
 
 
 def _forward(backend: str, launch: MoELaunchConfig | None, inputs: MoEInputs, top_k, activation, renormalize):
-    """(y, counts, MoESaved) from the backend's implementation; the Triton module is imported only here."""
+    """(y, counts, MoESaved) from the backend's implementation; the Triton modules are imported only
+    when a Triton backend runs."""
     if backend == "torch":
         return cpu.forward(inputs, top_k, activation, renormalize)
     from aam_kernels.moe import triton as moe_triton
@@ -48,9 +49,9 @@ def _backward_impl(backend: str, launch: MoELaunchConfig | None, gy, gprobs, inp
     """(gx, g_logits, gw1, gb1, gw2, gb2); gw1 = gb1 = None for Linear experts."""
     if backend == "torch":
         return cpu.backward(gy, gprobs, inputs, saved, top_k, activation, renormalize)
-    from aam_kernels.moe import triton as moe_triton
+    from aam_kernels.moe import triton_backward
 
-    return moe_triton.backward(gy, gprobs, inputs, saved, top_k, activation, renormalize, backend, launch)
+    return triton_backward.backward(gy, gprobs, inputs, saved, top_k, activation, renormalize, backend, launch)
 
 
 def _route_numel(backend: str, T: int, k: int, E: int, dtype: torch.dtype) -> int:

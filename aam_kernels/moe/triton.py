@@ -1,5 +1,8 @@
 """Triton kernels for moe_mlp: forward in 2 launches, backward in 4 (3 for Linear experts), bitwise
-deterministic. Block sizes come from a ``launch.MoELaunchConfig``.
+deterministic. Block sizes come from a ``launch.MoELaunchConfig``. This file holds the route layout,
+the expert forward kernel and ``forward``; the routing kernels and their launcher ``route`` are in
+triton_route.py, the backward kernels and their launcher ``backward`` in triton_backward.py, and the
+pieces they share in triton_parts.py.
 
 Layout shared by all kernels ("route", one int32 buffer built by the routing kernel):
   pairs      [NB * BM]  pair ids p = t * k + j sorted by expert, each expert's segment padded to a
@@ -9,7 +12,7 @@ Layout shared by all kernels ("route", one int32 buffer built by the routing ker
 NB = cdiv(T * k, BM) + E is a static bound (each segment wastes < 1 block), so every grid is sized
 from shapes alone: no host-device synchronization anywhere.
 
-Forward:  (1) routing (triton_route.py): softmax, top-k (ties -> lowest expert index), gates, tokens
+Forward:  (1) routing (``triton_route.route``): softmax, top-k (ties -> lowest expert index), gates, tokens
           per expert, then a counting sort of the pairs (per-expert block offsets by a cumsum, ranks in
           token order): _moe_route_kernel, one program, below the configuration's
           route_chunks_from tokens; _moe_route_chunks_kernel, one program per chunk of tokens, from
@@ -19,7 +22,7 @@ Forward:  (1) routing (triton_route.py): softmax, top-k (ties -> lowest expert i
           accumulators, and writes out to o_tk[t, j] (the pair's own row: no collisions).
           y = sum_j g[t, j] * o_tk[t, j] is then a fixed-order sum over the k slots of that
           [T, k, O] buffer (O is small), so no float atomics are needed.
-Backward (kernels in triton_backward.py):
+Backward (``triton_backward.backward``):
           (1) _moe_router_bwd_kernel: d logits from d g = <dy, o_tk> and from d probs.
           (2) _moe_bwd_rows_kernel (MLP experts only), one program per block of sorted rows:
           recomputes a = x @ w1 + b1 once and writes dA = (g dy @ w2^T) * act'(a) and h per
@@ -35,29 +38,17 @@ from __future__ import annotations
 import torch
 import triton.language as tl
 
-from aam_kernels.backend import cdiv, empty, next_pow2, ticket, triton_kernel
+from aam_kernels.backend import cdiv, empty, triton_kernel
 from aam_kernels.moe.launch import MoELaunchConfig, launch_config
 from aam_kernels.moe.state import MoEInputs, MoESaved
-from aam_kernels.moe.triton_backward import (
-    _moe_bwd_input_kernel,
-    _moe_bwd_rows_kernel,
-    _moe_bwd_weights_kernel,
-    _moe_router_bwd_kernel,
-)
-from aam_kernels.moe.triton_parts import _block_rows, _first_layer
-from aam_kernels.moe.triton_route import _moe_route_chunks_kernel, _moe_route_kernel
-
-_ACT_CODE = {"gelu": 0, "relu": 1, "silu": 2}
+from aam_kernels.moe.triton_parts import ACT_CODE, block_rows, first_layer, pow2, split_route
+from aam_kernels.moe.triton_route import route
 
 
 def route_numel(T: int, k: int, E: int, bm: int) -> int:
     """Length of the int32 route buffer for blocks of ``bm`` sorted rows (see the module docstring)."""
     nb = cdiv(T * k, bm) + E
     return nb * bm + nb + E + 1
-
-
-def _pow2(n: int, floor: int = 16) -> int:
-    return max(floor, next_pow2(max(n, 1)))
 
 
 @triton_kernel
@@ -84,7 +75,7 @@ def _moe_fwd_kernel(
     BH: tl.constexpr,
     BO: tl.constexpr,
 ):
-    i_e, o_m, m_m, b_pair = _block_rows(p_pairs, p_blk_expert, tl.program_id(0).to(tl.int64), E, BM)
+    i_e, o_m, m_m, b_pair = block_rows(p_pairs, p_blk_expert, tl.program_id(0).to(tl.int64), E, BM)
     o_tok = b_pair // K
     o_o = tl.arange(0, BO)
     m_o = o_o < O
@@ -94,7 +85,7 @@ def _moe_fwd_kernel(
         for h0 in range(0, H, BH):
             o_h = h0 + tl.arange(0, BH)
             m_h = o_h < H
-            b_a = _first_layer(p_x, p_w1, p_b1, o_tok, m_m, i_e, o_h, m_h, D, H, s_xt, s_xd, BM, BD, BH)
+            b_a = first_layer(p_x, p_w1, p_b1, o_tok, m_m, i_e, o_h, m_h, D, H, s_xt, s_xd, BM, BD, BH)
             if ACT == 0:
                 b_h = 0.5 * b_a * (1.0 + tl.math.erf(b_a * 0.7071067811865476))
             elif ACT == 1:
@@ -112,11 +103,6 @@ def _moe_fwd_kernel(
             b_out = tl.dot(b_x, b_w2, b_out, input_precision="ieee")
     b_out += tl.load(p_b2 + i_e * O + o_o, mask=m_o, other=0.0).to(tl.float32)[None, :]
     tl.store(p_out + b_pair[:, None] * O + o_o[None, :], b_out, mask=m_m[:, None] & m_o[None, :])
-
-
-def _split_route(route: torch.Tensor, T: int, k: int, E: int, bm: int):
-    nb = cdiv(T * k, bm) + E
-    return nb, route[: nb * bm], route[nb * bm : nb * bm + nb], route[nb * bm + nb :]
 
 
 # 16-bit inputs: the forward kernel pads the hidden layer to a multiple of this. Compiled with Triton
@@ -153,119 +139,20 @@ def forward(inputs: MoEInputs, top_k: int, activation: str, renormalize: bool, b
     H_run = H  # the hidden width the forward kernel runs with
     if w1 is not None and x.element_size() == 2 and H % H_MULTIPLE_16BIT:
         w1c, b1c, w2c, H_run = pad_hidden(w1c, b1c, w2c)
-    nb = cdiv(T * top_k, cfg.bm) + E
 
-    probs = empty((T, E), dtype=torch.float32, device=dev)
-    topi = empty((T, top_k), dtype=torch.int64, device=dev)
-    gates = empty((T, top_k), dtype=torch.float32, device=dev)
-    counts = empty((E,), dtype=torch.int64, device=dev)
-    route = empty((route_numel(T, top_k, E, cfg.bm),), dtype=torch.int32, device=dev)
+    route_buf = empty((route_numel(T, top_k, E, cfg.bm),), dtype=torch.int32, device=dev)
+    nb, pairs, blk_expert, _ = split_route(route_buf, T, top_k, E, cfg.bm)
+    probs, topi, gates, counts = route(router_logits, route_buf, top_k, renormalize, backend, cfg)
     o_tk = empty((T, top_k, O), dtype=torch.float32, device=dev)
-    _, pairs, blk_expert, seg_blk = _split_route(route, T, top_k, E, cfg.bm)
-
-    if cfg.route_chunks(T):
-        n_chunks, be = cdiv(T, cfg.bt), _pow2(E, 2)
-        chunk_table = empty((n_chunks * be,), dtype=torch.int32, device=dev)
-        pair_rank = empty((T * top_k,), dtype=torch.int32, device=dev)
-        _moe_route_chunks_kernel.launch(
-            backend, (n_chunks,),
-            router_logits, probs, topi, gates, counts, pairs, blk_expert, seg_blk,
-            chunk_table, pair_rank, ticket(dev),
-            T, E, nb, n_chunks, router_logits.stride(0), router_logits.stride(1),
-            K=top_k, RENORM=renormalize, BM=cfg.bm, BT=cfg.bt, BE=be, BK=_pow2(top_k, 2),
-            BC=cfg.bc, BP=cfg.bp, num_warps=cfg.num_warps,
-        )  # fmt: skip
-    else:
-        _moe_route_kernel.launch(
-            backend, (1,),
-            router_logits, probs, topi, gates, counts, pairs, blk_expert, seg_blk,
-            T, E, nb, router_logits.stride(0), router_logits.stride(1),
-            K=top_k, RENORM=renormalize, BM=cfg.bm, BT=cfg.bt,
-            BE=_pow2(E, 2), BK=_pow2(top_k, 2), num_warps=cfg.num_warps,
-        )  # fmt: skip
     if T > 0:
         _moe_fwd_kernel.launch(
             backend, (nb,),
             x, w1c, b1c, w2c, b2c, pairs, blk_expert, o_tk,
             E, D, H_run, O, x.stride(0), x.stride(1),
-            K=top_k, HAS_W1=w1 is not None, ACT=_ACT_CODE[activation],
-            BM=cfg.bm, BD=min(cfg.bd, _pow2(D)), BH=min(cfg.bh, _pow2(H_run)), BO=_pow2(O),
+            K=top_k, HAS_W1=w1 is not None, ACT=ACT_CODE[activation],
+            BM=cfg.bm, BD=min(cfg.bd, pow2(D)), BH=min(cfg.bh, pow2(H_run)), BO=pow2(O),
             num_warps=cfg.num_warps,
         )  # fmt: skip
     y = (gates[:, :, None] * o_tk).sum(1).to(x.dtype)  # fixed-order sum over the k slots
     xp, a, h = (x.new_empty(E, 0, n, dtype=torch.float32) for n in (D, H, H))  # nothing saved: cap = 0
-    return y, counts, MoESaved(probs, topi, gates, o_tk, route, xp, a, h)
-
-
-def backward(
-    gy, gprobs, inputs: MoEInputs, saved: MoESaved, top_k: int, activation: str, renormalize: bool,
-    backend: str, launch: MoELaunchConfig | None = None,
-):  # fmt: skip
-    """Same contract as ``cpu.backward``; ``backend`` and ``launch`` as for ``forward`` (the same launch:
-    the route buffer's blocks are ``launch.bm`` rows)."""
-    x, router_logits, w1, b1, w2, b2 = inputs
-    cfg = launch or launch_config(backend, x.dtype)
-    T, D = x.shape
-    E = router_logits.shape[1]
-    O = w2.shape[2]
-    has_w1 = w1 is not None
-    H = w1.shape[2] if has_w1 else 0
-    HH = H if has_w1 else D
-    dev = x.device
-    nb, pairs, blk_expert, seg_blk = _split_route(saved.route, T, top_k, E, cfg.bm)
-    w1c = w1.contiguous() if has_w1 else x
-    b1c = b1.contiguous() if has_w1 else x
-    w2c = w2.contiguous()
-    gy = gy.contiguous()
-    bd = min(cfg.bd, _pow2(D))
-    bh = min(cfg.bh, _pow2(HH))
-    bo = _pow2(O)
-
-    g_logits = empty(router_logits.shape, dtype=router_logits.dtype, device=dev)
-    gw1 = empty(w1.shape, dtype=w1.dtype, device=dev) if has_w1 else None
-    gb1 = empty(b1.shape, dtype=b1.dtype, device=dev) if has_w1 else None
-    gw2 = empty(w2.shape, dtype=w2.dtype, device=dev)
-    gb2 = empty(b2.shape, dtype=b2.dtype, device=dev)
-    if T == 0:
-        # No pair: every weight gradient is an empty sum.
-        for g in (gw1, gb1, gw2, gb2):
-            if g is not None:
-                g.zero_()
-        return x.new_empty(0, D), g_logits, gw1, gb1, gw2, gb2
-    ga = empty((nb * cfg.bm, H), dtype=torch.float32, device=dev) if has_w1 else saved.o_tk
-    hs = empty((nb * cfg.bm, H), dtype=torch.float32, device=dev) if has_w1 else saved.o_tk
-    gxp = empty((T, top_k, D), dtype=torch.float32, device=dev)
-
-    _moe_router_bwd_kernel.launch(
-        backend, (cdiv(T, cfg.bt),),
-        gy, gprobs.contiguous() if gprobs is not None else saved.probs, saved.probs, saved.topi, saved.gates,
-        saved.o_tk, g_logits,
-        T, E, O,
-        K=top_k, RENORM=renormalize, HAS_GPROBS=gprobs is not None,
-        BT=cfg.bt, BE=_pow2(E, 2), BO=bo, num_warps=cfg.num_warps,
-    )  # fmt: skip
-    if has_w1:
-        _moe_bwd_rows_kernel.launch(
-            backend, (nb,),
-            x, w1c, b1c, w2c, gy, saved.gates, pairs, blk_expert, ga, hs,
-            E, D, H, O, x.stride(0), x.stride(1),
-            K=top_k, ACT=_ACT_CODE[activation], BM=cfg.bm, BD=bd, BH=bh, BO=bo, num_warps=cfg.num_warps,
-        )  # fmt: skip
-    n_dt = cdiv(D, bd)
-    n_ht = cdiv(HH, bh)
-    n_w = (n_dt * n_ht if has_w1 else 0) + n_ht
-    _moe_bwd_weights_kernel.launch(
-        backend, (E * n_w,),
-        x, gy, saved.gates, pairs, seg_blk, ga, hs,
-        gw1 if has_w1 else gw2, gb1 if has_w1 else gb2, gw2, gb2,
-        D, H, O, x.stride(0), x.stride(1),
-        K=top_k, HAS_W1=has_w1, BM=cfg.bm, BD=bd, BH=bh, BO=bo, num_warps=cfg.num_warps,
-    )  # fmt: skip
-    _moe_bwd_input_kernel.launch(
-        backend, (nb * n_dt,),
-        gy, saved.gates, w1c, w2c, pairs, blk_expert, ga, gxp,
-        E, D, H, O,
-        K=top_k, HAS_W1=has_w1, BM=cfg.bm, BD=bd, BH=bh, BO=bo, num_warps=cfg.num_warps,
-    )  # fmt: skip
-    gx = gxp.sum(1).to(x.dtype)  # fixed-order sum over the k slots, as for y
-    return gx, g_logits, gw1, gb1, gw2, gb2
+    return y, counts, MoESaved(probs, topi, gates, o_tk, route_buf, xp, a, h)

@@ -1,7 +1,7 @@
 """moe_mlp kernel variants: the 16-bit forward's zero-padded hidden layer (unpadded, the forward
 compiled by Triton 3.6 for an H200 was wrong at H = 100, 130, 136), and the routing kernel with one
-program per chunk of tokens (shipped from ``ROUTE_CHUNKS_FROM_TOKENS`` tokens on), which must give the
-one-program kernel's route bit for bit. Helpers and backends as in test_moe.py.
+program per chunk of tokens (shipped from ``MoELaunchConfig.route_chunks_from`` tokens on), which must give
+the one-program kernel's route bit for bit. Helpers in moe_cases.py, backends as in test_moe.py.
 """
 
 from __future__ import annotations
@@ -15,8 +15,8 @@ from aam_kernels.backend import poison_outputs
 from aam_kernels.moe.launch import launch_config
 from aam_kernels.moe.reference import moe_mlp_reference
 from aam_kernels.moe.state import MoEInputs
+from tests.kernels.moe_cases import case_id, make_inputs, needs_cuda, needs_triton, run_variant
 from tests.kernels.spy import record_grids
-from tests.kernels.test_moe import case_id, make_inputs, needs_cuda, needs_triton, run_variant
 
 
 @needs_triton
@@ -64,10 +64,10 @@ def chunked(backend, dtype=torch.float32):
 
 @pytest.fixture
 def route_chunks(monkeypatch):
-    """Records the launches of the chunked routing kernel (triton_route.py)."""
-    from aam_kernels.moe import triton as mt
+    """Records the launches of the chunked routing kernel."""
+    from aam_kernels.moe import triton_route
 
-    return record_grids(monkeypatch, mt._moe_route_chunks_kernel)
+    return record_grids(monkeypatch, triton_route._moe_route_chunks_kernel)
 
 
 CHUNK_CASES = [
