@@ -25,7 +25,7 @@ import torch
 from bench.common import Provider, measure, params, record, sync
 
 try:
-    from aam.config import DataConfig, LossConfig, ModelConfig, RunConfig, TrainConfig
+    from aam.config import PUBLISHED_BATCH_SIZE, PUBLISHED_MODEL, DataConfig, LossConfig, RunConfig, TrainConfig
     from aam.data import AAMDataset, load_study
     from aam.data.dataset import make_loader
     from aam.data.prepared import prepare_data
@@ -75,16 +75,16 @@ def demo_data(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def default_data(tmp_path_factory):
-    """The default model, data and training settings (embedding 128, 2 + 2 layers, 1,024 ASVs x 150 bp,
-    batch 8, Huber loss) on a simulated study with two targets and one categorical column."""
+    """The published model and batch size (embedding 128, 2 + 2 layers, 1,024 ASVs x 150 bp, batch 8) with the
+    default data and loss settings (Huber) on a simulated study with two targets and one categorical column."""
     root = tmp_path_factory.mktemp("default")
     write_simulation(root / "data", n_samples=DEFAULT_SAMPLES, seed=0, n_features=DEFAULT_FEATURES)
     config = RunConfig(
         data=DataConfig(table=str(root / "data" / "table.biom"), metadata=str(root / "data" / "metadata.tsv"),
                         target_columns=("ph", "temperature"), categorical_columns=("location",)),
-        model=ModelConfig(),
+        model=PUBLISHED_MODEL,
         loss=LossConfig(),
-        train=TrainConfig(output_dir=str(root / "run"), progress=False, seed=0),
+        train=TrainConfig(output_dir=str(root / "run"), batch_size=PUBLISHED_BATCH_SIZE, progress=False, seed=0),
     )
     return config, prepare_data(config.data, config.train.seed)
 
@@ -145,7 +145,7 @@ def udca_batches():
 def test_udca_train_step_asv_dedup(benchmark, udca_batches, mode):
     """Forward + backward of the published default model on two udca batches of 8 samples."""
     torch.manual_seed(0)
-    model = AAMRegressor(dataclasses.replace(ModelConfig(), n_targets=1)).train()
+    model = AAMRegressor(dataclasses.replace(PUBLISHED_MODEL, n_targets=1)).train()
     per_slot = mode == "per_slot"
 
     def step():

@@ -154,3 +154,13 @@ def test_explain_refuses_a_folder_in_use(data, trained, tmp_path, capsys):
     assert not out.exists()  # the holder made the folder and removed it again
     assert main(explain_args(data, trained, out)) == 0
     assert (out / "asv_importance.tsv").is_file() and not (out / LOCK_FILE).exists()
+
+
+def test_cv_checks_and_locks_its_output_dir(data, a_file, tmp_path, capsys):
+    cv = ["cv", *inputs(data), *TINY, "--folds", "2"]
+    one_error_line(capsys, [*cv, "--output-dir", str(a_file / "cv")], "--output-dir", "is a file, not a folder")
+    out = tmp_path / "cv"
+    with folder_lock(out, "test holder"):
+        one_error_line(capsys, [*cv, "--output-dir", str(out)], f"process {os.getpid()}", "in use")
+        assert os.listdir(out) == [LOCK_FILE]
+    assert not out.exists()
