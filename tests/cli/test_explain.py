@@ -156,7 +156,7 @@ def test_bad_inputs_get_one_line_and_exit_2(point_run, small_study, small_study_
     blocker = tmp_path / "file"
     blocker.write_text("x")
     user_error(["explain", *args, "--output-dir", str(blocker)], "not a folder")
-    user_error(["explain", *args, "--output-dir", str(blocker / "sub")], "cannot create")
+    user_error(["explain", *args, "--output-dir", str(blocker / "sub")], "is a file, not a folder")
     user_error(["explain", "--model", str(tmp_path / "none.pt"), *small_study_args, "--output-dir",
                 str(tmp_path / "f")], "checkpoint not found")
     for path in ("a", "b", "c", "d", "e", "f"):
