@@ -89,13 +89,14 @@ def _cached_tensor_params(values: tuple, k: int, device) -> ColumnParams | None:
     ):  # fmt: skip
         return None
     key = tuple((id(v), v._version) for v in values)
-    cached = _TENSOR_CACHE.get(key)
-    if cached is None:
-        cached = _column_params(*values, k, device)
+    entry = _TENSOR_CACHE.get(key)
+    if entry is None:
+        # The entry holds the tensors themselves: while it exists their ids cannot be reused by new tensors.
+        entry = (values, _column_params(*values, k, device))
         if len(_TENSOR_CACHE) >= 64:
             _TENSOR_CACHE.clear()
-        _TENSOR_CACHE[key] = cached
-    return cached
+        _TENSOR_CACHE[key] = entry
+    return entry[1]
 
 
 def column_params(under: ParamLike, over: ParamLike, delta: ParamLike, power: ParamLike, k: int, device) -> ColumnParams:
