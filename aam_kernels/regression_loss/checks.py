@@ -78,7 +78,7 @@ _PARAM_CACHE: dict[tuple, ColumnParams] = {}
 # [K] fp32 parameter tensors already on the device (what aam's RegressionLoss passes every step), keyed by
 # identity and version counter: an in-place change bumps the version, so it is checked again. An entry
 # holds its tensors, so their ids cannot be reused by other tensors while it is cached.
-_TENSOR_CACHE: dict[tuple, ColumnParams] = {}
+_TENSOR_CACHE: dict[tuple, tuple[tuple, ColumnParams]] = {}  # key -> (the keyed tensors, their parameters)
 
 
 def _cached_tensor_params(values: tuple, k: int, device) -> ColumnParams | None:
