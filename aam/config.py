@@ -39,7 +39,7 @@ class ModelConfig:
     asv_layers: int = 2  # transformer layers over the nucleotides of one ASV
     sample_layers: int = 2  # transformer layers over the ASVs of one sample
     feedforward_multiplier: int = 4  # feed-forward hidden width = multiplier * embedding_dim
-    dropout: float = 0.1  # dropout in the transformer blocks
+    dropout: float = 0.1  # on residual branches and feed-forward hidden layers; none on attention probabilities
     regressor_hidden_dims: tuple[int, ...] = ()  # () = Linear head; (64, 32) = MLP with those hidden widths
     regressor_dropout: float = 0.0  # dropout between MLP head layers
     residual_regression_head: bool = False  # head = Linear(x) + MLP(x); needs regressor_hidden_dims

@@ -6,7 +6,8 @@ as a script it is a step server for ``bench/speedup.py`` (reads "step N" lines o
 seconds each step took), with whatever ``aam`` is first on ``PYTHONPATH``.
 
 Setups: ``udca`` = the default model on the first ``UDCA_BATCH`` samples of the real udca study (shuffled
-with seed 0); ``demo`` = the `aam demo` model on one batch of the demo's simulated study.
+with seed 0); ``demo`` = the `aam demo` model on one batch of the demo's simulated study;
+``simulated-default`` = the default model on a simulated study shaped like the default settings.
 """
 
 from __future__ import annotations
@@ -16,17 +17,15 @@ import sys
 import tempfile
 import time
 from pathlib import Path
-from typing import Callable
-
 import torch
 import torch.nn.functional as F
 
 UDCA = Path(__file__).resolve().parents[1] / ".." / "shared" / "data" / "udca_gut"
 UDCA_BATCH = 8
-STEP_SETUPS = ("udca", "demo")
+STEP_SETUPS = ("udca", "demo", "simulated-default")
 
 
-def udca_batches(data_dir: Path = UDCA, n: int = 1, batch_size: int = UDCA_BATCH):
+def load_udca_batches(data_dir: Path = UDCA, n: int = 1, batch_size: int = UDCA_BATCH):
     """The first n training batches of the udca study (host_age, 150 bp, 1,024 ASVs per sample)."""
     from aam.data import AAMDataset, load_study
     from aam.data.dataset import make_loader
@@ -38,9 +37,19 @@ def udca_batches(data_dir: Path = UDCA, n: int = 1, batch_size: int = UDCA_BATCH
     return [batch for batch, _ in zip(loader, range(n))]
 
 
+def _model_and_batches(data, data_config, model_config, batch_size: int, n: int):
+    """(first n shuffled training batches, ModelConfig with the data-dependent fields filled in)."""
+    from aam.data.dataset import make_loader
+
+    cards = tuple(len(data.encoder.levels[c]) for c in data.encoder.columns) if data.encoder else ()
+    model = dataclasses.replace(model_config, max_bp=data_config.max_bp, n_targets=len(data_config.target_columns),
+                                category_cardinalities=cards)
+    loader = make_loader(data.train_set, batch_size, shuffle=True, seed=0)
+    return [batch for batch, _ in zip(loader, range(n))], model
+
+
 def demo_batches(n: int = 1):
     """The first n training batches of `aam demo` and its model configuration."""
-    from aam.data.dataset import make_loader
     from aam.data.simulate import write_simulation
     from aam.training.data import prepare_data
     from aam.training.demo import DEMO_FEATURES, DEMO_SAMPLES, demo_config
@@ -49,11 +58,23 @@ def demo_batches(n: int = 1):
         write_simulation(Path(root) / "data", n_samples=DEMO_SAMPLES, seed=0, n_features=DEMO_FEATURES)
         config = demo_config(Path(root) / "data", Path(root) / "run", progress=False)
         data = prepare_data(config.data, config.train.seed)
-    cards = tuple(len(data.encoder.levels[c]) for c in data.encoder.columns)
-    model = dataclasses.replace(config.model, max_bp=config.data.max_bp, n_targets=len(config.data.target_columns),
-                                category_cardinalities=cards)
-    loader = make_loader(data.train_set, config.train.batch_size, shuffle=True, seed=0)
-    return [batch for batch, _ in zip(loader, range(n))], model
+    return _model_and_batches(data, config.data, config.model, config.train.batch_size, n)
+
+
+def simulated_default_batches(n: int = 4, samples: int = 400, features: int = 2048):
+    """The default model and data settings (1,024 ASVs x 150 bp, batch 8) on a simulated study with two
+    targets and one categorical column; 2,048 simulated ASVs give ~900 ASVs per sample."""
+    from aam.config import DataConfig, ModelConfig
+    from aam.data.simulate import write_simulation
+    from aam.training.data import prepare_data
+
+    with tempfile.TemporaryDirectory() as root:
+        write_simulation(Path(root) / "data", n_samples=samples, seed=0, n_features=features)
+        config = DataConfig(table=str(Path(root) / "data" / "table.biom"),
+                            metadata=str(Path(root) / "data" / "metadata.tsv"),
+                            target_columns=("ph", "temperature"), categorical_columns=("location",))
+        data = prepare_data(config, 0)
+    return _model_and_batches(data, config, ModelConfig(), 8, n)
 
 
 def setup_batches(name: str, n: int = 1):
@@ -63,31 +84,39 @@ def setup_batches(name: str, n: int = 1):
     if name == "udca":
         if not UDCA.exists():
             raise FileNotFoundError(f"the udca study is not available at {UDCA}")
-        return udca_batches(n=n), dataclasses.replace(ModelConfig(), n_targets=1)
+        return load_udca_batches(n=n), dataclasses.replace(ModelConfig(), n_targets=1)
     if name == "demo":
         return demo_batches(n)
+    if name == "simulated-default":
+        return simulated_default_batches(n)
     raise ValueError(f"unknown setup {name!r}; choose from {STEP_SETUPS}")
 
 
-def make_step(model: torch.nn.Module, batches, lr: float = 1e-4) -> Callable[[], float]:
-    """A closure running one training step per call on the next batch (cycling); returns the loss.
-    Targets are z-scored within the batch (NaN -> 0), which is all a timing needs."""
+def make_step(model: torch.nn.Module, batches, lr: float = 1e-4, autocast_dtype: torch.dtype | None = None):
+    """A closure running one training step per call on the next batch (cycling; batches and model on one
+    device); returns the loss tensor without reading it back. Targets are z-scored within the batch
+    (NaN -> 0), which is all a timing needs. `autocast_dtype`: autocast the forward to it (bf16 on a GPU)."""
     optimizer = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=0.01)
     model.train()
     state = {"i": 0}
-
-    def step() -> float:
-        batch = batches[state["i"] % len(batches)]
-        state["i"] += 1
+    device = batches[0].asv_tokens.device.type
+    targets = []
+    for batch in batches:
         target = torch.nan_to_num(batch.targets)
-        target = (target - target.mean(0)) / (target.std(0) + 1e-6)
+        targets.append((target - target.mean(0)) / (target.std(0) + 1e-6))
+
+    def step() -> torch.Tensor:
+        i = state["i"] % len(batches)
+        state["i"] += 1
+        batch = batches[i]
         optimizer.zero_grad(set_to_none=True)
-        pred = model(batch.asv_tokens, batch.asv_index, batch.asv_mask, batch.log_counts, batch.categories)
-        loss = F.huber_loss(pred[..., 0], target)
+        with torch.autocast(device, dtype=autocast_dtype or torch.bfloat16, enabled=autocast_dtype is not None):
+            pred = model(batch.asv_tokens, batch.asv_index, batch.asv_mask, batch.log_counts, batch.categories)
+        loss = F.huber_loss(pred[..., 0].float(), targets[i])
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
         optimizer.step()
-        return float(loss)
+        return loss.detach()
 
     return step
 

@@ -50,7 +50,7 @@ MODEL_FLAGS = [
     ("--attention-heads", ModelConfig, "attention_heads", int, "attention heads per layer"),
     ("--asv-layers", ModelConfig, "asv_layers", int, "transformer layers over each ASV's nucleotides"),
     ("--sample-layers", ModelConfig, "sample_layers", int, "transformer layers over each sample's ASVs"),
-    ("--dropout", ModelConfig, "dropout", float, "dropout in the transformer blocks"),
+    ("--dropout", ModelConfig, "dropout", float, "dropout on the transformer residual branches and feed-forward hidden layers"),
     ("--regressor-hidden-dims", ModelConfig, "regressor_hidden_dims", _ints,
      "hidden widths of an MLP head, e.g. 64,32 (default: a Linear head)"),
     ("--regressor-dropout", ModelConfig, "regressor_dropout", float, "dropout between MLP head layers"),
