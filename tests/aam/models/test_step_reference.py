@@ -11,8 +11,7 @@ import torch.nn.functional as F
 
 from aam.config import ModelConfig
 from aam.models import AAMRegressor
-
-L = 12
+from tests.aam.models.test_model import L, make_inputs
 
 
 def config() -> ModelConfig:
@@ -24,21 +23,11 @@ def make_batch(lengths: list[int], counts: list[int], seed: int):
     """ASVs with the given nucleotide lengths (0 pad after), samples with the given ASV counts (padded
     to the largest)."""
     g = torch.Generator().manual_seed(seed)
-    u = len(lengths)
-    tokens = torch.zeros(u, L, dtype=torch.uint8)
+    tokens, index, mask, log_counts, categories = make_inputs(g, tuple(counts), len(lengths))
     for row, n in enumerate(lengths):
+        tokens[row] = 0
         tokens[row, :n] = torch.randint(1, 6, (n,), generator=g, dtype=torch.uint8)
-    a = max(counts)
-    index = torch.zeros(len(counts), a, dtype=torch.int64)
-    mask = torch.zeros(len(counts), a, dtype=torch.bool)
-    log_counts = torch.zeros(len(counts), a)
-    for b, n in enumerate(counts):
-        index[b, :n] = torch.randperm(u, generator=g)[:n]
-        mask[b, :n] = True
-        log_counts[b, :n] = torch.rand(n, generator=g) * 5
-    categories = torch.randint(0, 4, (len(counts), 1), generator=g)
-    targets = torch.randn(len(counts), 2, generator=g)
-    return (tokens, index, mask, log_counts, categories), targets
+    return (tokens, index, mask, log_counts, categories), torch.randn(len(counts), 2, generator=g)
 
 
 def _layer_norm(x, p, name):
