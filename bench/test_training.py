@@ -256,15 +256,15 @@ def test_train_step_samples_per_second(benchmark, request, case: StepCase):
         peak = measure(benchmark, timed, case.device, group=f"training-step:{case.name}", rounds=STEP_ROUNDS)
         dtype = case.autocast or torch.float32
         rate = matmul_rate(case.device, dtype, 8192 if case.device == "cuda" else 1024)
+        # FLOPs of the mean batch of the cycle the timing went through
+        flops = sum(step_flops(b, model_config)["total"] for b in batches) / len(batches)
+        samples = sum(len(b) for b in batches) / len(batches)
+        median = getattr(getattr(benchmark.stats, "stats", None), "median", None)
+        tag = "bf16" if case.autocast is torch.bfloat16 else "fp32"
+        # recorded before the thread count is restored: the device name states it
+        record(benchmark, op="training-step", provider=Provider(f"step-{case.device}", case.device),
+               case=case.name, mode="fwd+bwd+adamw", peak_bytes=peak, flops=int(flops), items=samples,
+               unit="samples", dtype=tag, threads=torch.get_num_threads(), matmul_flops_per_second=rate,
+               floor_seconds=flops / rate, fraction_of_matmul_peak=(flops / median / rate) if median else None)
     finally:
         torch.set_num_threads(previous)
-    # FLOPs of the mean batch of the cycle the timing went through
-    flops = sum(step_flops(b, model_config)["total"] for b in batches) / len(batches)
-    samples = sum(len(b) for b in batches) / len(batches)
-    median = getattr(getattr(benchmark.stats, "stats", None), "median", None)
-    tag = "bf16" if case.autocast is torch.bfloat16 else "fp32"
-    record(benchmark, op="training-step", provider=Provider(f"step-{case.device}", case.device), case=case.name,
-           mode="fwd+bwd+adamw", peak_bytes=peak, flops=int(flops), items=samples, unit="samples",
-           dtype=tag, threads=case.threads or torch.get_num_threads(), matmul_flops_per_second=rate,
-           floor_seconds=flops / rate,
-           fraction_of_matmul_peak=(flops / median / rate) if median else None)
