@@ -37,7 +37,7 @@ def load_udca_batches(data_dir: Path = UDCA, n: int = 1, batch_size: int = UDCA_
     return [batch for batch, _ in zip(loader, range(n))]
 
 
-def _model_and_batches(data, data_config, model_config, batch_size: int, n: int):
+def model_and_batches(data, data_config, model_config, batch_size: int, n: int):
     """(first n shuffled training batches, ModelConfig with the data-dependent fields filled in)."""
     from aam.data.dataset import make_loader
 
@@ -58,7 +58,7 @@ def demo_batches(n: int = 1):
         write_simulation(Path(root) / "data", n_samples=DEMO_SAMPLES, seed=0, n_features=DEMO_FEATURES)
         config = demo_config(Path(root) / "data", Path(root) / "run", progress=False)
         data = prepare_data(config.data, config.train.seed)
-    return _model_and_batches(data, config.data, config.model, config.train.batch_size, n)
+    return model_and_batches(data, config.data, config.model, config.train.batch_size, n)
 
 
 def simulated_default_batches(n: int = 4, samples: int = 400, features: int = 2048):
@@ -74,7 +74,7 @@ def simulated_default_batches(n: int = 4, samples: int = 400, features: int = 20
                             metadata=str(Path(root) / "data" / "metadata.tsv"),
                             target_columns=("ph", "temperature"), categorical_columns=("location",))
         data = prepare_data(config, 0)
-    return _model_and_batches(data, config, ModelConfig(), 8, n)
+    return model_and_batches(data, config, ModelConfig(), 8, n)
 
 
 def setup_batches(name: str, n: int = 1):

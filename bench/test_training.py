@@ -40,7 +40,7 @@ try:
     from aam.training.run import _model_config
     from aam.training.trainer import Trainer
     from bench.step_flops import step_flops
-    from bench.step_setup import demo_batches, load_udca_batches, make_step, simulated_default_batches
+    from bench.step_setup import demo_batches, load_udca_batches, make_step, model_and_batches
 except ImportError as exc:
     pytest.skip(f"end-to-end benchmarks need the aam package and its dependencies ({exc})", allow_module_level=True)
 
@@ -214,10 +214,10 @@ def demo_step_data():
 
 
 @pytest.fixture(scope="module")
-def default_step_data():
-    if not HAS_CUDA:
-        pytest.skip(GPU_SKIP)
-    return simulated_default_batches(n=4)
+def default_step_data(default_data):
+    """Four batches of the default-model study the epoch benchmark uses (simulated once per module)."""
+    config, data = default_data
+    return model_and_batches(data, config.data, config.model, config.train.batch_size, 4)
 
 
 def matmul_rate(device: str, dtype: torch.dtype, n: int, repeats: int = 5) -> float:
