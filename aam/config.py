@@ -1,7 +1,14 @@
 """Run configuration: one dataclass per concern, built by the CLI, saved in every checkpoint.
 
-`RunConfig` bundles the four parts. `to_dict`/`from_dict` round-trip through JSON (config.json,
-checkpoints); `predict` rebuilds the model from the saved `ModelConfig` and nothing else.
+`RunConfig` bundles the four parts and resolves what depends on more than one of them when it is
+built: the loss settings given as text become typed values, --loss-config is keyed by target name,
+and the quantile levels are checked, sorted and defaulted (`LossConfig.quantiles` is then the one
+place they live). `to_dict`/`from_dict` round-trip through JSON (config.json, checkpoints) and read
+the files of earlier versions; `predict` rebuilds the model from the saved `ModelConfig` alone.
+
+ModelConfig fields made with `derived()` are filled from the data by `aam.training.build_run`,
+never by the user, so a resumed run does not compare them; TrainConfig fields made with
+`resumable()` may change on resume because they do not alter the computation.
 """
 
 from __future__ import annotations
@@ -11,11 +18,34 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from aam.errors import UserError
+from aam.loss_spec import (DEFAULT_QUANTILES, LOSS_TYPES, QUANTILE_LOSSES, CategoryWeights, TargetLoss,
+                           check_quantiles, losses_by_target, parse_category_weights, parse_loss_config)
 
-LOSS_TYPES = ("mse", "mae", "huber", "quantile", "asymmetric", "expectile")
-QUANTILE_LOSSES = ("quantile", "expectile")  # losses with one output per quantile level
-DEFAULT_QUANTILES = (0.1, 0.5, 0.9)
 DEVICES = ("auto", "cpu", "cuda")
+
+__all__ = ["DEFAULT_QUANTILES", "DEVICES", "LOSS_TYPES", "QUANTILE_LOSSES", "DataConfig", "LossConfig",
+           "ModelConfig", "RunConfig", "TargetLoss", "TrainConfig", "kernel_experts_supported"]
+
+
+def derived(default):
+    """A ModelConfig field filled from the data, not set by the user."""
+    return field(default=default, metadata={"derived": True})
+
+
+def resumable(default):
+    """A TrainConfig field a resumed run may change."""
+    return field(default=default, metadata={"resumable": True})
+
+
+def user_settings(part) -> dict[str, Any]:
+    """The fields of one config part that the user sets (what a resumed run must repeat)."""
+    return {f.name: getattr(part, f.name) for f in dataclasses.fields(part)
+            if not f.metadata.get("derived") and not f.metadata.get("resumable")}
+
+
+def kernel_experts_supported(hidden_dims: tuple[int, ...], dropout: float) -> bool:
+    """`aam_kernels.moe_mlp` runs experts with at most one hidden layer and no dropout."""
+    return len(hidden_dims) <= 1 and not (hidden_dims and dropout > 0)
 
 
 @dataclass
@@ -47,31 +77,67 @@ class ModelConfig:
     moe_experts: int = 0  # 0 = one regression head; E >= 2 = a mixture of E heads of the kind above
     moe_top_k: int = 2  # experts per sample; = moe_experts for a soft (dense) mixture
     moe_routing: str = "learned"  # "learned" (router on the sample vector) or a categorical column (+ a per-level bias)
+    use_kernels: bool = False  # --fused-kernels: aam_kernels loss and MoE head (Triton on CUDA, CPU path on CPU)
     # Filled from the data, not by the user: vocabulary of the categorical embeddings and output shape.
-    max_bp: int = 150  # positions of the nucleotide embedding (copied from DataConfig)
-    n_targets: int = 1
-    n_quantiles: int = 1
-    quantiles: tuple[float, ...] = ()  # output quantile levels (sorted); () = a point output
-    category_cardinalities: tuple[int, ...] = ()  # levels per categorical column, code 0 = unknown excluded
-    moe_routing_index: int = -1  # position of the moe_routing column among the categorical columns; -1 = learned
+    max_bp: int = derived(150)  # positions of the nucleotide embedding (copied from DataConfig)
+    n_targets: int = derived(1)
+    n_quantiles: int = derived(1)  # outputs per target: len(LossConfig.quantiles), 1 for a point output
+    category_cardinalities: tuple[int, ...] = derived(())  # levels per categorical column, code 0 = unknown excluded
+    moe_routing_index: int = derived(-1)  # position of the moe_routing column among the categorical ones; -1 = learned
 
 
 @dataclass
 class LossConfig:
     loss_type: str = "huber"  # mse | mae | huber | quantile | asymmetric | expectile, on z-scored targets
     huber_delta: float | None = None  # Huber threshold in target SDs (huber: 1.0); with quantile: smooth pinball
-    quantiles: tuple[float, ...] = ()  # levels for quantile/expectile losses; () = 0.1, 0.5, 0.9
+    # Levels of quantile/expectile losses, given in any order; RunConfig checks and sorts them, and fills
+    # in 0.1, 0.5, 0.9 when a target has such a loss and none were given; () = point outputs only.
+    quantiles: tuple[float, ...] = ()
     over_penalty: float | None = None  # asymmetric: weight of over-prediction (default 1.0)
     under_penalty: float | None = None  # asymmetric: weight of under-prediction (default 1.0)
-    loss_config: str | None = None  # JSON {target name or index: loss name or {"type": ..., params}}
-    categorical_loss_weights: str | None = None  # None, "auto" (balanced per level) or JSON {column: {level: w}}
+    # --loss-config: {target name (RunConfig turns 0-based indices into names): TargetLoss}; JSON text accepted
+    loss_config: dict[str, TargetLoss] | None = None
+    # --categorical-loss-weights: None, "auto" (balanced per level) or {column: {level: weight}}; JSON text accepted
+    categorical_loss_weights: str | CategoryWeights | None = None
     moe_balance_weight: float = 0.01  # weight of the Switch balance loss E * sum_e f_e * P_e (MoE heads only)
     moe_router_z_weight: float = 0.0  # weight of the router z-loss mean(logsumexp(logits)^2); 0 = off
+
+    def __post_init__(self):
+        self.loss_config = parse_loss_config(self.loss_config)
+        self.categorical_loss_weights = parse_category_weights(self.categorical_loss_weights)
+        self.quantiles = tuple(self.quantiles)
+
+    def target_losses(self, target_columns: tuple[str, ...]) -> tuple[TargetLoss, ...]:
+        """The loss of each target: its --loss-config entry, else the one the loss flags describe."""
+        default = TargetLoss(self.loss_type, self.huber_delta, self.over_penalty, self.under_penalty)
+        named = losses_by_target(self.loss_config or {}, target_columns)
+        return tuple(named.get(name, default) for name in target_columns)
+
+    def to_json(self) -> dict[str, Any]:
+        values = dataclasses.asdict(self)
+        if self.loss_config is not None:
+            values["loss_config"] = {name: loss.to_json() for name, loss in self.loss_config.items()}
+        return values
+
+
+def resolve_loss(loss: LossConfig, target_columns: tuple[str, ...]) -> LossConfig:
+    """`loss` with --loss-config keyed by target name and the output quantile levels settled: checked and
+    sorted when some target has a quantile-type loss (0.1, 0.5, 0.9 when none were given), () otherwise."""
+    if loss.loss_type not in LOSS_TYPES:
+        raise UserError(f"--loss-type must be one of {', '.join(LOSS_TYPES)}; got {loss.loss_type!r}")
+    targets = loss.target_losses(target_columns)
+    uses_quantiles = any(t.kind in QUANTILE_LOSSES for t in targets)
+    if loss.quantiles and not uses_quantiles:
+        raise UserError("--quantiles needs a quantile-type loss (--loss-type quantile or expectile, or one in "
+                        "--loss-config)")
+    quantiles = check_quantiles(loss.quantiles or DEFAULT_QUANTILES) if uses_quantiles else ()
+    named = losses_by_target(loss.loss_config, target_columns) if loss.loss_config is not None else None
+    return dataclasses.replace(loss, quantiles=quantiles, loss_config=named)
 
 
 @dataclass
 class TrainConfig:
-    output_dir: str = ""  # where checkpoints, predictions, metrics and plots go
+    output_dir: str = resumable("")  # where checkpoints, predictions, metrics and plots go
     epochs: int = 100  # maximum number of passes over the training samples
     batch_size: int = 8  # samples per step
     lr: float = 1e-4  # peak AdamW learning rate (after warmup)
@@ -81,11 +147,10 @@ class TrainConfig:
     patience: int = 10  # stop after this many epochs without a better --best-metric; 0 = never stop early
     best_metric: str = "mae"  # val_loss, or mae|rmse|r2|pearson of the first target, or <target>:<metric>
     seed: int = 42  # seeds the split, initialization, shuffling and dropout: same seed + data = same run
-    device: str = "auto"  # auto (CUDA when present) | cpu | cuda
-    fused_kernels: bool = False  # aam_kernels fused ops (Triton on CUDA, CPU path on CPU) instead of the reference
-    num_workers: int = 0  # DataLoader worker processes
+    device: str = resumable("auto")  # auto (CUDA when present) | cpu | cuda
+    num_workers: int = resumable(0)  # DataLoader worker processes
     norm_batches: int = 64  # training batches (at most) used to recompute the ASV BatchNorm statistics after each epoch
-    progress: bool = True  # tqdm bar per epoch
+    progress: bool = resumable(True)  # tqdm bar per epoch
 
 
 @dataclass
@@ -95,11 +160,16 @@ class RunConfig:
     loss: LossConfig = field(default_factory=LossConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
 
+    def __post_init__(self):
+        if self.data.target_columns:  # without targets, validate() says so
+            self.loss = resolve_loss(self.loss, self.data.target_columns)
+
     def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
+        return {**dataclasses.asdict(self), "loss": self.loss.to_json()}
 
     @classmethod
     def from_dict(cls, values: dict[str, Any]) -> "RunConfig":
+        values = _upgrade(values)
         return cls(**{name: _build(part, values.get(name, {})) for name, part in _PART_TYPES.items()})
 
     def validate(self) -> "RunConfig":
@@ -129,8 +199,7 @@ class RunConfig:
         for name, p in (("--dropout", m.dropout), ("--regressor-dropout", m.regressor_dropout)):
             if not 0.0 <= p < 1.0:
                 raise UserError(f"{name} must be in [0, 1); got {p}")
-        if lo.loss_type not in LOSS_TYPES:
-            raise UserError(f"--loss-type must be one of {', '.join(LOSS_TYPES)}; got {lo.loss_type!r}")
+        resolve_loss(lo, d.target_columns)
         if lo.huber_delta is not None and lo.huber_delta <= 0:
             raise UserError(f"--huber-delta must be > 0; got {lo.huber_delta}")
         for flag, value in (("--over-penalty", lo.over_penalty), ("--under-penalty", lo.under_penalty)):
@@ -155,6 +224,17 @@ class RunConfig:
 
 
 _PART_TYPES = {"data": DataConfig, "model": ModelConfig, "loss": LossConfig, "train": TrainConfig}
+
+
+def _upgrade(values: dict[str, Any]) -> dict[str, Any]:
+    """A config dict of an earlier version in today's layout: --fused-kernels was train.fused_kernels, and
+    the model kept a copy of the quantile levels (the same as the resolved loss.quantiles)."""
+    values = {name: dict(part) for name, part in values.items()}
+    model, train = values.setdefault("model", {}), values.setdefault("train", {})
+    if "fused_kernels" in train:
+        model.setdefault("use_kernels", train.pop("fused_kernels"))
+    model.pop("quantiles", None)
+    return values
 
 
 def _build(cls, values: dict[str, Any]):
@@ -194,8 +274,7 @@ def _validate_moe(config: RunConfig) -> None:
     if "moe" in config.data.target_columns:
         raise UserError("--metadata-column 'moe' clashes with the \"moe\" block that --moe-experts adds to "
                         "metrics.json; rename the column")
-    if config.train.fused_kernels and (len(m.regressor_hidden_dims) > 1
-                                       or (m.regressor_hidden_dims and m.regressor_dropout > 0)):
+    if m.use_kernels and not kernel_experts_supported(m.regressor_hidden_dims, m.regressor_dropout):
         raise UserError("--fused-kernels runs MoE experts with at most one hidden layer and no dropout; got "
                         f"--regressor-hidden-dims {','.join(map(str, m.regressor_hidden_dims))} --regressor-dropout "
                         f"{m.regressor_dropout} (use one hidden width and --regressor-dropout 0, or drop "

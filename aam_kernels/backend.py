@@ -95,8 +95,8 @@ def poison_outputs() -> Iterator[None]:
         _poison.reset(token)
 
 
-# Grid and block arithmetic on the host. Triton's own ``triton.cdiv`` and ``triton.next_power_of_2`` are
-# constexpr-function wrappers that cost ~5 us per call from Python; a MoE forward + backward made 16 calls.
+# Grid and block arithmetic on the host in plain Python: Triton's own ``triton.cdiv`` and
+# ``triton.next_power_of_2`` are constexpr-function wrappers, costly to call on every launch.
 def cdiv(a: int, b: int) -> int:
     return -(-a // b)
 

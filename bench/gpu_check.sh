@@ -11,23 +11,21 @@
 # scipy, ...) and is skipped with a message when they are neither installed nor in bench/wheels/.
 #
 # Budget: 9 minutes on one H100. Each step runs under `timeout`; at its limit it gets SIGINT, so pytest
-# still writes the JSON of the benchmarks that finished (SIGKILL 20 s later). Measured on one H200
-# (Triton 3.6, docs/performance.md, run B): 6 min 22 s for the whole call, packing the results included.
-#   step                                  limit   measured
-#   1 kernel tests on CUDA (112)            130 s      82 s   mostly Triton compiles; 4 workers with pytest-xdist
-#   2 peaks (copy 1 GiB, two matmuls)        20 s       4 s
-#   3 regression_loss, 15 cases x 8          70 s      40 s   6 torch.compile graphs (two size classes)
-#   4 moe_mlp, 11 cases x 11                 90 s      65 s   4 torch.compile graphs
-#   5 training, default model x 2            50 s      33 s   imports, study, 2 x 4 epochs of ~0.9 s
-#   6 report                                 20 s      ~2 s
-#   7 sweep: block sizes, scale-shape check 100 s       -    bench/gpu_sweep.py, stops starting runs after 85 s
-#   8 profile: moe_mlp and loss kernels      40 s       -    bench/gpu_sweep.py --profile
-#   9 training step: eager, compile, graphs 120 s       -    bench/gpu_step.py (two torch.compile graphs; each
-#                                                           mode's line is printed as it ends, so a cut run keeps eager)
-#     (7 and 8 were not timed alone: with the set-up, the report and the packing, 2 min 38 s of run B's
-#     call; the sweep has fewer configurations since)
-#   sum of limits                           640 s (+ ~10 s of set-up): over the 9 minutes since step 9 was added,
-#                                                     unmeasured; cut step 9 or 7 where 9 minutes is all there is
+# still writes the JSON of the benchmarks that finished (SIGKILL 20 s later). The limits leave room
+# above the times of the last GPU run (docs/performance-log.md).
+#   step                                  limit
+#   1 kernel tests on CUDA                  100 s   mostly Triton compiles; 4 workers with pytest-xdist
+#   2 peaks (copy 1 GiB, two matmuls)        20 s
+#   3 regression_loss, 15 cases x 8          60 s   6 torch.compile graphs (two size classes)
+#   4 moe_mlp, 11 cases x 11                 80 s   4 torch.compile graphs
+#   5 training, default model x 2            50 s   imports, study, 2 x 4 epochs
+#   6 report                                 20 s
+#   7 sweep: block sizes, scale-shape check  70 s   bench/gpu_sweep.py, stops starting runs after 55 s
+#   8 profile: moe_mlp and loss kernels      40 s   bench/gpu_sweep.py --profile
+#   9 training step: eager, compile, graphs  90 s   bench/gpu_step.py, two torch.compile graphs; each mode's
+#                                                   line and JSON are written as it ends, so a cut run keeps
+#                                                   the modes that finished
+#   sum of limits                           530 s (+ ~10 s of set-up: within 9 minutes)
 # Benchmarks run --benchmark-max-time=0.05 with at least 3 rounds: enough for medians of calls that take
 # microseconds to milliseconds; calls over 0.25 s get exactly 3 rounds (bench/common.py).
 set -uo pipefail
@@ -97,11 +95,11 @@ bench_opts=(-m cuda --benchmark-only --benchmark-max-time=0.05 --benchmark-min-r
 
 workers=()
 "$py" -c "import xdist" 2>/dev/null && workers=(-n 4)  # Triton compiles in parallel
-step 1-kernel-tests 130 "${pytest_q[@]}" tests/kernels -m cuda "${workers[@]}" --junitxml="$out/kernel-tests.xml"
+step 1-kernel-tests 100 "${pytest_q[@]}" tests/kernels -m cuda "${workers[@]}" --junitxml="$out/kernel-tests.xml"
 step 2-peaks 20 "${pytest_q[@]}" bench/test_peak.py "${bench_opts[@]}" --benchmark-json="$out/peak.json"
-step 3-regression-loss 70 "${pytest_q[@]}" bench/test_regression_loss.py "${bench_opts[@]}" \
+step 3-regression-loss 60 "${pytest_q[@]}" bench/test_regression_loss.py "${bench_opts[@]}" \
   --benchmark-json="$out/regression_loss.json"
-step 4-moe 90 "${pytest_q[@]}" bench/test_moe.py "${bench_opts[@]}" --benchmark-json="$out/moe.json"
+step 4-moe 80 "${pytest_q[@]}" bench/test_moe.py "${bench_opts[@]}" --benchmark-json="$out/moe.json"
 
 if install_offline scipy:scipy pandas:pandas biom:biom-format sklearn:scikit-learn matplotlib:matplotlib \
   tqdm:tqdm h5py:h5py; then
@@ -123,8 +121,8 @@ else
   log "6-report: no benchmark results to report"
   status=1
 fi
-step 7-sweep 100 "$py" -m bench.gpu_sweep --budget-s 85
+step 7-sweep 70 "$py" -m bench.gpu_sweep --budget-s 55
 step 8-profile 40 "$py" -m bench.gpu_sweep --profile
-step 9-training-step 120 "$py" -m bench.gpu_step --json "$out/training_step.json"
+step 9-training-step 90 "$py" -m bench.gpu_step --json "$out/training_step.json"
 log "done (status $status); everything is in $out/"
 exit $status

@@ -10,7 +10,8 @@ step = forward, Huber loss, backward, clipping, AdamW (``make_step``).
 - ``cuda-graph``: ``torch.compile(model, mode="reduce-overhead")`` on the first batch repeated: CUDA graphs
   replay only for shapes they were recorded with, so this is the step with every launch recorded, not an
   epoch over batches of varying shapes.
-Prints one line per mode (median ms per step, samples/s) and writes them as JSON with ``--json``.
+Prints one line per mode as it ends (median ms per step, samples/s) and rewrites the ``--json`` file after
+each mode, so a run cut by a time limit keeps the modes that finished.
 """
 
 from __future__ import annotations
@@ -54,7 +55,7 @@ def main(argv: list[str] | None = None) -> None:
         "compile": (lambda m: torch.compile(m, dynamic=True), batches),
         "cuda-graph": (lambda m: torch.compile(m, mode="reduce-overhead"), batches[:1]),
     }
-    results = {}
+    results = {"device": torch.cuda.get_device_name()}
     for name, (wrap, mode_batches) in modes.items():
         torch.manual_seed(0)
         model = AAMRegressor(config).cuda()
@@ -68,9 +69,8 @@ def main(argv: list[str] | None = None) -> None:
                          "batches": len(mode_batches)}
         print(f"{name}: {1e3 * median:.2f} ms per step, {samples / median:.0f} samples/s "
               f"(warm-up {warm:.0f} s, {len(mode_batches)} batch(es))", flush=True)
-    results["device"] = torch.cuda.get_device_name()
-    if args.json:
-        args.json.write_text(json.dumps(results, indent=2))
+        if args.json:
+            args.json.write_text(json.dumps(results, indent=2))
 
 
 if __name__ == "__main__":

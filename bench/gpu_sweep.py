@@ -15,6 +15,8 @@ finished. Needs a CUDA GPU; imports only torch, triton and aam_kernels.
 from __future__ import annotations
 
 import argparse
+import dataclasses
+import functools
 import sys
 import time
 
@@ -23,15 +25,17 @@ import triton
 from triton.testing import do_bench, do_bench_cudagraph
 
 from aam_kernels import moe_mlp, regression_loss, use_backend
-from aam_kernels.moe import triton as moe_triton
+from aam_kernels.moe.launch import launch_config as moe_launch_config
+from aam_kernels.moe.op import moe_mlp_launched
 from aam_kernels.moe.reference import moe_mlp_reference
 from aam_kernels.regression_loss import triton as loss_triton
 from aam_kernels.regression_loss.checks import ColumnParams
+from aam_kernels.regression_loss.launch import LossLaunchConfig
+from aam_kernels.regression_loss.op import regression_loss_launched
 from aam_kernels.regression_loss.reference import regression_loss_reference
 
-# (BM, BD, BH, WARPS, chunked routing); None = the shipped configuration, run first. The H200 runs timed
-# BM 16-128 (64 best), then wider D and H tiles and the chunked router (both shipped for 16-bit inputs and
-# from ROUTE_CHUNKS_FROM_TOKENS tokens on); BD or BH = 256 exceed the shared memory at D = 1024, H = 2048.
+# (BM, BD, BH, warps, chunked routing); None = the shipped configuration (``launch_config``), run first.
+# BD or BH = 256 exceed an H200's shared memory at D = 1024, H = 2048.
 MOE_CONFIGS = [None, (64, 64, 64, 4, False), (64, 64, 64, 4, True), (128, 128, 128, 8, True), (64, 128, 64, 8, True)]
 # (T, D, H, O, E, k, dtype): the transformer-sized shape first (GPU-bound; the AAM ones are host-bound)
 MOE_SHAPES = [
@@ -39,9 +43,10 @@ MOE_SHAPES = [
     (65536, 128, 64, 3, 8, 2, torch.bfloat16),
     (4096, 128, 64, 3, 8, 2, torch.float32),
 ]
-# (elements per program, warps, flat layout), the shipped one first
-LOSS_CONFIGS = [(2048, 4, True), (2048, 4, False), (4096, 8, True), (1024, 4, True)]
-# (N, K, dtype, target broadcast over K as pinball_loss passes it): the kernel issue's goal (16M x 1
+# the shipped configuration first (``launch_config`` for K <= 8), then the tiled layout and other blocks
+LOSS_CONFIGS = [LossLaunchConfig(), LossLaunchConfig(flat_layout=False), LossLaunchConfig(block=4096, num_warps=8),
+                LossLaunchConfig(block=1024)]  # fmt: skip
+# (N, K, dtype, target broadcast over K as pinball_loss passes it): the goal shape (16M x 1
 # fp32), the same less one element (no 16-byte alignment of N), quantile-shaped K = 3 in fp32 and bf16
 LOSS_SHAPES = [
     (16_777_216, 1, torch.float32, False), (16_777_215, 1, torch.float32, False),
@@ -63,7 +68,6 @@ def moe_inputs(T, D, H, O, E, dtype, gen):
 
 
 def sweep_moe(deadline: float) -> None:
-    shipped, shipped_from = moe_triton._config, moe_triton.ROUTE_CHUNKS_FROM_TOKENS
     gen = torch.Generator(device="cuda").manual_seed(0)
     for T, D, H, O, E, k, dtype in MOE_SHAPES:
         inputs = moe_inputs(T, D, H, O, E, dtype, gen)
@@ -72,39 +76,36 @@ def sweep_moe(deadline: float) -> None:
         ref_y = moe_mlp_reference(*ref_in, top_k=k)[0]
         ref = [ref_y, *torch.autograd.grad(ref_y, ref_in, gy.float())]
         flops = 3 * 2 * T * k * (D * H + H * O)
+        shipped = moe_launch_config("triton", dtype)
         for config in MOE_CONFIGS:
             if time.monotonic() > deadline:
                 print("moe: time budget spent, stopping", flush=True)
                 return
-            cfg = shipped("triton", inputs[0].element_size())
-            chunks = T >= shipped_from
+            cfg = shipped
             if config is not None:
                 bm, bd, bh, warps, chunks = config
-                cfg = dict(cfg, BM=bm, BD=bd, BH=bh, WARPS=warps)
-                moe_triton._config = lambda backend, size=4, cfg=cfg: cfg if backend == "triton" else shipped(backend, size)
-                moe_triton.ROUTE_CHUNKS_FROM_TOKENS = 0 if chunks else 2**62
-            bm, bd, bh, warps = cfg["BM"], cfg["BD"], cfg["BH"], cfg["WARPS"]
+                cfg = dataclasses.replace(shipped, bm=bm, bd=bd, bh=bh, num_warps=warps, route_chunks_from=0 if chunks else T + 1)
+            run = functools.partial(moe_mlp_launched, cfg)
+            chunks = cfg.route_chunks(T)
             try:
                 with use_backend("triton"):
-                    y = moe_mlp(*inputs, top_k=k)[0]
+                    y = run(*inputs, top_k=k)[0]
                     grads = torch.autograd.grad(y, inputs, gy)
                     err = max(rel_err(a, b) for a, b in zip([y, *grads], ref))
-                    ms = do_bench(lambda: torch.autograd.grad(moe_mlp(*inputs, top_k=k)[0], inputs, gy),
+                    ms = do_bench(lambda: torch.autograd.grad(run(*inputs, top_k=k)[0], inputs, gy),
                                   warmup=25, rep=100, return_mode="median")  # fmt: skip
-                print(f"moe T={T} D={D} H={H} E={E} k={k} {str(dtype)[6:]} BM={bm} BD={bd} BH={bh} warps={warps} "
-                      f"route_chunks={chunks}{' (shipped)' if config is None else ''}: "
+                print(f"moe T={T} D={D} H={H} E={E} k={k} {str(dtype)[6:]} BM={cfg.bm} BD={cfg.bd} BH={cfg.bh} "
+                      f"warps={cfg.num_warps} route_chunks={chunks}{' (shipped)' if config is None else ''}: "
                       f"fwd+bwd {ms:.3f} ms, {flops / ms / 1e9:.1f} TFLOP/s, max rel err {err:.2e}", flush=True)  # fmt: skip
             except Exception as exc:  # a configuration that does not compile or fit is a result too
-                print(f"moe T={T} D={D} H={H} BM={bm} BD={bd} BH={bh} warps={warps} route_chunks={chunks}: failed: "
-                      f"{type(exc).__name__}: {str(exc).splitlines()[0][:200]}", flush=True)  # fmt: skip
-            finally:
-                moe_triton._config, moe_triton.ROUTE_CHUNKS_FROM_TOKENS = shipped, shipped_from
+                print(f"moe T={T} D={D} H={H} BM={cfg.bm} BD={cfg.bd} BH={cfg.bh} warps={cfg.num_warps} "
+                      f"route_chunks={chunks}: failed: {type(exc).__name__}: {str(exc).splitlines()[0][:200]}",
+                      flush=True)  # fmt: skip
         del inputs, ref_in, ref, ref_y
         torch.cuda.empty_cache()
 
 
 def sweep_loss(deadline: float) -> None:
-    shipped = (loss_triton.ELEMENTS_PER_PROGRAM, loss_triton.NUM_WARPS, loss_triton.FLAT_LAYOUT)
     gen = torch.Generator(device="cuda").manual_seed(1)
     for n, k, dtype, broadcast in LOSS_SHAPES:
         pred = torch.randn((n, k), generator=gen, device="cuda").to(dtype).requires_grad_(True)
@@ -117,36 +118,35 @@ def sweep_loss(deadline: float) -> None:
         ref = [ref_loss, torch.autograd.grad(ref_loss, ref_pred)[0]]
         bytes_moved = (3 - broadcast + broadcast / k) * n * k * pred.element_size()  # read pred, target; write d pred
         params = ColumnParams(p["under"], p["over"], p["delta"], p["power"])
-        for per_program, warps, flat in LOSS_CONFIGS:
+        for launch in LOSS_CONFIGS:
             if time.monotonic() > deadline:
                 print("loss: time budget spent, stopping", flush=True)
                 return
-            loss_triton.ELEMENTS_PER_PROGRAM, loss_triton.NUM_WARPS, loss_triton.FLAT_LAYOUT = per_program, warps, flat
+            run = functools.partial(regression_loss_launched, launch)
+            label = f"per_program={launch.block} warps={launch.num_warps} flat={launch.flat_layout}"
             try:
                 with use_backend("triton"):
-                    loss = regression_loss(pred, target, **p)
+                    loss = run(pred, target, **p)
                     err = max(rel_err(a, b) for a, b in zip([loss, torch.autograd.grad(loss, pred)[0]], ref))
-                    ms = do_bench(lambda: torch.autograd.grad(regression_loss(pred, target, **p), pred),
+                    ms = do_bench(lambda: torch.autograd.grad(run(pred, target, **p), pred),
                                   warmup=25, rep=100, return_mode="median")  # fmt: skip
                 # The kernel alone (loss, gradient and reduced loss of one launch), replayed from a CUDA
                 # graph so that the host's launch cost stays out: what the kernel itself moves per second.
                 kernel_ms = do_bench_cudagraph(lambda: loss_triton.forward(
-                    pred.detach(), target, None, params, "mean", True, "triton"), rep=100, return_mode="median")  # fmt: skip
-                print(f"loss N={n} K={k} {str(dtype)[6:]}{' target [N, 1]' if broadcast else ''} per_program={per_program} warps={warps} flat={flat}: fwd+bwd "
+                    pred.detach(), target, None, params, "mean", True, "triton", launch), rep=100, return_mode="median")  # fmt: skip
+                print(f"loss N={n} K={k} {str(dtype)[6:]}{' target [N, 1]' if broadcast else ''} {label}: fwd+bwd "
                       f"{ms:.3f} ms, {bytes_moved / ms / 1e6:.0f} GB/s; kernel alone {kernel_ms * 1e3:.1f} us, "
                       f"{bytes_moved / kernel_ms / 1e6:.0f} GB/s; max rel err {err:.2e}", flush=True)  # fmt: skip
             except Exception as exc:
-                print(f"loss N={n} K={k} per_program={per_program} warps={warps} flat={flat}: failed: "
+                print(f"loss N={n} K={k} {label}: failed: "
                       f"{type(exc).__name__}: {str(exc).splitlines()[0][:200]}", flush=True)  # fmt: skip
-            finally:
-                loss_triton.ELEMENTS_PER_PROGRAM, loss_triton.NUM_WARPS, loss_triton.FLAT_LAYOUT = shipped
         del pred, target, ref_pred, ref, ref_loss
         torch.cuda.empty_cache()
 
 
 # (T, D, H, O, dtype) of the per-kernel profile: the MoE goal shape and the transformer-sized one
 PROFILE_SHAPES = [(4096, 128, 64, 3, torch.float32), (32768, 1024, 2048, 3, torch.bfloat16)]
-# (N, K) of the loss profile, fp32 pinball: the kernel issue's goal shape and a quantile-shaped one
+# (N, K) of the loss profile, fp32 pinball: the goal shape and a quantile-shaped one
 PROFILE_LOSS_SHAPES = [(16_777_216, 1), (5_592_405, 3)]
 
 

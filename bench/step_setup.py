@@ -1,9 +1,11 @@
 """One training step (forward, Huber loss, backward, clipping, AdamW step) of a named setup, on CPU.
 
-Used by ``bench/profile_step.py``, ``bench/test_training.py`` and ``bench/speedup.py``. It imports only
-``torch`` and long-standing ``aam`` names, so the same file also drives an older checkout of ``aam``: run
-as a script it is a step server for ``bench/speedup.py`` (reads "step N" lines on stdin, answers with the
-seconds each step took), with whatever ``aam`` is first on ``PYTHONPATH``.
+Used by ``bench/profile_step.py``, ``bench/test_training.py``, ``bench/gpu_step.py`` and
+``bench/speedup.py``. The ``udca`` setup imports only ``torch`` and long-standing ``aam`` names
+(``aam.data``, ``aam.models``), so the same file also drives an older checkout of ``aam``: run as a script
+it is a step server for ``bench/speedup.py`` (reads "step N" lines on stdin, answers with the seconds each
+step took), with whatever ``aam`` is first on ``PYTHONPATH``. The simulated setups build their batches
+through ``aam.training.build_run``.
 
 Setups: ``udca`` = the default model on the first ``UDCA_BATCH`` samples of the real udca study (shuffled
 with seed 0); ``demo`` = the `aam demo` model on one batch of the demo's simulated study;
@@ -37,44 +39,43 @@ def load_udca_batches(data_dir: Path = UDCA, n: int = 1, batch_size: int = UDCA_
     return [batch for batch, _ in zip(loader, range(n))]
 
 
-def model_and_batches(data, data_config, model_config, batch_size: int, n: int):
-    """(first n shuffled training batches, ModelConfig with the data-dependent fields filled in)."""
-    from aam.data.dataset import make_loader
+def run_batches(config, data, n: int):
+    """(first n shuffled training batches, ModelConfig with the data-dependent fields filled in) of the run
+    `aam.training.build_run` builds for `config` on already prepared `data`."""
+    from aam.training import build_run
 
-    cards = tuple(len(data.encoder.levels[c]) for c in data.encoder.columns) if data.encoder else ()
-    model = dataclasses.replace(model_config, max_bp=data_config.max_bp, n_targets=len(data_config.target_columns),
-                                category_cardinalities=cards)
-    loader = make_loader(data.train_set, batch_size, shuffle=True, seed=0)
-    return [batch for batch, _ in zip(loader, range(n))], model
+    run = build_run(config, "cpu", data=data)
+    return [batch for batch, _ in zip(run.train_loader, range(n))], run.config.model
 
 
 def demo_batches(n: int = 1):
     """The first n training batches of `aam demo` and its model configuration."""
+    from aam.data.prepared import prepare_data
     from aam.data.simulate import write_simulation
-    from aam.training.data import prepare_data
     from aam.training.demo import DEMO_FEATURES, DEMO_SAMPLES, demo_config
 
     with tempfile.TemporaryDirectory() as root:
         write_simulation(Path(root) / "data", n_samples=DEMO_SAMPLES, seed=0, n_features=DEMO_FEATURES)
         config = demo_config(Path(root) / "data", Path(root) / "run", progress=False)
-        data = prepare_data(config.data, config.train.seed)
-    return model_and_batches(data, config.data, config.model, config.train.batch_size, n)
+        return run_batches(config, prepare_data(config.data, config.train.seed), n)
 
 
 def simulated_default_batches(n: int = 4, samples: int = 400, features: int = 2048):
     """The default model and data settings (1,024 ASVs x 150 bp, batch 8) on a simulated study with two
     targets and one categorical column; 2,048 simulated ASVs give ~900 ASVs per sample."""
-    from aam.config import DataConfig, ModelConfig
+    from aam.config import DataConfig, LossConfig, ModelConfig, RunConfig, TrainConfig
+    from aam.data.prepared import prepare_data
     from aam.data.simulate import write_simulation
-    from aam.training.data import prepare_data
 
     with tempfile.TemporaryDirectory() as root:
         write_simulation(Path(root) / "data", n_samples=samples, seed=0, n_features=features)
-        config = DataConfig(table=str(Path(root) / "data" / "table.biom"),
+        config = RunConfig(
+            data=DataConfig(table=str(Path(root) / "data" / "table.biom"),
                             metadata=str(Path(root) / "data" / "metadata.tsv"),
-                            target_columns=("ph", "temperature"), categorical_columns=("location",))
-        data = prepare_data(config, 0)
-    return model_and_batches(data, config, ModelConfig(), 8, n)
+                            target_columns=("ph", "temperature"), categorical_columns=("location",)),
+            model=ModelConfig(), loss=LossConfig(),
+            train=TrainConfig(output_dir=str(Path(root) / "run"), progress=False, seed=0))
+        return run_batches(config, prepare_data(config.data, config.train.seed), n)
 
 
 def setup_batches(name: str, n: int = 1):

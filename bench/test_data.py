@@ -1,7 +1,7 @@
 """Data-layer benchmarks (CPU): building the dataset for the udca study, and collating one batch.
 
 Run on one core: `taskset -c 0 python -m pytest bench/test_data.py --benchmark-only`.
-Goal (issue 3): collate 64 samples x 1,024 ASVs x 150 bp in <= 20 ms.
+Goal (docs/performance.md): collate 64 samples x 1,024 ASVs x 150 bp in <= 20 ms.
 """
 
 from __future__ import annotations

@@ -56,7 +56,7 @@ def _head(T: int, E: int, dtype: torch.dtype, devices: tuple[str, ...]) -> Case:
 CASES = [
     # AAM-realistic: a training batch of 8 to 256 samples, 4 or 8 experts
     *[_head(T, E, torch.float32, BOTH) for E in (4, 8) for T in (8, 64, 256)],
-    # the CPU goal of the MoE issue (CPU path >= 2x the expert loop, fwd+bwd), also on the GPU
+    # the CPU goal (CPU path >= 2x the expert loop, fwd+bwd; docs/performance.md), also on the GPU
     _head(4096, 8, torch.float32, BOTH),
     # scale, GPU only: up to 64k tokens in bf16, and transformer-sized experts
     *[_head(T, 8, torch.bfloat16, GPU) for T in (4096, 16384, 65536)],

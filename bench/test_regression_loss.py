@@ -48,9 +48,9 @@ def _aam(batch: int, k: int) -> Case:
 # torch.compile graphs (fp32 K=1, fp32 K>1, bf16) cost ~20 s each, once.
 CASES = [
     *[_aam(batch, k) for k in (1, 3, 6) for batch in (8, 64, 256)],
-    # the CPU goal of the kernel issue (CPU path >= 3x eager, fwd+bwd), also on the GPU
+    # the CPU goal (CPU path >= 3x eager, fwd+bwd; docs/performance.md), also on the GPU
     Case("pinball-1Mx3-fp32", 1_000_000, 3, torch.float32, "pinball", BOTH),
-    # the GPU goal of the kernel issue: fp32, N*K = 16M
+    # the GPU goal: fp32, N*K = 16M
     Case("pinball-16Mx1-fp32", 16_777_216, 1, torch.float32, "pinball", GPU),
     # scale, GPU only: N*K = 16M and 64M, fp32 and bf16
     Case("pinball-5.6Mx3-fp32", 5_592_405, 3, torch.float32, "pinball", GPU),
@@ -101,7 +101,7 @@ def _compiled(scale: bool):
     batch sizes gets after its first recompile (static graphs per case would exceed the GPU check's
     time and Dynamo's recompile limit). Two size classes, two functions (Dynamo caches per function):
     Inductor picks its reduction configs from the sizes of the first call, and a graph first
-    compiled for 8 rows reduced 16M rows in ~670 ms on an H200 (eager: 2.5 ms)."""
+    compiled for 8 rows reduced 16M rows far slower than eager."""
     return torch.compile(_reference_scale_sizes if scale else _reference_aam_sizes, dynamic=True)
 
 

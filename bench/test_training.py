@@ -3,7 +3,7 @@ throughput, and what encoding each distinct ASV once per batch saves on the real
 
 - ``test_train_epoch_samples_per_second``: one training epoch (forward, loss, backward, AdamW step; no
   validation) of the demo configuration on CPU, and of the default model configuration on the GPU (skipped
-  without one), each with the reference loss and with ``fused_kernels`` (``RegressionLoss(..., fused=True)``).
+  without one), each with the reference loss and with ``use_kernels`` (``--fused-kernels``: fused loss, MoE head).
 - ``test_loader_samples_per_second``: one epoch of ``make_loader`` batches (per-sample ASV selection and
   collate, no model) for both configurations.
 - ``test_udca_train_step_asv_dedup``: forward + backward of the default model on two udca batches.
@@ -32,15 +32,13 @@ from bench.common import GPU_SKIP, HAS_CUDA, Provider, measure, params, record, 
 try:
     from aam.config import DataConfig, LossConfig, ModelConfig, RunConfig, TrainConfig
     from aam.data.dataset import make_loader
+    from aam.data.prepared import prepare_data
     from aam.data.simulate import write_simulation
     from aam.models import AAMRegressor
-    from aam.training.data import prepare_data
+    from aam.training.build import build_run
     from aam.training.demo import DEMO_FEATURES, DEMO_SAMPLES, demo_config
-    from aam.training.losses import build_loss, plan_loss
-    from aam.training.run import _model_config
-    from aam.training.trainer import Trainer
     from bench.step_flops import step_flops
-    from bench.step_setup import demo_batches, load_udca_batches, make_step, model_and_batches
+    from bench.step_setup import demo_batches, load_udca_batches, make_step, run_batches
 except ImportError as exc:
     pytest.skip(f"end-to-end benchmarks need the aam package and its dependencies ({exc})", allow_module_level=True)
 
@@ -98,17 +96,11 @@ def default_data(tmp_path_factory):
 
 
 def build_trainer(config: RunConfig, data, device: torch.device, fused: bool):
-    """(Trainer, training loader) as `aam.training.run.train` builds them, on ``device``."""
-    config = dataclasses.replace(config, train=dataclasses.replace(config.train, fused_kernels=fused,
-                                                                   device=device.type))
-    config = _model_config(config, data, plan_loss(config.loss, config.data.target_columns))
-    torch.manual_seed(config.train.seed)
-    model = AAMRegressor(config.model, fused_kernels=fused).to(device)
-    loss = build_loss(config.loss, config.data.target_columns, fused)
-    loader = make_loader(data.train_set, config.train.batch_size, shuffle=True, seed=config.train.seed,
-                         pin_memory=device.type == "cuda")
-    trainer = Trainer(model, loss, config.train, data.scaler, config.data.target_columns, device, len(loader))
-    return trainer, loader
+    """(Trainer, training loader) of the run `aam.training.train` would build, on ``device``."""
+    config = dataclasses.replace(config, model=dataclasses.replace(config.model, use_kernels=fused),
+                                 train=dataclasses.replace(config.train, device=device.type))
+    run = build_run(config, device, data=data)
+    return run.trainer, run.train_loader
 
 
 @pytest.mark.parametrize("setup,provider,mode", params(SETUPS, PROVIDERS, modes=("train",)))
@@ -217,7 +209,7 @@ def demo_step_data():
 def default_step_data(default_data):
     """Four batches of the default-model study the epoch benchmark uses (simulated once per module)."""
     config, data = default_data
-    return model_and_batches(data, config.data, config.model, config.train.batch_size, 4)
+    return run_batches(config, data, 4)
 
 
 def matmul_rate(device: str, dtype: torch.dtype, n: int, repeats: int = 5) -> float:

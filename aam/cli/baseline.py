@@ -5,14 +5,13 @@ from __future__ import annotations
 import argparse
 import dataclasses
 
+from aam.cli.flags import DATA_FLAGS, add_flags
 from aam.config import DataConfig
 
 HELP = "random-forest baseline on the same split as a training run"
 
 
 def add_parser(subparsers) -> None:
-    from aam.cli.train import DATA_FLAGS, add_flags
-
     parser = subparsers.add_parser(
         "baseline", help=HELP,
         description=HELP.capitalize() + ". With --train-dir, the table, targets and split of that run are "
@@ -30,15 +29,15 @@ def add_parser(subparsers) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from aam.cli.train import DATA_FLAGS
-    from aam.training.baseline import BaselineConfig, data_config_of_run, run_baseline
+    from aam.evaluation.baseline import BaselineConfig, data_config_of_run, run_baseline
 
     base = data_config_of_run(args.train_dir) if args.train_dir else DataConfig()
     given = {name: getattr(args, name) for _, _, name, _, _ in DATA_FLAGS if getattr(args, name, None) is not None}
     data = dataclasses.replace(base, **given)
-    config = BaselineConfig(args.output_dir, args.train_dir, args.trees, args.seed, args.n_jobs)
+    config = BaselineConfig(output_dir=args.output_dir, train_dir=args.train_dir, n_estimators=args.trees,
+                            seed=args.seed, n_jobs=args.n_jobs)
     metrics = run_baseline(data, config, overwrite=args.overwrite)
-    from aam.training.metrics import format_metrics
+    from aam.evaluation.metrics import format_metrics
 
     print(f"random forest ({args.trees} trees), validation metrics:")
     print("\n".join(format_metrics(metrics)))

@@ -17,7 +17,6 @@ def add_parser(subparsers) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from aam.cli.train import print_result
     from aam.errors import UserError
     from aam.training.demo import run_demo
 
@@ -26,5 +25,5 @@ def run(args: argparse.Namespace) -> int:
     result = run_demo(args.output_dir, args.epochs, args.overwrite, progress=not args.no_progress)
     if result.interrupted_by is not None:
         return 128 + result.interrupted_by
-    print_result(result)
+    print(result.summary())
     return 0

@@ -24,8 +24,8 @@ def add_parser(subparsers) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from aam.training import predict
-    from aam.training.outputs import write_tsv
+    from aam.evaluation import predict
+    from aam.evaluation.outputs import write_tsv
 
     output = Path(args.output)
     if output.exists() and not args.overwrite:

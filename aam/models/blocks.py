@@ -12,8 +12,8 @@ from torch.utils.checkpoint import checkpoint
 class SelfAttention(nn.Module):
     """Multi-head self-attention without dropout on the attention probabilities: with it, SDPA falls back
     to its unfused path on CPU (the [N, H, S, S] probabilities materialized, a random mask drawn over
-    them), which cost more than every Linear layer of the step together. Dropout stays on the residual
-    branches (`TransformerBlock`)."""
+    them) forward and backward; docs/performance.md ("Training step") has the profile. Dropout stays on the
+    residual branches (`TransformerBlock`)."""
 
     def __init__(self, dim: int, heads: int):
         super().__init__()

@@ -31,7 +31,7 @@ def non_crossing(raw: torch.Tensor) -> torch.Tensor:
 class RegressionHead(nn.Module):
     """Linear (no hidden dims), MLP, or residual Linear + MLP; one output per (target, quantile)."""
 
-    def __init__(self, in_dim: int, n_targets: int, n_quantiles: int = 1, hidden_dims: tuple[int, ...] = (),
+    def __init__(self, in_dim: int, *, n_targets: int, n_quantiles: int = 1, hidden_dims: tuple[int, ...] = (),
                  dropout: float = 0.0, residual: bool = False):
         super().__init__()
         assert not residual or hidden_dims, "a residual head needs an MLP part"

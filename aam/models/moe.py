@@ -1,4 +1,4 @@
-"""Mixture of expert regression heads (REG-9): E heads of one kind, a router, top-k gates.
+"""Mixture of expert regression heads: E heads of one kind, a router, top-k gates.
 
 sample vector x [B, D] -> router logits [B, E] -> the k experts with the largest logits (ties: the
 lowest index) -> gates g = their softmax probabilities renormalized to sum 1 -> raw output
@@ -19,6 +19,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from aam.config import kernel_experts_supported
 from aam.models.heads import non_crossing
 from aam_kernels import moe_mlp
 from aam_kernels.moe.reference import topk_lowest_index
@@ -53,21 +54,22 @@ class MoEHead(nn.Module):
     routing_index >= 0: the router logits also get a learned bias per level of categorical column
     `routing_index` (an embedding [routing_levels + 1, E], zero at the start, row 0 = unknown level),
     so experts can specialize per category while an unseen category still routes by the sample vector.
-    fused: compute the mixture with `aam_kernels.moe_mlp` (experts with at most one hidden layer, no dropout).
+    use_kernels: compute the mixture with `aam_kernels.moe_mlp` (experts with at most one hidden layer, no
+    dropout).
     """
 
-    def __init__(self, in_dim: int, n_targets: int, n_quantiles: int = 1, hidden_dims: tuple[int, ...] = (),
-                 dropout: float = 0.0, residual: bool = False, *, experts: int, top_k: int,
-                 routing_index: int = -1, routing_levels: int = 0, fused: bool = False):
+    def __init__(self, in_dim: int, *, n_targets: int, n_quantiles: int = 1, hidden_dims: tuple[int, ...] = (),
+                 dropout: float = 0.0, residual: bool = False, experts: int, top_k: int,
+                 routing_index: int = -1, routing_levels: int = 0, use_kernels: bool = False):
         super().__init__()
         assert not residual or hidden_dims, "a residual head needs an MLP part"
         if not 1 <= top_k <= experts:
             raise ValueError(f"top_k must be in [1, experts] = [1, {experts}]; got {top_k}")
-        if fused and (len(hidden_dims) > 1 or (hidden_dims and dropout > 0)):
+        if use_kernels and not kernel_experts_supported(tuple(hidden_dims), dropout):
             raise ValueError(f"fused experts have at most one hidden layer and no dropout; got hidden_dims "
                              f"{tuple(hidden_dims)}, dropout {dropout}")
         self.n_targets, self.n_quantiles, self.experts, self.top_k = n_targets, n_quantiles, experts, top_k
-        self.routing_index, self.fused = routing_index, fused
+        self.routing_index, self.use_kernels = routing_index, use_kernels
         out = n_targets * n_quantiles
         widths = (in_dim, *hidden_dims, out)
         layers = [_stacked(experts, a, b) for a, b in zip(widths[:-1], widths[1:])]
@@ -95,7 +97,7 @@ class MoEHead(nn.Module):
         with torch.autocast(x.device.type, enabled=False):
             x = x.to(torch.promote_types(x.dtype, torch.float32))
             logits = self.router_logits(x, categories)
-            raw, probs, counts = self._fused(x, logits) if self.fused else self._dense(x, logits)
+            raw, probs, counts = self._fused(x, logits) if self.use_kernels else self._dense(x, logits)
         pred = non_crossing(raw.view(x.shape[0], self.n_targets, self.n_quantiles))
         return pred, Routing(logits, probs, counts)
 

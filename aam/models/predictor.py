@@ -13,9 +13,9 @@ from aam.models.moe import MoEHead, Routing
 
 
 class AAMRegressor(nn.Module):
-    """`fused_kernels`: an MoE head mixes its experts with `aam_kernels.moe_mlp` (same parameters)."""
+    """`config.use_kernels`: an MoE head mixes its experts with `aam_kernels.moe_mlp` (same parameters)."""
 
-    def __init__(self, config: ModelConfig, fused_kernels: bool = False):
+    def __init__(self, config: ModelConfig):
         super().__init__()
         c = config
         self.config = config
@@ -25,14 +25,14 @@ class AAMRegressor(nn.Module):
                                             c.feedforward_multiplier, c.dropout, c.gradient_checkpointing)
         # One embedding per categorical column; row 0 = unknown/unseen level, so new categories still work.
         self.categories = nn.ModuleList(nn.Embedding(n + 1, c.embedding_dim) for n in c.category_cardinalities)
-        head = (c.embedding_dim, c.n_targets, c.n_quantiles, c.regressor_hidden_dims, c.regressor_dropout,
-                c.residual_regression_head)
+        head = dict(n_targets=c.n_targets, n_quantiles=c.n_quantiles, hidden_dims=c.regressor_hidden_dims,
+                    dropout=c.regressor_dropout, residual=c.residual_regression_head)
         if c.moe_experts:
             levels = c.category_cardinalities[c.moe_routing_index] if c.moe_routing_index >= 0 else 0
-            self.head = MoEHead(*head, experts=c.moe_experts, top_k=c.moe_top_k, routing_index=c.moe_routing_index,
-                                routing_levels=levels, fused=fused_kernels)
+            self.head = MoEHead(c.embedding_dim, **head, experts=c.moe_experts, top_k=c.moe_top_k,
+                                routing_index=c.moe_routing_index, routing_levels=levels, use_kernels=c.use_kernels)
         else:
-            self.head = RegressionHead(*head)
+            self.head = RegressionHead(c.embedding_dim, **head)
 
     def encode_asvs(self, asv_tokens: torch.Tensor, asv_index: torch.Tensor, asv_mask: torch.Tensor,
                     per_slot: bool = False) -> torch.Tensor:

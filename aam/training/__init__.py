@@ -1,17 +1,20 @@
-"""AAM training: losses, trainer, checkpoints, metrics, prediction.
+"""AAM training: the run builder, the training loop, losses and the trainer.
 
 Public API:
+- `build_run(RunConfig, device, split=None, resume_from=None, data=None) -> Run` (build.py): data, model,
+  loss, loaders and trainer of one run, for `train`, cross-validation folds and benchmarks.
+- `fit(run, output_dir)` (loop.py): the epoch loop with checkpoints.
 - `train(RunConfig, resume=False, overwrite=False) -> TrainResult` (run.py): a whole training run.
-- `resume_config(output_dir)` (run.py): the configuration of a run, to continue it.
-- `predict(model_path, table, sequences=None, metadata=None, device="auto") -> DataFrame` (inference.py).
-- `load_model(path)` (inference.py): the trained model with its config, target scaler and encoder.
-- `build_loss`, `ColumnLoss` (losses.py); `regression_metrics` (metrics.py); `run_baseline` (baseline.py).
+- `resume_config(output_dir)` (resume.py): the configuration of a run, to continue it.
+- `build_loss`, `ColumnLoss` (losses.py).
+
+Prediction, metrics, reports and the baseline are in `aam.evaluation`.
 """
 
-from aam.training.inference import load_model, predict
+from aam.training.build import Run, build_run
+from aam.training.loop import fit
 from aam.training.losses import ColumnLoss, build_loss
-from aam.training.metrics import regression_metrics
-from aam.training.run import TrainResult, resume_config, train
+from aam.training.resume import resume_config
+from aam.training.run import TrainResult, train
 
-__all__ = ["ColumnLoss", "TrainResult", "build_loss", "load_model", "predict", "regression_metrics",
-           "resume_config", "train"]
+__all__ = ["ColumnLoss", "Run", "TrainResult", "build_loss", "build_run", "fit", "resume_config", "train"]

@@ -11,7 +11,7 @@ from __future__ import annotations
 import torch
 
 from aam.models import AAMRegressor
-from aam.training.device import autocast
+from aam.runtime.device import autocast
 
 
 @torch.no_grad()

@@ -1,6 +1,6 @@
 """`Trainer`: optimizer, schedule and the per-epoch loops (train step, validation pass).
 
-It knows nothing about files: `aam.training.run` decides what is saved where.
+It knows nothing about files: `aam.training.loop` decides what is saved where.
 """
 
 from __future__ import annotations
@@ -18,11 +18,10 @@ from tqdm.auto import tqdm
 
 from aam.config import TrainConfig
 from aam.data.encoders import TargetScaler
+from aam.evaluation.inference import Predictions, run_model, to_predictions
 from aam.models import AAMRegressor
-from aam.training.device import autocast
-from aam.training.inference import Predictions, run_model, to_predictions
+from aam.runtime.device import autocast
 from aam.training.losses import RegressionLoss
-from aam.training.metrics import metrics_table
 from aam.training.norm_statistics import recompute_norm_statistics
 from aam.training.router_loss import RouterLoss
 from aam.training.schedule import default_warmup_steps, warmup_cosine
@@ -88,12 +87,14 @@ class TrainerState:
 
 
 class Trainer:
-    def __init__(self, model: AAMRegressor, loss_fn: RegressionLoss, config: TrainConfig, scaler: TargetScaler,
-                 target_columns: tuple[str, ...], device: torch.device, steps_per_epoch: int,
-                 weight_tables: list[torch.Tensor] | None = None, router_loss: RouterLoss | None = None):
+    def __init__(self, model: AAMRegressor, loss_fn: RegressionLoss, config: TrainConfig, *, scaler: TargetScaler,
+                 target_columns: tuple[str, ...], quantiles: tuple[float, ...], device: torch.device,
+                 steps_per_epoch: int, weight_tables: list[torch.Tensor] | None = None,
+                 router_loss: RouterLoss | None = None):
         self.model, self.loss_fn, self.config, self.scaler = model, loss_fn.to(device), config, scaler
         self.router_loss = router_loss  # added to the loss of an MoE model; None = no auxiliary loss
         self.target_columns, self.device, self.weight_tables = target_columns, device, weight_tables
+        self.quantiles = quantiles  # levels of the model's Q outputs, () for a point model
         self.mean = torch.tensor(scaler.mean, dtype=torch.float32, device=device)  # [T]
         self.std = torch.tensor(scaler.std, dtype=torch.float32, device=device)
         self.optimizer = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
@@ -101,7 +102,6 @@ class Trainer:
         warmup = default_warmup_steps(total) if config.warmup_steps is None else config.warmup_steps
         self.scheduler = warmup_cosine(self.optimizer, warmup, total)
         self.stop = StopFlag()
-        self.quantiles = tuple(model.config.quantiles)
 
     def normalize(self, raw_targets: torch.Tensor) -> torch.Tensor:
         return (raw_targets - self.mean) / self.std  # [B, T]; NaN stays NaN (missing)
@@ -156,8 +156,8 @@ class Trainer:
         train_loss, train_columns, train_router = self.train_epoch(train_loader, epoch)
         recompute_norm_statistics(self.model, train_loader, self.device, self.config.norm_batches)
         val_loss, val_columns, p = self.validate(val_loader)
-        metrics = metrics_table(p.point, p.observed, self.target_columns, p.quantile_values, self.quantiles)
-        return EpochResult(train_loss, train_columns, val_loss, val_columns, metrics, train_router)
+        return EpochResult(train_loss, train_columns, val_loss, val_columns, p.metrics(self.target_columns),
+                           train_router)
 
     @property
     def lr(self) -> float:

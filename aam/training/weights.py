@@ -8,18 +8,21 @@ The result is a lookup table per column: row weight = prod_c table_c[code_c].
 
 from __future__ import annotations
 
-import json
-
 import numpy as np
 import torch
 
 from aam.data.encoders import CategoryEncoder
 from aam.errors import UserError
+from aam.loss_spec import CategoryWeights, parse_category_weights
 
 
-def category_weight_tables(spec: str | None, encoder: CategoryEncoder | None,
+def category_weight_tables(spec: str | CategoryWeights | None, encoder: CategoryEncoder | None,
                            train_codes: np.ndarray) -> list[torch.Tensor] | None:
-    """float32 [levels + 1] per categorical column, or None when no weighting is asked for."""
+    """float32 [levels + 1] per categorical column, or None when no weighting is asked for.
+
+    `spec` is `LossConfig.categorical_loss_weights` (parsed when the config was built; the text form is
+    parsed here the same way); what needs the data (columns and levels that exist) is checked here."""
+    spec = parse_category_weights(spec)
     if spec is None:
         return None
     if encoder is None:
@@ -33,27 +36,17 @@ def category_weight_tables(spec: str | None, encoder: CategoryEncoder | None,
             table[1:][seen] = counts[1:][seen].sum() / (seen.sum() * counts[1:][seen])
             tables.append(torch.tensor(table, dtype=torch.float32))
         return tables
-    try:
-        given = json.loads(spec)
-    except json.JSONDecodeError as exc:
-        raise UserError(f"--categorical-loss-weights is neither 'auto' nor JSON ({exc.msg})") from None
-    if not isinstance(given, dict):
-        raise UserError('--categorical-loss-weights JSON must map column -> {level: weight}')
     tables = [torch.ones(len(encoder.levels[c]) + 1) for c in encoder.columns]
-    for column, levels in given.items():
+    for column, levels in spec.items():
         if column not in encoder.columns:
             raise UserError(f"--categorical-loss-weights names '{column}', not one of --categorical-columns "
                             f"({', '.join(encoder.columns)})")
-        if not isinstance(levels, dict):
-            raise UserError(f"--categorical-loss-weights: '{column}' must map level -> weight")
         c = encoder.columns.index(column)
         for level, weight in levels.items():
             if level not in encoder.levels[column]:
                 raise UserError(f"--categorical-loss-weights: level '{level}' of '{column}' is not in the training "
                                 f"samples ({', '.join(encoder.levels[column])})")
-            if not isinstance(weight, (int, float)) or not weight >= 0:
-                raise UserError(f"--categorical-loss-weights: weight of {column}={level} must be a number >= 0")
-            tables[c][encoder.levels[column].index(level) + 1] = float(weight)
+            tables[c][encoder.levels[column].index(level) + 1] = weight
     return tables
 
 

@@ -1,1 +1,1 @@
-"""Top-k mixture-of-experts MLP head: routing, expert MLP and combine (see DESIGN.md section 3.3)."""
+"""Top-k mixture-of-experts MLP head: routing, expert MLP and combine (the formula: ``reference.py``)."""

@@ -19,6 +19,7 @@ import torch
 import torch.nn.functional as F
 
 from aam_kernels.moe.reference import topk_lowest_index
+from aam_kernels.moe.state import MoEInputs, MoESaved
 
 
 def _acc_dtype(dtype: torch.dtype) -> torch.dtype:
@@ -41,14 +42,14 @@ def _act_backward(g_h: torch.Tensor, a: torch.Tensor, activation: str, out: torc
 
 
 def _small_n_bmm(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
-    """a [E, M, K] @ b [E, K, N] for tiny N (the O outputs): computed as (b^T a^T)^T, which BLAS
-    runs several times faster than an N = 3 product (measured on x86-64, 1 core)."""
+    """a [E, M, K] @ b [E, K, N] for tiny N (the O outputs): computed as (b^T a^T)^T, which CPU BLAS
+    runs much faster than a product with N = 3 columns."""
     return torch.bmm(b.transpose(1, 2), a.transpose(1, 2)).transpose(1, 2)
 
 
 def _softmax_rows(logits: torch.Tensor) -> torch.Tensor:
     """softmax over the last dim, written out: ATen's CPU softmax over a short last dim (E experts) is
-    ~5x slower than these four elementwise passes ([4096, 8] fp32: 580 us vs 115 us, 1 core)."""
+    slower than these four elementwise passes."""
     e = (logits - logits.amax(-1, keepdim=True)).exp_()
     return e.div_(e.sum(-1, keepdim=True))
 
@@ -87,14 +88,16 @@ def _take_rows(src: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
     return src.index_select(0, index)
 
 
-def forward(x, router_logits, w1, b1, w2, b2, top_k: int, activation: str, renormalize: bool):
-    """(y [T, O] x.dtype, probs [T, E] fp32, counts [E] int64, topi [T, k] int64, gates [T, k] fp32,
-    o_tk [T, k, O] fp32 (unweighted expert output per pair, for the router gradient),
-    route [T*k] int32 (each pair's row in the padded batch), then for backward the padded batch xp [E, cap, D],
-    pre-activations a [E, cap, H] and activations h [E, cap, H] (H = 0 for Linear experts)).
+def forward(inputs: MoEInputs, top_k: int, activation: str, renormalize: bool):
+    """(y [T, O] x.dtype, counts [E] int64, saved): ``saved.probs`` [T, E] fp32, ``topi`` [T, k] int64,
+    ``gates`` [T, k] fp32, ``o_tk`` [T, k, O] fp32 (unweighted expert output per pair, for the router
+    gradient), ``route`` [T*k] int32 (each pair's row in the padded batch), then the padded batch
+    ``xp`` [E, cap, D], pre-activations ``a`` [E, cap, H] and activations ``h`` [E, cap, H] (H = 0 for
+    Linear experts).
 
     fp64 inputs are computed in fp64 (o_tk and the saved batches too); everything else in fp32.
     """
+    x, router_logits, w1, b1, w2, b2 = inputs
     T, D = x.shape
     E = router_logits.shape[1]
     O = w2.shape[2]
@@ -112,18 +115,10 @@ def forward(x, router_logits, w1, b1, w2, b2, top_k: int, activation: str, renor
     out = _small_n_bmm(hidden, w2.to(acc)) + b2.to(acc)[:, None, :]  # [E, cap, O]
     o_tk = _take_rows(out.reshape(E * cap, O), dest).view(T, top_k, O)
     y = (gates.to(acc)[:, :, None] * o_tk).sum(1)  # fixed slot order
-    return (
-        y.to(x.dtype),
-        probs.float(),
-        counts,
-        topi,
-        gates.float(),
-        o_tk if acc == torch.float64 else o_tk.float(),
-        dest.to(torch.int32),
-        xp,
-        a,
-        h,
+    saved = MoESaved(
+        probs.float(), topi, gates.float(), o_tk if acc == torch.float64 else o_tk.float(), dest.to(torch.int32), xp, a, h
     )
+    return y.to(x.dtype), counts, saved
 
 
 def router_backward(gy, gprobs, probs, topi, gates, o_tk, renormalize: bool, acc):
@@ -144,8 +139,10 @@ def router_backward(gy, gprobs, probs, topi, gates, o_tk, renormalize: bool, acc
     return p * (g_p - (g_p * p).sum(-1, keepdim=True))  # softmax backward
 
 
-def backward(gy, gprobs, x, router_logits, w1, b1, w2, b2, probs, topi, gates, o_tk, route_, xp, a, h, top_k, activation, renormalize):
+def backward(gy, gprobs, inputs: MoEInputs, saved: MoESaved, top_k: int, activation: str, renormalize: bool):
     """(gx, g_logits, gw1, gb1, gw2, gb2) in their inputs' dtypes; gw1 = gb1 = None for Linear experts."""
+    x, router_logits, w1, b1, w2, b2 = inputs
+    probs, topi, gates, o_tk, route_, xp, a, h = saved
     T, D = x.shape
     E = router_logits.shape[1]
     O = w2.shape[2]
@@ -172,8 +169,8 @@ def backward(gy, gprobs, x, router_logits, w1, b1, w2, b2, probs, topi, gates, o
         g_xp = torch.bmm(g_a, w1.to(acc).transpose(1, 2).contiguous())  # [E, cap, D]
     gb2 = g_out.sum(1)
     # d x[t] = sum of its pairs' rows. On CPU index_add_ adds the padded rows serially in row order
-    # (deterministic; padding rows are exactly zero), ~30% faster than gathering the pairs at
-    # T = 4096; elsewhere the pairs are gathered and summed in slot order.
+    # (deterministic; padding rows are exactly zero), faster than gathering the pairs; elsewhere the
+    # pairs are gathered and summed in slot order.
     g_xp = g_xp.view(E * cap, D)
     if x.device.type == "cpu":
         row_pair = torch.zeros(E * cap, dtype=torch.int64, device=x.device)

@@ -17,7 +17,9 @@ from torch.autograd.function import once_differentiable
 
 from aam_kernels.backend import resolve
 from aam_kernels.moe import cpu
+from aam_kernels.moe.launch import MoELaunchConfig, launch_config
 from aam_kernels.moe.reference import ACTIVATIONS
+from aam_kernels.moe.state import MoEInputs, MoESaved
 
 
 class MoEOutput(NamedTuple):
@@ -33,18 +35,31 @@ def _backend_for(device: torch.device) -> str:
     return resolve(torch.empty(0, device=device))
 
 
-def _impl(backend: str):
+def _forward(backend: str, launch: MoELaunchConfig | None, inputs: MoEInputs, top_k, activation, renormalize):
+    """(y, counts, MoESaved) from the backend's implementation; the Triton modules are imported only
+    when a Triton backend runs."""
     if backend == "torch":
-        return cpu
-    from aam_kernels.moe import triton as moe_triton  # needs Triton; imported only here
+        return cpu.forward(inputs, top_k, activation, renormalize)
+    from aam_kernels.moe import triton as moe_triton
 
-    return moe_triton
+    return moe_triton.forward(inputs, top_k, activation, renormalize, backend, launch)
 
 
-def _route_numel(backend: str, T: int, k: int, E: int) -> int:
+def _backward_impl(backend: str, launch: MoELaunchConfig | None, gy, gprobs, inputs: MoEInputs, saved: MoESaved, top_k, activation, renormalize):
+    """(gx, g_logits, gw1, gb1, gw2, gb2); gw1 = gb1 = None for Linear experts."""
+    if backend == "torch":
+        return cpu.backward(gy, gprobs, inputs, saved, top_k, activation, renormalize)
+    from aam_kernels.moe import triton_backward
+
+    return triton_backward.backward(gy, gprobs, inputs, saved, top_k, activation, renormalize, backend, launch)
+
+
+def _route_numel(backend: str, T: int, k: int, E: int, dtype: torch.dtype) -> int:
     if backend == "torch":
         return T * k
-    return _impl(backend).route_numel(T, k, E, backend)
+    from aam_kernels.moe import triton as moe_triton
+
+    return moe_triton.route_numel(T, k, E, launch_config(backend, dtype).bm)
 
 
 @torch.library.custom_op("aam_kernels::moe_mlp_fwd", mutates_args=())
@@ -60,10 +75,12 @@ def _moe_fwd(
     renormalize: bool,
     backend: str,
 ) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor]:
-    """(y, probs, tokens_per_expert, topi, gates, o_tk, route, xp, a, h); all but the first three are
-    for backward. xp, a, h are the CPU path's padded [E, cap, .] batches (cap depends on the routing:
-    a dynamic size under torch.compile); the Triton path recomputes them and returns cap = 0."""
-    return _impl(backend).forward(x, router_logits, w1, b1, w2, b2, top_k, activation, renormalize)
+    """(y, tokens_per_expert, *MoESaved): the saved tensors one by one, probs first. xp, a, h are the
+    CPU path's padded [E, cap, .] batches (cap depends on the routing: a dynamic size under
+    torch.compile); the Triton path recomputes them and returns cap = 0."""
+    inputs = MoEInputs(x, router_logits, w1, b1, w2, b2)
+    y, counts, saved = _forward(backend, None, inputs, top_k, activation, renormalize)
+    return (y, counts, *saved)
 
 
 @_moe_fwd.register_fake
@@ -71,24 +88,20 @@ def _moe_fwd_fake(x, router_logits, w1, b1, w2, b2, top_k, activation, renormali
     T, E = router_logits.shape
     O = w2.shape[2]
     f32, dev = torch.float32, x.device
-    return (
-        x.new_empty(T, O),
-        x.new_empty(T, E, dtype=f32),
-        x.new_empty(E, dtype=torch.int64),
-        x.new_empty(T, top_k, dtype=torch.int64),
-        x.new_empty(T, top_k, dtype=f32),
-        x.new_empty(T, top_k, O, dtype=torch.float64 if x.dtype == torch.float64 else f32),
-        torch.empty(_route_numel(backend, T, top_k, E), dtype=torch.int32, device=dev),
-        *_saved_fake(backend, x, w1, E),
-    )
-
-
-def _saved_fake(backend: str, x: Tensor, w1: Optional[Tensor], E: int) -> tuple[Tensor, Tensor, Tensor]:
-    acc = torch.float64 if x.dtype == torch.float64 else torch.float32
+    acc = torch.float64 if x.dtype == torch.float64 else f32
     cap = torch.library.get_ctx().new_dynamic_size() if backend == "torch" else 0
     H = w1.shape[2] if w1 is not None else 0
-    xp = x.new_empty(E, cap, x.shape[1], dtype=acc)
-    return xp, x.new_empty(E, cap, H, dtype=acc), x.new_empty(E, cap, H, dtype=acc)
+    saved = MoESaved(
+        probs=x.new_empty(T, E, dtype=f32),
+        topi=x.new_empty(T, top_k, dtype=torch.int64),
+        gates=x.new_empty(T, top_k, dtype=f32),
+        o_tk=x.new_empty(T, top_k, O, dtype=acc),
+        route=torch.empty(_route_numel(backend, T, top_k, E, x.dtype), dtype=torch.int32, device=dev),
+        xp=x.new_empty(E, cap, x.shape[1], dtype=acc),
+        a=x.new_empty(E, cap, H, dtype=acc),
+        h=x.new_empty(E, cap, H, dtype=acc),
+    )
+    return (x.new_empty(T, O), x.new_empty(E, dtype=torch.int64), *saved)
 
 
 @torch.library.custom_op("aam_kernels::moe_mlp_bwd", mutates_args=())
@@ -114,10 +127,11 @@ def _moe_bwd(
     renormalize: bool,
     backend: str,
 ) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor, Tensor]:
-    """(gx, g_logits, gw1, gb1, gw2, gb2); gw1 and gb1 are empty for Linear experts (custom ops return tensors)."""
-    grads = _impl(backend).backward(
-        gy, gprobs, x, router_logits, w1, b1, w2, b2, probs, topi, gates, o_tk, route, xp, a, h, top_k, activation, renormalize
-    )
+    """(gx, g_logits, gw1, gb1, gw2, gb2) from MoEInputs and MoESaved passed field by field; gw1 and
+    gb1 are empty for Linear experts (custom ops return tensors)."""
+    inputs = MoEInputs(x, router_logits, w1, b1, w2, b2)
+    saved = MoESaved(probs, topi, gates, o_tk, route, xp, a, h)
+    grads = _backward_impl(backend, None, gy, gprobs, inputs, saved, top_k, activation, renormalize)
     return tuple(g if g is not None else x.new_empty(0) for g in grads)
 
 
@@ -133,28 +147,36 @@ def _moe_bwd_fake(gy, gprobs, x, router_logits, w1, b1, w2, b2, *rest):
     )
 
 
+def _save(ctx, inputs: MoEInputs, saved: MoESaved, top_k, activation, renormalize, backend, launch) -> None:
+    ctx.save_for_backward(*inputs, *saved)
+    ctx.args = (top_k, activation, renormalize, backend, launch)
+
+
 def _setup_context(ctx, inputs, output):
-    x, router_logits, w1, b1, w2, b2, top_k, activation, renormalize, backend = inputs
-    _, probs, _, topi, gates, o_tk, route, xp, a, h = output
-    ctx.save_for_backward(x, router_logits, w1, b1, w2, b2, probs, topi, gates, o_tk, route, xp, a, h)
-    ctx.args = (top_k, activation, renormalize, backend)
+    *tensors, top_k, activation, renormalize, backend = inputs
+    _save(ctx, MoEInputs(*tensors), MoESaved(*output[2:]), top_k, activation, renormalize, backend, None)
 
 
-def _backward(ctx, gy, gprobs, *unused, traced: bool = True):
-    """``traced``: called from the registered op's autograd, which torch.compile traces with fake
-    tensors, so the backward must be the ``moe_mlp_bwd`` op too (``torch.compiler.is_compiling()``
-    is False while AOTAutograd traces a backward on some PyTorch versions). The eager Function
-    calls the implementation directly."""
-    x, router_logits, w1, b1, w2, b2, probs, topi, gates, o_tk, route, xp, a, h = ctx.saved_tensors
+def _backward(ctx, gy, g_counts, gprobs, *unused, traced: bool = True):
+    """Gradients of the registered op's inputs, from the gradients of its outputs (y, counts, probs,
+    then the other saved tensors, which get none). ``traced``: called from the registered op's
+    autograd, which torch.compile traces with fake tensors, so the backward must be the
+    ``moe_mlp_bwd`` op too (``torch.compiler.is_compiling()`` is False while AOTAutograd traces a
+    backward on some PyTorch versions). The eager Function calls the implementation directly."""
+    tensors = ctx.saved_tensors
+    inputs, saved = MoEInputs(*tensors[:6]), MoESaved(*tensors[6:])
+    top_k, activation, renormalize, backend, launch = ctx.args
+    x = inputs.x
     if gy is None:
-        gy = torch.zeros(x.shape[0], w2.shape[2], dtype=x.dtype, device=x.device)
-    top_k, activation, renormalize, backend = ctx.args
-    args = (gy.contiguous(), gprobs, x, router_logits, w1, b1, w2, b2, probs, topi, gates, o_tk, route, xp, a, h, top_k)
+        gy = torch.zeros(x.shape[0], inputs.w2.shape[2], dtype=x.dtype, device=x.device)
+    gy = gy.contiguous()
     if traced:
-        gx, g_logits, gw1, gb1, gw2, gb2 = _moe_bwd(*args, activation, renormalize, backend)
+        gx, g_logits, gw1, gb1, gw2, gb2 = _moe_bwd(gy, gprobs, *inputs, *saved, top_k, activation, renormalize, backend)
     else:
-        gx, g_logits, gw1, gb1, gw2, gb2 = _impl(backend).backward(*args, activation, renormalize)
-    if w1 is None:
+        gx, g_logits, gw1, gb1, gw2, gb2 = _backward_impl(
+            backend, launch, gy, gprobs, inputs, saved, top_k, activation, renormalize
+        )
+    if inputs.w1 is None:
         gw1 = gb1 = None
     return gx, g_logits, gw1, gb1, gw2, gb2, None, None, None, None
 
@@ -163,25 +185,25 @@ _moe_fwd.register_autograd(_backward, setup_context=_setup_context)
 
 
 class _EagerMoE(torch.autograd.Function):
-    """The same forward/backward without the torch.library dispatcher, whose Python overhead
-    (~2 ms per call measured on x86-64, 1 core) is a tenth of the CPU path at T = 4096. Used
-    outside torch.compile; under compile the registered ops are traced instead."""
+    """The same forward/backward without the torch.library dispatcher, whose Python overhead is a
+    sizeable part of the CPU path's time. Used outside torch.compile; under compile the registered
+    ops are traced instead."""
 
     @staticmethod
-    def forward(ctx, x, router_logits, w1, b1, w2, b2, top_k, activation, renormalize, backend):
-        inputs = (x, router_logits, w1, b1, w2, b2, top_k, activation, renormalize, backend)
-        output = _impl(backend).forward(*inputs[:-1])
-        _setup_context(ctx, inputs, output)
-        ctx.mark_non_differentiable(*output[2:])
+    def forward(ctx, x, router_logits, w1, b1, w2, b2, top_k, activation, renormalize, backend, launch):
+        inputs = MoEInputs(x, router_logits, w1, b1, w2, b2)
+        y, counts, saved = _forward(backend, launch, inputs, top_k, activation, renormalize)
+        _save(ctx, inputs, saved, top_k, activation, renormalize, backend, launch)
+        ctx.mark_non_differentiable(counts, *saved[1:])
         # Unused outputs get None, not materialized zeros: zero-filling the saved [E, cap, D] batches
-        # for nothing cost ~15% of the CPU path's forward + backward at T = 4096.
+        # would cost a pass over memory per call for nothing.
         ctx.set_materialize_grads(False)
-        return output
+        return (y, counts, *saved)
 
     @staticmethod
     @once_differentiable
     def backward(ctx, *grads):
-        return _backward(ctx, *grads, traced=False)
+        return *_backward(ctx, *grads, traced=False), None
 
 
 def _check_tensor(name: str, t: object, ndim: int, device: torch.device | None) -> Tensor:
@@ -261,12 +283,35 @@ def moe_mlp(
     Differentiable in x, router_logits (through g and through ``probs``), w1, b1, w2, b2.
     Runs the Triton kernels on CUDA tensors, the pure-PyTorch path on CPU (see ``use_backend``).
     """
+    return moe_mlp_launched(
+        None, x, router_logits, w1, b1, w2, b2, top_k=top_k, activation=activation, renormalize=renormalize
+    )
+
+
+def moe_mlp_launched(
+    launch: MoELaunchConfig | None,
+    x: Tensor,
+    router_logits: Tensor,
+    w1: Optional[Tensor],
+    b1: Optional[Tensor],
+    w2: Tensor,
+    b2: Tensor,
+    *,
+    top_k: int,
+    activation: str = "gelu",
+    renormalize: bool = True,
+) -> MoEOutput:
+    """``moe_mlp`` with the Triton kernels' launch configuration given (tests and sweeps; None: chosen
+    by ``launch.launch_config``). Under torch.compile the registered ops always use the chosen one."""
     _check_args(x, router_logits, w1, b1, w2, b2, top_k, activation, renormalize)
     backend = _backend_for(x.device)
     if backend != "torch" and x.dtype == torch.float64:
         raise TypeError("x must be float32, float16 or bfloat16 for the Triton kernels, got torch.float64 (use the torch backend)")
     if backend != "torch" and x.shape[0] * top_k >= 2**31:
         raise ValueError(f"T * top_k must be below 2**31 for the Triton kernels (int32 pair ids), got {x.shape[0] * top_k}")
-    fwd = _moe_fwd if torch.compiler.is_compiling() else _EagerMoE.apply
-    y, probs, counts, *_ = fwd(x, router_logits, w1, b1, w2, b2, top_k, activation, renormalize, backend)
+    args = (x, router_logits, w1, b1, w2, b2, top_k, activation, renormalize, backend)
+    if torch.compiler.is_compiling():  # the registered op takes tensors and primitives: no launch config
+        y, counts, probs, *_ = _moe_fwd(*args)
+    else:
+        y, counts, probs, *_ = _EagerMoE.apply(*args, launch)
     return MoEOutput(y, probs, counts)

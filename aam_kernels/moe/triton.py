@@ -1,4 +1,8 @@
-"""Triton kernels for moe_mlp: forward in 2 launches, backward in 3, bitwise deterministic.
+"""Triton kernels for moe_mlp: forward in 2 launches, backward in 4 (3 for Linear experts), bitwise
+deterministic. Block sizes come from a ``launch.MoELaunchConfig``. This file holds the route layout,
+the expert forward kernel and ``forward``; the routing kernels and their launcher ``route`` are in
+triton_route.py, the backward kernels and their launcher ``backward`` in triton_backward.py, and the
+pieces they share in triton_parts.py.
 
 Layout shared by all kernels ("route", one int32 buffer built by the routing kernel):
   pairs      [NB * BM]  pair ids p = t * k + j sorted by expert, each expert's segment padded to a
@@ -8,23 +12,25 @@ Layout shared by all kernels ("route", one int32 buffer built by the routing ker
 NB = cdiv(T * k, BM) + E is a static bound (each segment wastes < 1 block), so every grid is sized
 from shapes alone: no host-device synchronization anywhere.
 
-Forward:  (1) routing (triton_route.py): softmax, top-k (ties -> lowest expert index), gates, tokens
+Forward:  (1) routing (``triton_route.route``): softmax, top-k (ties -> lowest expert index), gates, tokens
           per expert, then a counting sort of the pairs (per-expert block offsets by a cumsum, ranks in
-          token order): _moe_route_kernel, one program, below ROUTE_CHUNKS_FROM_TOKENS tokens;
-          _moe_route_chunks_kernel, one program per chunk of tokens, from there on. Same route buffer.
+          token order): _moe_route_kernel, one program, below the configuration's
+          route_chunks_from tokens; _moe_route_chunks_kernel, one program per chunk of tokens, from
+          there on. Same route buffer.
           (2) _moe_fwd_kernel, one program per block of BM sorted rows: gathers the x rows by token
           index, h = act(x @ w1 + b1) chunk by chunk over H, out = h @ w2 + b2, all in fp32
           accumulators, and writes out to o_tk[t, j] (the pair's own row: no collisions).
           y = sum_j g[t, j] * o_tk[t, j] is then a fixed-order sum over the k slots of that
           [T, k, O] buffer (O is small), so no float atomics are needed.
-Backward (kernels in triton_backward.py):
+Backward (``triton_backward.backward``):
           (1) _moe_router_bwd_kernel: d logits from d g = <dy, o_tk> and from d probs.
           (2) _moe_bwd_rows_kernel (MLP experts only), one program per block of sorted rows:
           recomputes a = x @ w1 + b1 once and writes dA = (g dy @ w2^T) * act'(a) and h per
           sorted row, for the weight and input gradients.
-          (3) _moe_bwd_reduce_kernel: programs per (expert, weight tile) loop over that expert's
-          blocks in order (fixed-order sums, no atomics), plus programs per (block, tile of D)
-          writing d x per pair into a [T, k, D] buffer; d x = its fixed-order sum over the k slots.
+          (3) _moe_bwd_weights_kernel: programs per (expert, weight tile) loop over that expert's
+          blocks in order (fixed-order sums, no atomics).
+          (4) _moe_bwd_input_kernel: programs per (block, tile of D) write d x per pair into a
+          [T, k, D] buffer; d x = its fixed-order sum over the k slots.
 """
 
 from __future__ import annotations
@@ -32,44 +38,17 @@ from __future__ import annotations
 import torch
 import triton.language as tl
 
-from aam_kernels.backend import cdiv, empty, next_pow2, ticket, triton_kernel
-from aam_kernels.moe.triton_backward import _moe_bwd_reduce_kernel, _moe_bwd_rows_kernel, _moe_router_bwd_kernel
-from aam_kernels.moe.triton_parts import _block_rows, _first_layer
-from aam_kernels.moe.triton_route import _moe_route_chunks_kernel, _moe_route_kernel
-
-# Routing with one program per chunk of BT tokens (the last one placing the pairs, triton_route.py) from
-# this many tokens on; below it one program routes all tokens. Same route buffer either way. On an H200
-# (Triton 3.6, bf16 fwd+bwd) chunks took T = 65536 from 4.07 to 1.37 ms and T = 32768 (D 1024, H 2048)
-# from 11.2 to 9.9 ms; at T = 4096 (host-bound there) chunks were ~0.2 ms slower, their host work.
-ROUTE_CHUNKS_FROM_TOKENS = 8192
-
-_ACT_CODE = {"gelu": 0, "relu": 1, "silu": 2}
+from aam_kernels.backend import cdiv, empty, triton_kernel
+from aam_kernels.moe.launch import MoELaunchConfig, launch_config
+from aam_kernels.moe.state import MoEInputs, MoESaved
+from aam_kernels.moe.triton_parts import ACT_CODE, block_rows, first_layer, pow2, split_route
+from aam_kernels.moe.triton_route import route
 
 
-def _config(backend: str, element_size: int = 4) -> dict:
-    """Block sizes. Compiled: BM = 64 sorted rows per program (BM 16-128 timed at T = 32768, D = 1024,
-    H = 2048 on an H200: 64 was fastest). 16-bit inputs take 128-wide D and H tiles with 8 warps, which
-    cut fwd+bwd there from 11.2 to 9.4 ms (the weight-gradient kernel re-reads x once per H tile and
-    d a once per D tile); fp32 tiles stay 64 wide (128-wide fp32 tiles take the shared memory of 256-wide
-    16-bit ones, which exceeded the H200's 227 KiB at that shape). BC, BP:
-    chunks and pairs per step of the chunked router's last program. Interpreted: the smallest tiles
-    tl.dot accepts (16), since the interpreter's cost grows with tile area."""
-    if backend == "triton" and element_size == 2:
-        return dict(BM=64, BD=128, BH=128, BT=128, BC=64, BP=1024, WARPS=8)
-    if backend == "triton":
-        return dict(BM=64, BD=64, BH=64, BT=128, BC=64, BP=1024, WARPS=4)
-    return dict(BM=16, BD=16, BH=16, BT=16, BC=4, BP=16, WARPS=1)
-
-
-def route_numel(T: int, k: int, E: int, backend: str) -> int:
-    """Length of the int32 route buffer (see the module docstring)."""
-    bm = _config(backend)["BM"]
+def route_numel(T: int, k: int, E: int, bm: int) -> int:
+    """Length of the int32 route buffer for blocks of ``bm`` sorted rows (see the module docstring)."""
     nb = cdiv(T * k, bm) + E
     return nb * bm + nb + E + 1
-
-
-def _pow2(n: int, floor: int = 16) -> int:
-    return max(floor, next_pow2(max(n, 1)))
 
 
 @triton_kernel
@@ -96,7 +75,7 @@ def _moe_fwd_kernel(
     BH: tl.constexpr,
     BO: tl.constexpr,
 ):
-    i_e, o_m, m_m, b_pair = _block_rows(p_pairs, p_blk_expert, tl.program_id(0).to(tl.int64), E, BM)
+    i_e, o_m, m_m, b_pair = block_rows(p_pairs, p_blk_expert, tl.program_id(0).to(tl.int64), E, BM)
     o_tok = b_pair // K
     o_o = tl.arange(0, BO)
     m_o = o_o < O
@@ -106,7 +85,7 @@ def _moe_fwd_kernel(
         for h0 in range(0, H, BH):
             o_h = h0 + tl.arange(0, BH)
             m_h = o_h < H
-            b_a = _first_layer(p_x, p_w1, p_b1, o_tok, m_m, i_e, o_h, m_h, D, H, s_xt, s_xd, BM, BD, BH)
+            b_a = first_layer(p_x, p_w1, p_b1, o_tok, m_m, i_e, o_h, m_h, D, H, s_xt, s_xd, BM, BD, BH)
             if ACT == 0:
                 b_h = 0.5 * b_a * (1.0 + tl.math.erf(b_a * 0.7071067811865476))
             elif ACT == 1:
@@ -126,19 +105,13 @@ def _moe_fwd_kernel(
     tl.store(p_out + b_pair[:, None] * O + o_o[None, :], b_out, mask=m_m[:, None] & m_o[None, :])
 
 
-def _split_route(route: torch.Tensor, T: int, k: int, E: int, bm: int):
-    nb = cdiv(T * k, bm) + E
-    return nb, route[: nb * bm], route[nb * bm : nb * bm + nb], route[nb * bm + nb :]
-
-
-# 16-bit inputs: the forward kernel pads the hidden layer to a multiple of this. On an H200 with
-# Triton 3.6, its compiled forward (4 warps, bf16 tensor-core dots) gave wrong outputs, or an illegal
-# memory access, whenever H was not a multiple of 16 (H = 100, 130, 136; 80 and 128 were right);
-# fp32 and the backward kernels were right at every H, and the padded forward at every H tried.
+# 16-bit inputs: the forward kernel pads the hidden layer to a multiple of this. Compiled with Triton
+# 3.6 for an H200, the forward (4 warps, bf16 tensor-core dots) gave wrong outputs or an illegal memory
+# access whenever H was not a multiple of 16; fp32 and the backward kernels were right at every H.
 H_MULTIPLE_16BIT = 16
 
 
-def _pad_hidden(w1: torch.Tensor, b1: torch.Tensor, w2: torch.Tensor):
+def pad_hidden(w1: torch.Tensor, b1: torch.Tensor, w2: torch.Tensor):
     """Zero-pad the hidden layer of MLP experts to a multiple of ``H_MULTIPLE_16BIT``: the same
     function, since a padded unit has pre-activation 0, act(0) = 0 for gelu, relu and silu, and a
     zero row of w2. Returns (w1 [E, D, Hp], b1 [E, Hp], w2 [E, Hp, O], Hp)."""
@@ -149,14 +122,11 @@ def _pad_hidden(w1: torch.Tensor, b1: torch.Tensor, w2: torch.Tensor):
     return w1, b1, w2, w1.shape[2]
 
 
-def _backend_of(x: torch.Tensor) -> str:
-    return "triton" if x.is_cuda else "interpret"
-
-
-def forward(x, router_logits, w1, b1, w2, b2, top_k: int, activation: str, renormalize: bool):
-    """Same contract as ``cpu.forward``; the saved batches are empty (backward recomputes the hidden layer)."""
-    backend = _backend_of(x)
-    cfg = _config(backend, x.element_size())
+def forward(inputs: MoEInputs, top_k: int, activation: str, renormalize: bool, backend: str, launch: MoELaunchConfig | None = None):
+    """Same contract as ``cpu.forward``; the saved batches are empty (backward recomputes the hidden layer).
+    ``backend``: "triton" (CUDA) or "interpret" (CPU); ``launch``: default ``launch_config(backend, x.dtype)``."""
+    x, router_logits, w1, b1, w2, b2 = inputs
+    cfg = launch or launch_config(backend, x.dtype)
     T, D = x.shape
     E = router_logits.shape[1]
     O = w2.shape[2]
@@ -168,109 +138,21 @@ def forward(x, router_logits, w1, b1, w2, b2, top_k: int, activation: str, renor
     w2c, b2c = w2.contiguous(), b2.contiguous()
     H_run = H  # the hidden width the forward kernel runs with
     if w1 is not None and x.element_size() == 2 and H % H_MULTIPLE_16BIT:
-        w1c, b1c, w2c, H_run = _pad_hidden(w1c, b1c, w2c)
-    nb = cdiv(T * top_k, cfg["BM"]) + E
+        w1c, b1c, w2c, H_run = pad_hidden(w1c, b1c, w2c)
 
-    probs = empty((T, E), dtype=torch.float32, device=dev)
-    topi = empty((T, top_k), dtype=torch.int64, device=dev)
-    gates = empty((T, top_k), dtype=torch.float32, device=dev)
-    counts = empty((E,), dtype=torch.int64, device=dev)
-    route = empty((route_numel(T, top_k, E, backend),), dtype=torch.int32, device=dev)
+    route_buf = empty((route_numel(T, top_k, E, cfg.bm),), dtype=torch.int32, device=dev)
+    nb, pairs, blk_expert, _ = split_route(route_buf, T, top_k, E, cfg.bm)
+    probs, topi, gates, counts = route(router_logits, route_buf, top_k, renormalize, backend, cfg)
     o_tk = empty((T, top_k, O), dtype=torch.float32, device=dev)
-    _, pairs, blk_expert, seg_blk = _split_route(route, T, top_k, E, cfg["BM"])
-
-    if T >= max(ROUTE_CHUNKS_FROM_TOKENS, 1):
-        n_chunks, be = cdiv(T, cfg["BT"]), _pow2(E, 2)
-        chunk_table = empty((n_chunks * be,), dtype=torch.int32, device=dev)
-        pair_rank = empty((T * top_k,), dtype=torch.int32, device=dev)
-        _moe_route_chunks_kernel.launch(
-            backend, (n_chunks,),
-            router_logits, probs, topi, gates, counts, pairs, blk_expert, seg_blk,
-            chunk_table, pair_rank, ticket(dev),
-            T, E, nb, n_chunks, router_logits.stride(0), router_logits.stride(1),
-            K=top_k, RENORM=renormalize, BM=cfg["BM"], BT=cfg["BT"], BE=be, BK=_pow2(top_k, 2),
-            BC=cfg["BC"], BP=cfg["BP"], num_warps=cfg["WARPS"],
-        )  # fmt: skip
-    else:
-        _moe_route_kernel.launch(
-            backend, (1,),
-            router_logits, probs, topi, gates, counts, pairs, blk_expert, seg_blk,
-            T, E, nb, router_logits.stride(0), router_logits.stride(1),
-            K=top_k, RENORM=renormalize, BM=cfg["BM"], BT=cfg["BT"],
-            BE=_pow2(E, 2), BK=_pow2(top_k, 2), num_warps=cfg["WARPS"],
-        )  # fmt: skip
     if T > 0:
         _moe_fwd_kernel.launch(
             backend, (nb,),
             x, w1c, b1c, w2c, b2c, pairs, blk_expert, o_tk,
             E, D, H_run, O, x.stride(0), x.stride(1),
-            K=top_k, HAS_W1=w1 is not None, ACT=_ACT_CODE[activation],
-            BM=cfg["BM"], BD=min(cfg["BD"], _pow2(D)), BH=min(cfg["BH"], _pow2(H_run)), BO=_pow2(O),
-            num_warps=cfg["WARPS"],
+            K=top_k, HAS_W1=w1 is not None, ACT=ACT_CODE[activation],
+            BM=cfg.bm, BD=min(cfg.bd, pow2(D)), BH=min(cfg.bh, pow2(H_run)), BO=pow2(O),
+            num_warps=cfg.num_warps,
         )  # fmt: skip
     y = (gates[:, :, None] * o_tk).sum(1).to(x.dtype)  # fixed-order sum over the k slots
     xp, a, h = (x.new_empty(E, 0, n, dtype=torch.float32) for n in (D, H, H))  # nothing saved: cap = 0
-    return y, probs, counts, topi, gates, o_tk, route, xp, a, h
-
-
-def backward(gy, gprobs, x, router_logits, w1, b1, w2, b2, probs, topi, gates, o_tk, route, xp, a, h, top_k, activation, renormalize):
-    """Same contract as ``cpu.backward``."""
-    backend = _backend_of(x)
-    cfg = _config(backend, x.element_size())
-    T, D = x.shape
-    E = router_logits.shape[1]
-    O = w2.shape[2]
-    has_w1 = w1 is not None
-    H = w1.shape[2] if has_w1 else 0
-    HH = H if has_w1 else D
-    dev = x.device
-    nb, pairs, blk_expert, seg_blk = _split_route(route, T, top_k, E, cfg["BM"])
-    w1c = w1.contiguous() if has_w1 else x
-    b1c = b1.contiguous() if has_w1 else x
-    w2c = w2.contiguous()
-    gy = gy.contiguous()
-    bd = min(cfg["BD"], _pow2(D))
-    bh = min(cfg["BH"], _pow2(HH))
-    bo = _pow2(O)
-
-    g_logits = empty(router_logits.shape, dtype=router_logits.dtype, device=dev)
-    gw1 = empty(w1.shape, dtype=w1.dtype, device=dev) if has_w1 else None
-    gb1 = empty(b1.shape, dtype=b1.dtype, device=dev) if has_w1 else None
-    gw2 = empty(w2.shape, dtype=w2.dtype, device=dev)
-    gb2 = empty(b2.shape, dtype=b2.dtype, device=dev)
-    if T == 0:
-        # No pair: every weight gradient is an empty sum.
-        for g in (gw1, gb1, gw2, gb2):
-            if g is not None:
-                g.zero_()
-        return x.new_empty(0, D), g_logits, gw1, gb1, gw2, gb2
-    ga = empty((nb * cfg["BM"], H), dtype=torch.float32, device=dev) if has_w1 else o_tk
-    hs = empty((nb * cfg["BM"], H), dtype=torch.float32, device=dev) if has_w1 else o_tk
-    gxp = empty((T, top_k, D), dtype=torch.float32, device=dev)
-
-    _moe_router_bwd_kernel.launch(
-        backend, (cdiv(T, cfg["BT"]),),
-        gy, gprobs.contiguous() if gprobs is not None else probs, probs, topi, gates, o_tk, g_logits,
-        T, E, O,
-        K=top_k, RENORM=renormalize, HAS_GPROBS=gprobs is not None,
-        BT=cfg["BT"], BE=_pow2(E, 2), BO=bo, num_warps=cfg["WARPS"],
-    )  # fmt: skip
-    if has_w1:
-        _moe_bwd_rows_kernel.launch(
-            backend, (nb,),
-            x, w1c, b1c, w2c, gy, gates, pairs, blk_expert, ga, hs,
-            E, D, H, O, x.stride(0), x.stride(1),
-            K=top_k, ACT=_ACT_CODE[activation], BM=cfg["BM"], BD=bd, BH=bh, BO=bo, num_warps=cfg["WARPS"],
-        )  # fmt: skip
-    n_dt = cdiv(D, bd)
-    n_ht = cdiv(HH, bh)
-    n_w = (n_dt * n_ht if has_w1 else 0) + n_ht
-    _moe_bwd_reduce_kernel.launch(
-        backend, (E * n_w + nb * n_dt,),
-        x, gy, gates, w1c, w2c, pairs, blk_expert, seg_blk, ga, hs,
-        gw1 if has_w1 else gw2, gb1 if has_w1 else gb2, gw2, gb2, gxp,
-        E, D, H, O, x.stride(0), x.stride(1),
-        K=top_k, HAS_W1=has_w1, BM=cfg["BM"], BD=bd, BH=bh, BO=bo, num_warps=cfg["WARPS"],
-    )  # fmt: skip
-    gx = gxp.sum(1).to(x.dtype)  # fixed-order sum over the k slots, as for y
-    return gx, g_logits, gw1, gb1, gw2, gb2
+    return y, counts, MoESaved(probs, topi, gates, o_tk, route_buf, xp, a, h)

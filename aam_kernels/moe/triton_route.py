@@ -1,22 +1,26 @@
 """Routing kernels of moe_mlp: softmax, top-k, gates, pairs per expert, and the expert-sorted pair
 layout ("route", described in ``aam_kernels/moe/triton.py``) that the expert kernels read.
 
-_moe_route_kernel (below ROUTE_CHUNKS_FROM_TOKENS in triton.py): one program walks all tokens twice,
+_moe_route_kernel (below ``MoELaunchConfig.route_chunks_from`` tokens, launch.py): one program walks all tokens twice,
     scoring them, then ranking each pair within its expert by a running count.
 _moe_route_chunks_kernel: one program per chunk of BT tokens scores its tokens and ranks its pairs
     within the chunk. The last program to finish (an integer ticket) turns the per-chunk counts into
     per-chunk offsets, writes the segment table and places every pair. Only integer work follows
     the ticket, so the route buffer is the same bit for bit whichever program is last, and the same as
-    the one-program kernel's. On an H200 the one-program kernel took 157 us at T = 4096 and 1.4 ms at
-    T = 32768, a step at a time; chunks cut T = 65536's fwd+bwd from 4.07 to 1.37 ms.
+    the one-program kernel's. The one-program kernel walks the tokens a step at a time, so chunks are
+    faster wherever the GPU routes many tokens.
+``route`` launches one of them.
 """
 
 from __future__ import annotations
 
+import torch
 import triton
 import triton.language as tl
 
-from aam_kernels.backend import triton_kernel
+from aam_kernels.backend import cdiv, empty, ticket, triton_kernel
+from aam_kernels.moe.launch import MoELaunchConfig
+from aam_kernels.moe.triton_parts import pow2, split_route
 
 
 @triton.jit
@@ -227,3 +231,37 @@ def _moe_route_chunks_kernel(
             b_seg = tl.sum(tl.where(o_e[None, :] == b_pe[:, None], b_base[None, :], 0), axis=1)  # [BP]
             tl.store(p_pairs + (b_seg + b_off + b_pr).to(tl.int64), o_p.to(tl.int32), mask=m_p)
         tl.atomic_xchg(p_ticket, 0)
+
+
+def route(router_logits: torch.Tensor, route_buf: torch.Tensor, top_k: int, renormalize: bool, backend: str, cfg: MoELaunchConfig):
+    """Routes the T tokens of ``router_logits`` [T, E] into ``route_buf`` (int32, ``route_numel`` long,
+    blocks of ``cfg.bm`` rows) with one of the two routing kernels, as ``cfg.route_chunks(T)`` chooses.
+    Returns probs [T, E] fp32, topi [T, k] int64, gates [T, k] fp32 and counts [E] int64."""
+    T, E = router_logits.shape
+    dev = router_logits.device
+    nb, pairs, blk_expert, seg_blk = split_route(route_buf, T, top_k, E, cfg.bm)
+    probs = empty((T, E), dtype=torch.float32, device=dev)
+    topi = empty((T, top_k), dtype=torch.int64, device=dev)
+    gates = empty((T, top_k), dtype=torch.float32, device=dev)
+    counts = empty((E,), dtype=torch.int64, device=dev)
+    if cfg.route_chunks(T):
+        n_chunks, be = cdiv(T, cfg.bt), pow2(E, 2)
+        chunk_table = empty((n_chunks * be,), dtype=torch.int32, device=dev)
+        pair_rank = empty((T * top_k,), dtype=torch.int32, device=dev)
+        _moe_route_chunks_kernel.launch(
+            backend, (n_chunks,),
+            router_logits, probs, topi, gates, counts, pairs, blk_expert, seg_blk,
+            chunk_table, pair_rank, ticket(dev),
+            T, E, nb, n_chunks, router_logits.stride(0), router_logits.stride(1),
+            K=top_k, RENORM=renormalize, BM=cfg.bm, BT=cfg.bt, BE=be, BK=pow2(top_k, 2),
+            BC=cfg.bc, BP=cfg.bp, num_warps=cfg.num_warps,
+        )  # fmt: skip
+    else:
+        _moe_route_kernel.launch(
+            backend, (1,),
+            router_logits, probs, topi, gates, counts, pairs, blk_expert, seg_blk,
+            T, E, nb, router_logits.stride(0), router_logits.stride(1),
+            K=top_k, RENORM=renormalize, BM=cfg.bm, BT=cfg.bt,
+            BE=pow2(E, 2), BK=pow2(top_k, 2), num_warps=cfg.num_warps,
+        )  # fmt: skip
+    return probs, topi, gates, counts

@@ -64,7 +64,7 @@ def _check_values(name: str, values: list[float] | torch.Tensor, rule: str) -> N
     if isinstance(values, torch.Tensor):
         if torch.compiler.is_compiling() or values.device.type != "cpu":
             return
-        values = values.tolist()  # K numbers: checking them in Python is ~10x cheaper than four tensor ops
+        values = values.tolist()  # K numbers: checking them in Python is cheaper than four tensor ops
     if any(not math.isfinite(v) or ((v < 0) if rule == "nonnegative" else (v not in (1.0, 2.0))) for v in values):
         need = ">= 0" if rule == "nonnegative" else "1 or 2"
         raise ValueError(f"{name} must be {need} for every column, got {values}")

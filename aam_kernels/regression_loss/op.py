@@ -23,16 +23,18 @@ from aam_kernels.regression_loss.checks import (
     check_quantiles,
     column_params,
 )
+from aam_kernels.regression_loss.launch import LossLaunchConfig
 
 
-def _forward_impl(pred, target, weight, under, over, delta, power, reduction, compute_grad):
+def _forward_impl(pred, target, weight, under, over, delta, power, reduction, compute_grad, launch=None):
+    """``launch``: the Triton kernel's ``LossLaunchConfig`` (None: chosen from the shape)."""
     params = ColumnParams(under, over, delta, power)
     name = backend.resolve(pred)
     if name == "torch":
         return cpu.forward(pred, target, weight, params, reduction, compute_grad)
     from aam_kernels.regression_loss import triton as triton_impl
 
-    return triton_impl.forward(pred, target, weight, params, reduction, compute_grad, name)
+    return triton_impl.forward(pred, target, weight, params, reduction, compute_grad, name, launch)
 
 
 @torch.library.custom_op("aam_kernels::regression_loss_fwd", mutates_args=())
@@ -88,21 +90,22 @@ _regression_loss_fwd.register_autograd(_backward, setup_context=_setup_context)
 
 
 class _EagerRegressionLoss(torch.autograd.Function):
-    """The same forward/backward without the torch.library dispatcher, whose Python overhead
-    (hundreds of microseconds) would dominate the small batches of real training. Used outside
+    """The same forward/backward without the torch.library dispatcher, whose Python overhead would
+    dominate the small batches of real training. Used outside
     torch.compile; under compile the registered op is traced instead."""
 
     # forward(ctx, ...) rather than a separate setup_context: with setup_context, every apply binds
-    # the arguments through inspect.signature (~25 us per call, a tenth of a B = 8 call on CPU).
+    # its arguments through inspect.signature, a cost comparable to the whole op at training batch sizes.
     @staticmethod
     def forward(ctx, *args):
+        """``args``: the registered op's arguments, then the launch configuration."""
         output = _forward_impl(*args)
         _setup_context(ctx, args, output)
         return output
 
     @staticmethod
     def backward(ctx, *grads):
-        return _backward(ctx, *grads)
+        return *_backward(ctx, *grads), None
 
 
 def regression_loss(
@@ -137,14 +140,37 @@ def regression_loss(
     (under tau, over 1 - tau), asymmetric (under p_u, over p_o), expectile(tau) (tau, 1 - tau, power 2),
     smooth pinball (tau, 1 - tau, delta d).
     """
+    return regression_loss_launched(
+        None, pred, target, under=under, over=over, delta=delta, power=power, weight=weight,
+        reduction=reduction, return_column_means=return_column_means,
+    )  # fmt: skip
+
+
+def regression_loss_launched(
+    launch: LossLaunchConfig | None,
+    pred: torch.Tensor,
+    target: torch.Tensor,
+    *,
+    under: ParamLike,
+    over: ParamLike,
+    delta: ParamLike = None,
+    power: ParamLike = None,
+    weight: torch.Tensor | None = None,
+    reduction: str = "mean",
+    return_column_means: bool = False,
+):
+    """``regression_loss`` with the Triton kernel's launch configuration given (tests and sweeps; None:
+    chosen from the shape by ``launch.launch_config``). Under torch.compile the registered op always
+    uses the chosen one."""
     pred, target, weight = check_inputs(pred, target, weight, reduction)
     k = pred.shape[1]
     params = column_params(under, over, delta, power, k, pred.device)
     compute_grad = torch.is_grad_enabled() and (pred.requires_grad or target.requires_grad)
-    fwd = torch.ops.aam_kernels.regression_loss_fwd if torch.compiler.is_compiling() else _EagerRegressionLoss.apply
-    loss, _, stats = fwd(
-        pred, target, weight, params.under, params.over, params.delta, params.power, reduction, compute_grad
-    )
+    args = (pred, target, weight, params.under, params.over, params.delta, params.power, reduction, compute_grad)
+    if torch.compiler.is_compiling():  # the registered op takes tensors and primitives: no launch config
+        loss, _, stats = torch.ops.aam_kernels.regression_loss_fwd(*args)
+    else:
+        loss, _, stats = _EagerRegressionLoss.apply(*args, launch)
     if not return_column_means:
         return loss
     means = stats[2 * k : 3 * k]

@@ -16,23 +16,9 @@ import triton.language as tl
 
 from aam_kernels.backend import cdiv, empty, next_pow2, ticket, triton_kernel
 from aam_kernels.regression_loss.checks import ColumnParams
+from aam_kernels.regression_loss.launch import FLAT_MAX_K, MAX_BLOCK_K, LossLaunchConfig, launch_config
 
-# Elements per program and warps: 2048 and 4 (16 elements per thread). On an H200 (Triton 3.6, kernel
-# alone from a CUDA graph, bench/gpu_sweep.py) they beat 4096 and 8 at every shape timed: 16M x 1 fp32
-# 55.9 vs 59.1 us (3.6 TB/s, 86% of the measured copy bandwidth), 16M - 1 x 1 60.0 vs 71.5 us,
-# 5.6M x 3 fp32 105.8 vs 136.3 us, 22M x 3 bf16 462 vs 594 us; 8192 and 16384 were slower than 2048.
-ELEMENTS_PER_PROGRAM = 2048
-MAX_BLOCK_K = 64
-NUM_WARPS = 4
-FINISH_TILE = 1024  # partial sums per step of the last program's reduction ([rows, columns] tile)
 REDUCE_CODE = {"none": 0, "sum": 1, "mean": 2}
-# Flat layout for K <= FLAT_MAX_K columns (the tiled kernel takes wider K): each program owns a run of
-# BLOCK flat elements e = n * K + k, with K a compile-time constant, and only the last program masks. For
-# contiguous inputs the loads are whole 16-byte vectors; the tiled kernel's [rows, next_pow2(K)] tiles
-# are K apart and masked, so they never are. On the H200, kernel alone: 5.6M x 3 fp32 136 us flat vs
-# 370 us tiled, 22M x 3 bf16 594 vs 1459 us, 16M x 1 fp32 equal (59 us).
-FLAT_LAYOUT = True
-FLAT_MAX_K = 8
 
 
 @triton.jit
@@ -305,8 +291,10 @@ def forward(
     reduction: str,
     compute_grad: bool,
     backend: str,
+    launch: LossLaunchConfig | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Same outputs as ``cpu.forward``, from one launch; ``backend`` is "triton" (CUDA) or "interpret" (CPU)."""
+    """Same outputs as ``cpu.forward``, from one launch; ``backend`` is "triton" (CUDA) or "interpret" (CPU),
+    ``launch`` the block sizes (default: ``launch_config(K)``)."""
     n, k = pred.shape
     dev = pred.device
     acc = torch.float64 if pred.dtype == torch.float64 else torch.float32
@@ -317,13 +305,15 @@ def forward(
         stats[-1] = 1.0
         return out.zero_(), grad, stats
     stats = empty((3 * k + 1,), dtype=acc, device=dev)
-    flat = FLAT_LAYOUT and k <= FLAT_MAX_K
+    launch = launch or launch_config(k)
+    flat = launch.flat_layout
+    assert k <= FLAT_MAX_K or not flat, f"the flat layout takes at most {FLAT_MAX_K} columns, got {k}"
     if flat:
-        block = min(ELEMENTS_PER_PROGRAM, next_pow2(n * k))
+        block = min(launch.block, next_pow2(n * k))
         n_programs = cdiv(n * k, block)
     else:
         block_k = min(next_pow2(k), MAX_BLOCK_K)
-        block_n = min(max(ELEMENTS_PER_PROGRAM // block_k, 1), next_pow2(n))
+        block_n = min(max(launch.block // block_k, 1), next_pow2(n))
         n_programs = cdiv(n, block_n)
     parts = empty((2, n_programs, k), dtype=acc, device=dev)
     common = (
@@ -334,18 +324,18 @@ def forward(
     consts = dict(
         HAS_WEIGHT=weight is not None, STORE_ELEM=reduction == "none", STORE_GRAD=compute_grad,
         ACC=tl.float64 if acc == torch.float64 else tl.float32, REDUCE=REDUCE_CODE[reduction],
-        num_warps=NUM_WARPS,
+        num_warps=launch.num_warps,
     )  # fmt: skip
     strides = (pred.stride(0), pred.stride(1), target.stride(0), target.stride(1), 0 if weight is None else weight.stride(0))
     if flat:
         _regression_loss_flat_kernel.launch(
             backend, (n_programs,), *common, n * k, *strides, n_programs, K=k, KP=next_pow2(k),
-            BP=FINISH_TILE // next_pow2(k), PRED_FLAT=pred.is_contiguous(), TARGET_FLAT=target.is_contiguous(),
+            BP=launch.finish_tile // next_pow2(k), PRED_FLAT=pred.is_contiguous(), TARGET_FLAT=target.is_contiguous(),
             BLOCK=block, **consts,
         )  # fmt: skip
     else:
         _regression_loss_fwd_kernel.launch(
             backend, (n_programs,), *common, n, k, *strides, n_programs,
-            BLOCK_N=block_n, BLOCK_K=block_k, BP=FINISH_TILE // block_k, **consts,
+            BLOCK_N=block_n, BLOCK_K=block_k, BP=launch.finish_tile // block_k, **consts,
         )  # fmt: skip
     return out, grad, stats

@@ -1,4 +1,4 @@
-"""Issue 6 end to end: mixture of expert heads routed by location, dense and fused; the metrics.json
+"""End to end: mixture of expert heads routed by location, dense and fused; the metrics.json
 "moe" block; predict on an MoE checkpoint; a soft quantile mixture with learned routing; each MoE flag
 mistake as a one-line error; configurations and checkpoints from before MoE still load."""
 
@@ -15,27 +15,20 @@ from aam.cli.main import main
 from aam.config import DataConfig, ModelConfig, RunConfig
 from aam.data.encoders import TargetScaler
 from aam.errors import UserError
+from aam.evaluation import load_model, predict
 from aam.models import AAMRegressor
-from aam.training import load_model, predict
-from aam.training.checkpoint import save_checkpoint
+from aam.runtime.checkpoint import save_checkpoint
 
-TINY_MODEL = ["--embedding-dim", "32", "--attention-heads", "2", "--asv-layers", "1", "--sample-layers", "1",
-              "--dropout", "0", "--max-bp", "64", "--token-limit", "64", "--batch-size", "16", "--lr", "3e-3",
-              "--patience", "0", "--seed", "1", "--device", "cpu", "--no-progress"]
-# The issue's "done when" command.
+# Four experts routed by location, two per sample.
 MOE = ["--metadata-column", "ph", "--categorical-columns", "location", "--moe-experts", "4", "--moe-top-k", "2",
        "--moe-routing", "location"]
 
 
-def inputs(small_study):
-    return ["--table", str(small_study / "table.biom"), "--metadata", str(small_study / "metadata.tsv")]
-
-
 @pytest.fixture(scope="module")
-def runs(small_study, tmp_path_factory):
+def runs(small_study_args, small_model, tmp_path_factory):
     root = tmp_path_factory.mktemp("runs")
     for name, extra in (("dense", []), ("fused", ["--fused-kernels"])):
-        assert main(["train", *inputs(small_study), *MOE, *TINY_MODEL, "--epochs", "10", *extra,
+        assert main(["train", *small_study_args, *MOE, *small_model, "--epochs", "10", *extra,
                      "--output-dir", str(root / name)]) == 0
     return root
 
@@ -103,14 +96,14 @@ def test_predict_routes_samples_of_a_location_never_seen(runs, small_study, tmp_
     assert len(predicted) == 160 and np.isfinite(predicted["ph"]).all()
 
 
-def test_soft_quantile_mixture_with_learned_routing(small_study, tmp_path):
+def test_soft_quantile_mixture_with_learned_routing(small_study_args, small_model, tmp_path):
     """k = E: every sample uses every expert, so utilization is exactly 1/E everywhere; learned routing
     reports by_category for the first categorical column; the z-loss is logged when on."""
     out = tmp_path / "soft"
-    assert main(["train", *inputs(small_study), "--metadata-column", "ph", "--categorical-columns", "location",
+    assert main(["train", *small_study_args, "--metadata-column", "ph", "--categorical-columns", "location",
                  "--moe-experts", "3", "--moe-top-k", "3", "--moe-router-z-weight", "1e-3", "--loss-type",
                  "quantile", "--regressor-hidden-dims", "16", "--residual-regression-head", "--fused-kernels",
-                 *TINY_MODEL, "--epochs", "3", "--output-dir", str(out)]) == 0
+                 *small_model, "--epochs", "3", "--output-dir", str(out)]) == 0
     moe = json.loads((out / "metrics.json").read_text())["moe"]
     assert moe["utilization"] == pytest.approx([1 / 3] * 3)
     assert moe["by_category"] and all(s == pytest.approx([1 / 3] * 3) for s in moe["by_category"].values())
@@ -120,9 +113,7 @@ def test_soft_quantile_mixture_with_learned_routing(small_study, tmp_path):
     assert (np.diff(val[["ph_q0.1", "ph_q0.5", "ph_q0.9"]].to_numpy(), axis=1) >= 0).all()
 
 
-TINY = ["--metadata-column", "ph", "--categorical-columns", "location", "--embedding-dim", "8",
-        "--attention-heads", "2", "--asv-layers", "1", "--sample-layers", "1", "--max-bp", "16", "--token-limit",
-        "16", "--epochs", "1", "--device", "cpu", "--no-progress"]
+COLUMNS = ["--metadata-column", "ph", "--categorical-columns", "location"]
 
 
 @pytest.mark.parametrize("flags, fragments", [
@@ -143,14 +134,9 @@ TINY = ["--metadata-column", "ph", "--categorical-columns", "location", "--embed
 ], ids=["top-k-zero", "top-k-above-experts", "one-expert", "negative-experts", "routing-not-categorical",
         "top-k-without-experts", "routing-without-experts", "balance-without-experts", "z-without-experts",
         "negative-balance", "fused-two-hidden-layers", "fused-dropout"])
-def test_moe_flag_errors(small_study, tmp_path, capsys, flags, fragments):
-    capsys.readouterr()
-    code = main(["train", *inputs(small_study), *TINY, *flags, "--output-dir", str(tmp_path / "o")])
-    err = capsys.readouterr().err
-    assert code == 2, err
-    assert len(err.strip().splitlines()) == 1 and "Traceback" not in err, err
-    for fragment in fragments:
-        assert fragment in err, err
+def test_moe_flag_errors(small_study_args, tiny_model, tmp_path, user_error, flags, fragments):
+    user_error(["train", *small_study_args, *COLUMNS, *tiny_model, *flags, "--output-dir", str(tmp_path / "o")],
+               *fragments)
     assert not (tmp_path / "o").exists()
 
 

@@ -13,7 +13,7 @@ import pytest
 import torch
 
 from aam.data.simulate import write_simulation
-from aam.training.checkpoint import load_checkpoint
+from aam.runtime.checkpoint import load_checkpoint
 
 FLAGS = ["--metadata-column", "ph,temperature", "--categorical-columns", "location", "--embedding-dim", "16",
          "--attention-heads", "2", "--asv-layers", "1", "--sample-layers", "1", "--dropout", "0.1",

@@ -1,6 +1,6 @@
 """End to end on CPU: simulate -> aam train (ph, temperature; location categorical) -> aam predict.
 
-The acceptance criteria of issue 4: the best model's predictions from `aam predict` equal
+What a run must deliver: the best model's predictions from `aam predict` equal
 val_predictions.tsv on the validation samples, and ph MAE < 0.8 x the MAE of predicting the
 training mean (computed here from the metadata and the split files, independently of aam).
 """
@@ -12,27 +12,14 @@ import pandas as pd
 import pytest
 
 from aam.cli.main import main
-from aam.data.simulate import write_simulation
 
-# A model small enough to train in seconds on one CPU core; the signal of the simulator is strong.
-TRAIN_FLAGS = ["--metadata-column", "ph,temperature", "--categorical-columns", "location",
-               "--embedding-dim", "32", "--attention-heads", "2", "--asv-layers", "1", "--sample-layers", "1",
-               "--dropout", "0", "--max-bp", "64", "--token-limit", "64", "--batch-size", "16", "--lr", "3e-3",
-               "--epochs", "10", "--patience", "0", "--seed", "1", "--device", "cpu", "--no-progress"]
+TARGETS = ["--metadata-column", "ph,temperature", "--categorical-columns", "location"]
 
 
 @pytest.fixture(scope="module")
-def study(tmp_path_factory):
-    folder = tmp_path_factory.mktemp("sim")
-    write_simulation(folder, n_samples=160, seed=3, n_features=64)
-    return folder
-
-
-@pytest.fixture(scope="module")
-def trained(study, tmp_path_factory):
+def trained(small_study_args, small_model, tmp_path_factory):
     out = tmp_path_factory.mktemp("run") / "run"
-    code = main(["train", "--table", str(study / "table.biom"), "--metadata", str(study / "metadata.tsv"),
-                 "--output-dir", str(out), *TRAIN_FLAGS])
+    code = main(["train", *small_study_args, "--output-dir", str(out), *TARGETS, *small_model, "--epochs", "10"])
     assert code == 0
     return out
 
@@ -50,15 +37,15 @@ def test_run_writes_every_output(trained):
     assert set(metrics["ph"]) == {"mae", "rmse", "r2", "pearson", "n"}
 
 
-def test_split_is_disjoint_and_covers_the_study(trained, study):
+def test_split_is_disjoint_and_covers_the_study(trained, small_study):
     train = (trained / "train_samples.txt").read_text().split()
     val = (trained / "val_samples.txt").read_text().split()
     assert not set(train) & set(val)
     assert len(train) + len(val) == 160
 
 
-def test_ph_beats_the_training_mean_and_metrics_match_predictions(trained, study):
-    meta = pd.read_csv(study / "metadata.tsv", sep="\t", index_col=0)
+def test_ph_beats_the_training_mean_and_metrics_match_predictions(trained, small_study):
+    meta = pd.read_csv(small_study / "metadata.tsv", sep="\t", index_col=0)
     train = (trained / "train_samples.txt").read_text().split()
     preds = pd.read_csv(trained / "val_predictions.tsv", sep="\t", index_col="sample_id")
     observed = meta.loc[preds.index, "ph"]
@@ -71,11 +58,11 @@ def test_ph_beats_the_training_mean_and_metrics_match_predictions(trained, study
     assert metrics["ph"]["n"] == len(preds)
 
 
-def test_predict_equals_val_predictions(trained, study, tmp_path):
+def test_predict_equals_val_predictions(trained, small_study, tmp_path):
     out = tmp_path / "pred.tsv"
     # A different batch size: predictions must not depend on batch composition or padding.
-    code = main(["predict", "--model", str(trained / "model.pt"), "--table", str(study / "table.biom"),
-                 "--metadata", str(study / "metadata.tsv"), "--device", "cpu", "--batch-size", "7",
+    code = main(["predict", "--model", str(trained / "model.pt"), "--table", str(small_study / "table.biom"),
+                 "--metadata", str(small_study / "metadata.tsv"), "--device", "cpu", "--batch-size", "7",
                  "--output", str(out)])
     assert code == 0
     predicted = pd.read_csv(out, sep="\t", index_col="sample_id")

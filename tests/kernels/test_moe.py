@@ -14,88 +14,22 @@ import pytest
 import torch
 
 from aam_kernels import MoEOutput, count_launches, moe_mlp, use_backend
-from aam_kernels.backend import poison_outputs, triton_import_error
+from aam_kernels.backend import poison_outputs
+from aam_kernels.moe.launch import launch_config
 from aam_kernels.moe.reference import moe_mlp_reference
 from tests.kernels.cuda_compile import compile_for_sm90
-from tests.kernels.tolerances import assert_close
+from tests.kernels.moe_cases import (
+    HAS_CUDA,
+    case_id,
+    check_against_reference,
+    make_inputs,
+    needs_cuda,
+    needs_triton,
+    run,
+    run_variant,
+)
 
-HAS_CUDA = torch.cuda.is_available()
-HAS_TRITON = triton_import_error() is None
-needs_triton = pytest.mark.skipif(not HAS_TRITON, reason="no triton")
-needs_cuda = [pytest.mark.cuda, pytest.mark.skipif(not (HAS_CUDA and HAS_TRITON), reason="no CUDA")]
-# Sums over D and H of O(1) terms: allow a few fp32 roundings per term on top of the table's bound.
-SUM_SCALE = 4.0
-
-
-def make_inputs(T, D, H, O, E, *, linear=False, logits="random", seed=0, dtype=torch.float32, device="cpu"):
-    """x, router_logits, w1, b1, w2, b2 with O(1) pre-activations.
-
-    logits: "random"; "one" (every token prefers expert 0, then 1: k = 1 leaves experts 1.. empty,
-    k = 2 leaves 2.. empty); "ties" (values in {0, 1}: many equal logits, lowest index must win).
-    """
-    g = torch.Generator().manual_seed(seed)
-    x = torch.randn(T, D, generator=g)
-    if logits == "random":
-        lg = torch.randn(T, E, generator=g) * 2
-    elif logits == "one":
-        lg = torch.randn(T, E, generator=g) * 0.1
-        lg[:, 0] += 20.0
-        if E > 1:
-            lg[:, 1] += 10.0
-    else:
-        lg = torch.randint(0, 2, (T, E), generator=g).float()
-    if linear:
-        w1 = b1 = None
-        w2 = torch.randn(E, D, O, generator=g) / D**0.5
-    else:
-        w1 = torch.randn(E, D, H, generator=g) / D**0.5
-        b1 = torch.randn(E, H, generator=g) * 0.5
-        w2 = torch.randn(E, H, O, generator=g) / H**0.5
-    b2 = torch.randn(E, O, generator=g) * 0.5
-    move = lambda t: None if t is None else t.to(device=device, dtype=dtype)  # noqa: E731
-    return [move(x), lg.to(device), move(w1), move(b1), move(w2), move(b2)]
-
-
-def run(fn, inputs, *, top_k, activation="gelu", renormalize=True, backend=None, dtype=None):
-    """(y, probs, counts, grads of the six inputs) for loss = <y, gy> + <probs, gp>, fixed gy and gp."""
-    leaves = [None if t is None else t.detach().clone().to(dtype or t.dtype).requires_grad_(True) for t in inputs]
-    if backend is None:
-        y, probs, counts = fn(*leaves, top_k=top_k, activation=activation, renormalize=renormalize)
-    else:
-        with use_backend(backend):
-            y, probs, counts = fn(*leaves, top_k=top_k, activation=activation, renormalize=renormalize)
-    g = torch.Generator().manual_seed(123)
-    gy = torch.randn(y.shape, generator=g).to(y)
-    gp = torch.randn(probs.shape, generator=g).to(probs)
-    ((y * gy).sum() + (probs * gp).sum()).backward()
-    grads = [None if t is None else t.grad for t in leaves]
-    return y, probs, counts, grads
-
-
-def check_against_reference(inputs, backend, *, top_k, activation="gelu", renormalize=True, dtype=torch.float32):
-    kw = dict(top_k=top_k, activation=activation, renormalize=renormalize)
-    y, probs, counts, grads = run(moe_mlp, inputs, backend=backend, **kw)
-    ry, rprobs, rcounts, rgrads = run(moe_mlp_reference, [None if t is None else t.cpu() for t in inputs], dtype=torch.float64, **kw)
-    assert y.dtype == inputs[0].dtype and probs.dtype == torch.float32 and counts.dtype == torch.int64
-    assert_close(y, ry, dtype, SUM_SCALE)
-    assert_close(probs, rprobs, torch.float32)
-    assert torch.equal(counts.cpu(), rcounts)
-    names = ("x", "router_logits", "w1", "b1", "w2", "b2")
-    for name, t, g, rg in zip(names, inputs, grads, rgrads):
-        if t is None:
-            assert g is None and rg is None
-            continue
-        assert g is not None and g.dtype == t.dtype and g.shape == t.shape, name
-        # Weight gradients sum over up to T*k pairs: widen with the number of terms.
-        scale = SUM_SCALE * (max(1.0, counts.max().item() ** 0.5) if name in ("w1", "b1", "w2", "b2") else 1.0)
-        assert_close(g.cpu(), rg, dtype, scale)
-
-
-def case_id(T, E, k, activation, extra=""):
-    return f"T{T}-E{E}-k{k}-{activation}" + (f"-{extra}" if extra else "")
-
-
-# The CPU path is fast: the full grid of the issue (T x E x k), gelu MLP experts, D/H/O not powers of 2.
+# The CPU path is fast: the full grid T x E x k, gelu MLP experts, D/H/O not powers of 2.
 TORCH_GRID = [
     pytest.param(T, E, k, id=case_id(T, E, k, "gelu"))
     for T in (0, 1, 37, 130)
@@ -122,13 +56,6 @@ VARIANTS = [
     pytest.param(37, 4, 2, "gelu", dict(logits="ties"), id=case_id(37, 4, 2, "gelu", "ties")),
     pytest.param(37, 2, 2, "relu", dict(logits="ties", linear=True), id=case_id(37, 2, 2, "relu", "ties-linear")),
 ]
-
-
-def run_variant(backend, T, E, k, activation, opts, device="cpu", dtype=torch.float32, dims=(13, 21, 3)):
-    opts = dict(opts)
-    renormalize = opts.pop("renormalize", True)
-    inputs = make_inputs(T, *dims, E, seed=7, device=device, dtype=dtype, **opts)
-    check_against_reference(inputs, backend, top_k=k, activation=activation, renormalize=renormalize, dtype=dtype)
 
 
 @pytest.mark.parametrize("T,E,k,activation,opts", VARIANTS)
@@ -215,8 +142,8 @@ def test_launch_counts(linear):
         with count_launches() as bwd:
             (out.y.sum() + out.probs.square().sum()).backward()
     assert fwd.count == 2, "forward: routing + fused experts"
-    # backward: router + reductions, plus the hidden-layer recompute for MLP experts
-    assert bwd.count == (2 if linear else 3)
+    # backward: router, weight gradients, input gradient, plus the hidden-layer recompute for MLP experts
+    assert bwd.count == (3 if linear else 4)
 
 
 @pytest.mark.parametrize("backend", BACKENDS_HERE)
@@ -314,6 +241,7 @@ def test_kernels_compile_for_cuda_without_gpu(monkeypatch):
     fp32 ones (ieee dots)."""
     monkeypatch.setenv("TRITON_DEFAULT_FP_FUSION", "1")
     from aam_kernels.moe import triton as mt
+    from aam_kernels.moe import triton_backward, triton_route
 
     ints = {name: "i32" for name in ("T", "E", "NB", "D", "H", "O")} | {name: "i64" for name in ("s_xt", "s_xd", "s_lt", "s_le")}
     routing = dict(p_pairs="*i32", p_blk_expert="*i32", p_seg_blk="*i32", p_topi="*i64", p_counts="*i64")
@@ -324,16 +252,17 @@ def test_kernels_compile_for_cuda_without_gpu(monkeypatch):
         fp32 = ("p_logits", "p_probs", "p_gates", "p_out", "p_gprobs", "p_glogits", "p_ga", "p_h", "p_gxp")
         return ints | routing | {p: "*" + dt for p in in_dtype} | {p: "*fp32" for p in fp32}
 
-    for dt, size in (("bf16", 2), ("fp32", 4)):  # each with the block sizes a GPU run gives that dtype
-        cfg = mt._config("triton", size)
-        tiles, warps = dict(BM=cfg["BM"], BD=cfg["BD"], BH=cfg["BH"], BO=16), cfg["WARPS"]
-        route = dict(K=2, RENORM=True, BM=cfg["BM"], BT=cfg["BT"], BE=8, BK=2)
-        compile_for_sm90(mt._moe_route_kernel, types(dt), route, warps)
+    for dt, dtype in (("bf16", torch.bfloat16), ("fp32", torch.float32)):  # each with its GPU block sizes
+        cfg = launch_config("triton", dtype)
+        tiles, warps = dict(BM=cfg.bm, BD=cfg.bd, BH=cfg.bh, BO=16), cfg.num_warps
+        route = dict(K=2, RENORM=True, BM=cfg.bm, BT=cfg.bt, BE=8, BK=2)
+        compile_for_sm90(triton_route._moe_route_kernel, types(dt), route, warps)
         chunk_types = types(dt) | dict(p_chunk="*i32", p_rank="*i32", p_ticket="*i32", C="i32")
-        compile_for_sm90(mt._moe_route_chunks_kernel, chunk_types, route | dict(BC=cfg["BC"], BP=cfg["BP"]), warps)
+        compile_for_sm90(triton_route._moe_route_chunks_kernel, chunk_types, route | dict(BC=cfg.bc, BP=cfg.bp), warps)
         for has_w1 in (True, False):
             compile_for_sm90(mt._moe_fwd_kernel, types(dt), dict(K=2, HAS_W1=has_w1, ACT=0, **tiles), warps)
-            compile_for_sm90(mt._moe_bwd_reduce_kernel, types(dt), dict(K=2, HAS_W1=has_w1, **tiles), warps)
-        router_bwd = dict(K=2, RENORM=True, HAS_GPROBS=True, BT=cfg["BT"], BE=8, BO=16)
-        compile_for_sm90(mt._moe_router_bwd_kernel, types(dt), router_bwd, warps)
-        compile_for_sm90(mt._moe_bwd_rows_kernel, types(dt), dict(K=2, ACT=0, **tiles), warps)
+            compile_for_sm90(triton_backward._moe_bwd_weights_kernel, types(dt), dict(K=2, HAS_W1=has_w1, **tiles), warps)
+            compile_for_sm90(triton_backward._moe_bwd_input_kernel, types(dt), dict(K=2, HAS_W1=has_w1, **tiles), warps)
+        router_bwd = dict(K=2, RENORM=True, HAS_GPROBS=True, BT=cfg.bt, BE=8, BO=16)
+        compile_for_sm90(triton_backward._moe_router_bwd_kernel, types(dt), router_bwd, warps)
+        compile_for_sm90(triton_backward._moe_bwd_rows_kernel, types(dt), dict(K=2, ACT=0, **tiles), warps)

@@ -12,6 +12,8 @@ import torch
 import aam_kernels
 from aam_kernels import asymmetric_loss, count_launches, pinball_loss, regression_loss, use_backend
 from aam_kernels.backend import next_pow2, poison_outputs, triton_import_error
+from aam_kernels.regression_loss.launch import FLAT_MAX_K, MAX_BLOCK_K, LossLaunchConfig, launch_config
+from aam_kernels.regression_loss.op import regression_loss_launched
 from aam_kernels.regression_loss.reference import regression_loss_reference
 from tests.kernels.cuda_compile import compile_for_sm90
 from tests.kernels.spy import record_grids
@@ -48,15 +50,18 @@ def make_inputs(n, k, dtype, device, seed=0, nan_frac=0.15, weighted=True):
     return move(pred), move(target), move(weight)
 
 
-def run_both(backend, pred, target, weight, reduction, params, upstream_seed=1):
-    """Loss, column means and gradients (pred and target) from the op and from the reference."""
+def run_both(backend, pred, target, weight, reduction, params, upstream_seed=1, launch=None):
+    """Loss, column means and gradients (pred and target) from the op (with the Triton launch
+    configuration ``launch``, None: the shipped one) and from the reference."""
     results = []
     for use_op in (True, False):
         p = pred.detach().clone().requires_grad_(True)
         t = target.detach().clone().requires_grad_(True)
         if use_op:
             with use_backend(backend):
-                loss, means = regression_loss(p, t, weight=weight, reduction=reduction, return_column_means=True, **params)
+                loss, means = regression_loss_launched(
+                    launch, p, t, weight=weight, reduction=reduction, return_column_means=True, **params
+                )
         else:
             loss, means = regression_loss_reference(p, t, weight=weight, reduction=reduction, return_column_means=True, **params)
         upstream = torch.randn(loss.shape, generator=torch.Generator().manual_seed(upstream_seed)).to(loss)
@@ -279,12 +284,14 @@ def test_bad_input_names_the_argument(name, exc, call):
 TRITON_BACKENDS = BACKENDS[1:]  # the two layouts are Triton kernels: interpreted here, compiled with a GPU
 
 
+TILED = LossLaunchConfig(flat_layout=False)  # the shipped blocks, with the tiled kernel at every K
+
+
 @pytest.fixture
 def tiled_layout(monkeypatch):
-    """Turns the flat layout off, so every K takes the tiled kernel; records that kernel's launches."""
+    """Records the tiled kernel's launches (the tests pass ``TILED``, so every K takes it)."""
     from aam_kernels.regression_loss import triton as rt
 
-    monkeypatch.setattr(rt, "FLAT_LAYOUT", False)
     return record_grids(monkeypatch, rt._regression_loss_fwd_kernel)
 
 
@@ -294,7 +301,7 @@ def tiled_layout(monkeypatch):
 def test_tiled_layout_matches_reference(tiled_layout, backend, device, reduction, n, k, weighted):
     """The kernel that K > FLAT_MAX_K takes, at the widths the flat one usually takes."""
     pred, target, weight = make_inputs(n, k, torch.float32, device, seed=n + k, weighted=weighted)
-    (loss, means, gp, gt), (rloss, rmeans, rgp, rgt) = run_both(backend, pred, target, weight, reduction, mixed_params(k))
+    (loss, means, gp, gt), (rloss, rmeans, rgp, rgt) = run_both(backend, pred, target, weight, reduction, mixed_params(k), launch=TILED)
     assert tiled_layout, "the tiled kernel did not run"
     scale = max(1.0, n * k / 64) if reduction == "sum" else 4.0
     assert_close(loss, rloss, torch.float32, scale)
@@ -307,7 +314,7 @@ def test_tiled_layout_matches_reference(tiled_layout, backend, device, reduction
 @pytest.mark.parametrize("dtype", [torch.float16, torch.float64], ids=str)
 def test_tiled_layout_other_precisions(tiled_layout, backend, device, dtype):
     pred, target, weight = make_inputs(257, 3, dtype, device, seed=6)
-    (loss, _, gp, _), (rloss, _, rgp, _) = run_both(backend, pred, target, weight, "mean", mixed_params(3))
+    (loss, _, gp, _), (rloss, _, rgp, _) = run_both(backend, pred, target, weight, "mean", mixed_params(3), launch=TILED)
     assert tiled_layout and loss.dtype == dtype and gp.dtype == dtype
     assert_close(loss, rloss, dtype)
     assert_close(gp, rgp, dtype)
@@ -317,30 +324,28 @@ def test_tiled_layout_other_precisions(tiled_layout, backend, device, dtype):
 def test_tiled_layout_strided_inputs_and_complete_writes(tiled_layout, backend, device):
     base = torch.randn(7, 50, device=device)
     pred, target = base.t()[::2], torch.randn(25, 1, device=device).expand(25, 7)
-    (loss, means, gp, _), (rloss, rmeans, rgp, _) = run_both(backend, pred, target, None, "mean", mixed_params(7))
+    (loss, means, gp, _), (rloss, rmeans, rgp, _) = run_both(backend, pred, target, None, "mean", mixed_params(7), launch=TILED)
     assert_close(loss, rloss, torch.float32, 4.0)
     assert_close(gp, rgp, torch.float32)
     pred, target, weight = make_inputs(1023, 5, torch.float32, device, seed=8, nan_frac=0.0)
     with poison_outputs():
-        first = run_both(backend, pred, target, weight, "none", mixed_params(5))[0]
-    second = run_both(backend, pred, target, weight, "none", mixed_params(5))[0]
+        first = run_both(backend, pred, target, weight, "none", mixed_params(5), launch=TILED)[0]
+    second = run_both(backend, pred, target, weight, "none", mixed_params(5), launch=TILED)[0]
     assert tiled_layout and not torch.isnan(first[0]).any() and not torch.isnan(first[2]).any()
     assert all(torch.equal(a, b) for a, b in zip(first, second))
 
 
 @pytest.mark.parametrize("backend,device", TRITON_BACKENDS)
 @pytest.mark.parametrize("flat", [True, False], ids=["flat", "tiled"])
-def test_last_program_reduces_many_partials(monkeypatch, backend, device, flat):
+def test_last_program_reduces_many_partials(backend, device, flat):
     """Small blocks, so that the last program sums many partial rows in several steps, for every
     reduction; and the loss equals what the per-column sums say."""
-    from aam_kernels.regression_loss import triton as rt
-
-    monkeypatch.setattr(rt, "FLAT_LAYOUT", flat)
-    monkeypatch.setattr(rt, "ELEMENTS_PER_PROGRAM", 64)
-    monkeypatch.setattr(rt, "FINISH_TILE", 16)
+    launch = LossLaunchConfig(block=64, flat_layout=flat, finish_tile=16)
     pred, target, weight = make_inputs(1000, 3, torch.float32, device, seed=4)
     for reduction in ("mean", "sum", "none"):
-        (loss, means, gp, _), (rloss, rmeans, rgp, _) = run_both(backend, pred, target, weight, reduction, mixed_params(3))
+        (loss, means, gp, _), (rloss, rmeans, rgp, _) = run_both(
+            backend, pred, target, weight, reduction, mixed_params(3), launch=launch
+        )
         assert_close(loss, rloss, torch.float32, 16.0 if reduction == "sum" else 4.0)
         assert_close(means, rmeans, torch.float32, 4.0)
         assert_close(gp, rgp, torch.float32)
@@ -348,7 +353,9 @@ def test_last_program_reduces_many_partials(monkeypatch, backend, device, flat):
 
 @pytest.mark.parametrize("backend,device", TRITON_BACKENDS)
 def test_layout_follows_the_column_count(monkeypatch, backend, device):
-    """K <= FLAT_MAX_K takes the flat kernel whatever the strides; wider K the tiled one."""
+    """K <= FLAT_MAX_K takes the flat kernel whatever the strides; wider K the tiled one (the shipped
+    choice, ``launch_config``)."""
+    assert launch_config(FLAT_MAX_K).flat_layout and not launch_config(FLAT_MAX_K + 1).flat_layout
     from aam_kernels.regression_loss import triton as rt
 
     flat = record_grids(monkeypatch, rt._regression_loss_flat_kernel)
@@ -357,7 +364,7 @@ def test_layout_follows_the_column_count(monkeypatch, backend, device):
     with use_backend(backend):
         regression_loss(base.t()[::2], torch.randn(25, 1, device=device).expand(25, 7), under=1.0, over=1.0)
         assert len(flat) == 1 and not tiled
-        k = rt.FLAT_MAX_K + 1
+        k = FLAT_MAX_K + 1
         regression_loss(torch.randn(9, k, device=device), torch.randn(9, k, device=device), under=1.0, over=1.0)
         assert len(flat) == 1 and len(tiled) == 1
 
@@ -409,7 +416,7 @@ def test_environment_variable_sets_default(monkeypatch):
 @pytest.mark.skipif(not HAS_TRITON or HAS_CUDA, reason="needs triton; with CUDA the GPU tests run the compiled kernel")
 @pytest.mark.parametrize("dtype", ["bf16", "fp32"])
 def test_kernel_compiles_for_cuda_without_gpu(dtype, monkeypatch):
-    """Compile with the block sizes a GPU run uses (ELEMENTS_PER_PROGRAM: flat, or tiled in BLOCK_K = 4
+    """Compile with the block sizes a GPU run uses (``launch_config``: flat, or tiled in BLOCK_K = 4
     and 64 columns), after interpreted runs."""
     monkeypatch.setenv("TRITON_DEFAULT_FP_FUSION", "1")
     import triton.language as tl
@@ -419,14 +426,16 @@ def test_kernel_compiles_for_cuda_without_gpu(dtype, monkeypatch):
     pointers = {p: "*" + dtype for p in ("p_pred", "p_target", "p_weight", "p_elem", "p_grad", "p_out")}
     pointers |= {p: "*fp32" for p in ("p_under", "p_over", "p_delta", "p_power", "p_parts", "p_stats")}
     pointers |= {"p_ticket": "*i32", "P": "i32"}
-    for reduce, bk in ((0, 4), (2, rt.MAX_BLOCK_K)):
+    tiled, flat = launch_config(FLAT_MAX_K + 1), launch_config(1)
+    assert not tiled.flat_layout and flat.flat_layout
+    for reduce, bk in ((0, 4), (2, MAX_BLOCK_K)):
         ints = {"N": "i32", "K": "i32"} | {s: "i64" for s in ("s_pn", "s_pk", "s_tn", "s_tk", "s_w")}
         consts = dict(HAS_WEIGHT=True, STORE_ELEM=True, STORE_GRAD=True, ACC=tl.float32, REDUCE=reduce,
-                      BLOCK_N=rt.ELEMENTS_PER_PROGRAM // bk, BLOCK_K=bk, BP=rt.FINISH_TILE // bk)  # fmt: skip
-        compile_for_sm90(rt._regression_loss_fwd_kernel, pointers | ints, consts, num_warps=rt.NUM_WARPS)
+                      BLOCK_N=tiled.block // bk, BLOCK_K=bk, BP=tiled.finish_tile // bk)  # fmt: skip
+        compile_for_sm90(rt._regression_loss_fwd_kernel, pointers | ints, consts, num_warps=tiled.num_warps)
     flat_ints = {"NK": "i64"} | {s: "i64" for s in ("s_pn", "s_pk", "s_tn", "s_tk", "s_w")}
     for k, contiguous, reduce in ((1, True, 2), (3, True, 1), (3, False, 0)):
         flat_consts = dict(HAS_WEIGHT=True, STORE_ELEM=True, STORE_GRAD=True, ACC=tl.float32, REDUCE=reduce,
-                           K=k, KP=next_pow2(k), BP=rt.FINISH_TILE // next_pow2(k), PRED_FLAT=contiguous,
-                           TARGET_FLAT=contiguous, BLOCK=rt.ELEMENTS_PER_PROGRAM)  # fmt: skip
-        compile_for_sm90(rt._regression_loss_flat_kernel, pointers | flat_ints, flat_consts, num_warps=rt.NUM_WARPS)
+                           K=k, KP=next_pow2(k), BP=flat.finish_tile // next_pow2(k), PRED_FLAT=contiguous,
+                           TARGET_FLAT=contiguous, BLOCK=flat.block)  # fmt: skip
+        compile_for_sm90(rt._regression_loss_flat_kernel, pointers | flat_ints, flat_consts, num_warps=flat.num_warps)

@@ -25,8 +25,8 @@ KINDS = {  # name -> (hidden_dims, residual)
 def make_head(kind: str, top_k: int, routed: bool = True, fused: bool = False, seed: int = 0) -> MoEHead:
     hidden, residual = KINDS[kind]
     torch.manual_seed(seed)
-    head = MoEHead(D, T, Q, hidden, 0.0, residual, experts=E, top_k=top_k, routing_index=1 if routed else -1,
-                   routing_levels=LEVELS, fused=fused)
+    head = MoEHead(D, n_targets=T, n_quantiles=Q, hidden_dims=hidden, dropout=0.0, residual=residual, experts=E,
+                   top_k=top_k, routing_index=1 if routed else -1, routing_levels=LEVELS, use_kernels=fused)
     if routed:  # a non-zero bias per level (it starts at zero), so the hand loop must add the right row
         torch.nn.init.normal_(head.route_bias.weight, std=0.5)
     return head
@@ -101,7 +101,7 @@ def test_head_equals_the_per_sample_loop_with_gradients(kind, top_k):
 def test_fused_equals_dense_forward_and_every_gradient(kind, top_k):
     dense = make_head(kind, top_k)
     fused = copy.deepcopy(dense)
-    fused.fused = True
+    fused.use_kernels = True
     x, categories = make_inputs(n=33)
     weight = torch.randn(33, T, Q, generator=torch.Generator().manual_seed(3))
     results = []
@@ -161,9 +161,9 @@ def test_unseen_level_row_stays_at_zero_when_training_sees_only_known_levels():
 
 def test_fused_head_rejects_what_moe_mlp_cannot_express():
     with pytest.raises(ValueError, match="one hidden layer"):
-        MoEHead(D, 1, 1, (8, 4), experts=2, top_k=1, fused=True)
+        MoEHead(D, n_targets=1, n_quantiles=1, hidden_dims=(8, 4), experts=2, top_k=1, use_kernels=True)
     with pytest.raises(ValueError, match="dropout"):
-        MoEHead(D, 1, 1, (8,), 0.1, experts=2, top_k=1, fused=True)
+        MoEHead(D, n_targets=1, n_quantiles=1, hidden_dims=(8,), dropout=0.1, experts=2, top_k=1, use_kernels=True)
 
 
 def test_model_returns_predictions_and_exposes_routing_only_when_asked():

@@ -13,7 +13,7 @@ from aam.training.losses import ColumnLoss, RegressionLoss
 def test_fused_and_reference_give_the_same_model_gradients():
     torch.manual_seed(0)
     model = AAMRegressor(ModelConfig(embedding_dim=16, attention_heads=2, asv_layers=1, sample_layers=1, max_bp=12,
-                                     n_targets=2, n_quantiles=3, quantiles=(0.1, 0.5, 0.9), dropout=0.0,
+                                     n_targets=2, n_quantiles=3, dropout=0.0,
                                      regressor_hidden_dims=(8,), residual_regression_head=True))
     g = torch.Generator().manual_seed(1)
     tokens = torch.randint(1, 5, (20, 12), generator=g, dtype=torch.uint8)
@@ -25,7 +25,7 @@ def test_fused_and_reference_give_the_same_model_gradients():
     results = []
     for fused in (False, True):
         m = copy.deepcopy(model)
-        loss, _ = RegressionLoss(columns, 3, fused)(m(*inputs), target)
+        loss, _ = RegressionLoss(columns, n_quantiles=3, use_kernels=fused)(m(*inputs), target)
         loss.backward()
         results.append((loss.detach(), torch.cat([p.grad.flatten() for p in m.parameters() if p.grad is not None])))
     torch.testing.assert_close(results[0][0], results[1][0], rtol=1e-6, atol=1e-7)

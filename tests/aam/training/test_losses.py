@@ -80,7 +80,7 @@ def test_fused_path_matches_the_reference_path():
     results = []
     for fused in (False, True):
         p = pred.clone().requires_grad_(True)
-        loss, cols = RegressionLoss(columns, n_quantiles=2, fused=fused)(p, target, weight)
+        loss, cols = RegressionLoss(columns, n_quantiles=2, use_kernels=fused)(p, target, weight)
         loss.backward()
         results.append((loss.detach(), cols, p.grad))
     for a, b in zip(*results):

@@ -5,9 +5,9 @@ import math
 import pytest
 import torch
 
+from aam.evaluation.metrics import format_metrics
+from aam.evaluation.moe_report import UNKNOWN_LEVEL, moe_metrics
 from aam.models.moe import Routing
-from aam.training.metrics import format_metrics
-from aam.training.moe_report import UNKNOWN_LEVEL, moe_metrics
 from aam.training.router_loss import RouterLoss, balance_loss, router_z_loss
 
 

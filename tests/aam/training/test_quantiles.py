@@ -6,10 +6,10 @@ import torch
 
 from aam.config import LossConfig
 from aam.errors import UserError
+from aam.evaluation.inference import point_predictions
+from aam.evaluation.metrics import quantile_metrics
 from aam.models.heads import RegressionHead, non_crossing
-from aam.training.inference import point_predictions
 from aam.training.losses import ColumnLoss, plan_loss
-from aam.training.metrics import quantile_metrics
 
 
 def test_quantile_plan_columns():

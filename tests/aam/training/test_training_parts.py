@@ -8,8 +8,8 @@ import torch
 
 from aam.data.encoders import CategoryEncoder
 from aam.errors import UserError
-from aam.training.checkpoint import atomic_write, load_checkpoint, save_checkpoint
-from aam.training.metrics import best_metric_column, regression_metrics
+from aam.evaluation.metrics import best_metric_column, regression_metrics
+from aam.runtime.checkpoint import atomic_write, load_checkpoint, save_checkpoint
 from aam.training.schedule import warmup_cosine
 from aam.training.trainer import is_better
 from aam.training.weights import category_weight_tables, row_weights

@@ -10,7 +10,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from aam.training.checkpoint import atomic_write_text
+from aam.evaluation.labels import level_label, quantile_label
+from aam.runtime.checkpoint import atomic_write_text
 
 RUN_FILES = ("model.pt", "last.pt", "config.json", "history.tsv", "train_samples.txt", "val_samples.txt",
              "val_predictions.tsv", "metrics.json")
@@ -57,7 +58,7 @@ def history_row(epoch: int, result, lr: float, seconds: float, target_columns, n
     return row
 
 
-def plot_predictions(plots_dir: Path, p, target_columns, quantiles: tuple[float, ...] = ()) -> list[Path]:
+def plot_predictions(plots_dir: Path, p, target_columns) -> list[Path]:
     """One scatter per target: predicted vs observed, with the identity line, and for a quantile
     model the [lowest, highest] quantile interval as error bars."""
     plt = _pyplot(plots_dir)
@@ -66,10 +67,10 @@ def plot_predictions(plots_dir: Path, p, target_columns, quantiles: tuple[float,
         ok = ~np.isnan(p.observed[:, i])
         x, y = p.observed[ok, i], p.point[ok, i]
         fig, ax = plt.subplots(figsize=(4.5, 4.5))
-        if quantiles:
+        if p.quantiles:
             lo, hi = p.quantile_values[ok, i, 0], p.quantile_values[ok, i, -1]
             ax.errorbar(x, y, yerr=np.stack([y - lo, hi - y]), fmt="o", markersize=3, alpha=0.6, elinewidth=0.8,
-                        label=f"q{quantiles[0]:g}-q{quantiles[-1]:g} interval")
+                        label=f"{quantile_label(p.quantiles[0])}-{quantile_label(p.quantiles[-1])} interval")
         else:
             ax.scatter(x, y, s=12, alpha=0.7)
         if ok.any():
@@ -89,7 +90,7 @@ def plot_calibration(plots_dir: Path, metrics: dict, quantiles: tuple[float, ...
     fig, ax = plt.subplots(figsize=(4.5, 4.5))
     ax.plot([0, 1], [0, 1], color="black", linewidth=1, label="ideal")
     for name, values in metrics.items():
-        ax.plot(quantiles, [values["observed_below"][f"{q:g}"] for q in quantiles], marker="o", label=name)
+        ax.plot(quantiles, [values["observed_below"][level_label(q)] for q in quantiles], marker="o", label=name)
     ax.set_xlabel("nominal quantile level")
     ax.set_ylabel("fraction of validation samples below")
     ax.legend()

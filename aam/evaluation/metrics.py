@@ -6,6 +6,8 @@ import math
 
 import numpy as np
 
+from aam.evaluation.labels import level_label
+
 METRICS = ("mae", "rmse", "r2", "pearson")
 MOE_KEY = "moe"  # metrics.json key of an MoE head's routing report, next to the targets (moe_report.py)
 HIGHER_IS_BETTER = {"mae": False, "rmse": False, "r2": True, "pearson": True, "loss": False}
@@ -45,19 +47,19 @@ def quantile_metrics(values: np.ndarray, observed: np.ndarray, quantiles: tuple[
     ok = ~np.isnan(observed)
     v, o = np.asarray(values, dtype=np.float64)[ok], np.asarray(observed, dtype=np.float64)[ok]
     if not ok.any():
-        return {"pinball": {f"{q:g}": math.nan for q in quantiles}, "coverage": math.nan,
+        return {"pinball": {level_label(q): math.nan for q in quantiles}, "coverage": math.nan,
                 "nominal_coverage": quantiles[-1] - quantiles[0], "interval_width": math.nan, "crossing_rate": math.nan}
     r = o[:, None] - v  # [n, Q]
     taus = np.asarray(quantiles)[None, :]
     pinball = np.where(r >= 0, taus * r, (taus - 1) * r).mean(axis=0)
     inside = (o >= v[:, 0]) & (o <= v[:, -1])
     return {
-        "pinball": {f"{q:g}": float(p) for q, p in zip(quantiles, pinball)},
+        "pinball": {level_label(q): float(p) for q, p in zip(quantiles, pinball)},
         "coverage": float(inside.mean()),
         "nominal_coverage": quantiles[-1] - quantiles[0],
         "interval_width": float((v[:, -1] - v[:, 0]).mean()),
         "crossing_rate": float((np.diff(v, axis=1) < 0).any(axis=1).mean()),
-        "observed_below": {f"{q:g}": float((o <= v[:, j]).mean()) for j, q in enumerate(quantiles)},
+        "observed_below": {level_label(q): float((o <= v[:, j]).mean()) for j, q in enumerate(quantiles)},
     }
 
 

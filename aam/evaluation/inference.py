@@ -15,10 +15,12 @@ from aam.data.dataset import AAMDataset, make_loader
 from aam.data.encoders import CategoryEncoder, TargetScaler
 from aam.data.study import load_study
 from aam.errors import UserError
+from aam.evaluation.labels import quantile_column
+from aam.evaluation.metrics import metrics_table
 from aam.models import AAMRegressor
 from aam.models.moe import Routing
-from aam.training.checkpoint import load_checkpoint
-from aam.training.device import autocast, resolve_device
+from aam.runtime.checkpoint import load_checkpoint
+from aam.runtime.device import autocast, resolve_device
 
 log = logging.getLogger("aam.training")
 
@@ -80,11 +82,6 @@ def inverse_scale(scaler: TargetScaler, pred_z: torch.Tensor) -> np.ndarray:
     return scaler.inverse(z)
 
 
-def quantile_label(level: float) -> str:
-    """Column suffix of a quantile level: 0.1 -> "q0.1" (shortest decimal form)."""
-    return f"q{level:g}"
-
-
 def predictions_frame(sample_ids: list[str], predicted: np.ndarray, target_columns,
                       observed: np.ndarray | None = None, quantile_values: np.ndarray | None = None,
                       quantiles: tuple[float, ...] = ()) -> pd.DataFrame:
@@ -93,7 +90,7 @@ def predictions_frame(sample_ids: list[str], predicted: np.ndarray, target_colum
     for i, name in enumerate(target_columns):
         columns[name] = predicted[:, i]
         for j, level in enumerate(quantiles):
-            columns[f"{name}_{quantile_label(level)}"] = quantile_values[:, i, j]
+            columns[quantile_column(name, level)] = quantile_values[:, i, j]
         if observed is not None:
             columns[f"{name}_observed"] = observed[:, i]
     return pd.DataFrame(columns)
@@ -107,16 +104,22 @@ class Predictions:
     point: np.ndarray  # [N, T]
     quantile_values: np.ndarray | None  # [N, T, Q] or None for a point model
     observed: np.ndarray  # [N, T], NaN = missing
+    quantiles: tuple[float, ...] = ()  # the Q levels of quantile_values (sorted); () for a point model
 
-    def frame(self, target_columns, quantiles, with_observed: bool) -> pd.DataFrame:
+    def frame(self, target_columns, with_observed: bool) -> pd.DataFrame:
         return predictions_frame(self.sample_ids, self.point, target_columns,
-                                 self.observed if with_observed else None, self.quantile_values, quantiles)
+                                 self.observed if with_observed else None, self.quantile_values, self.quantiles)
+
+    def metrics(self, target_columns) -> dict[str, dict[str, float]]:
+        """{target: metrics} against the observed values (the metrics.json shape)."""
+        return metrics_table(self.point, self.observed, target_columns, self.quantile_values, self.quantiles)
 
 
 def to_predictions(outputs: ModelOutputs, scaler: TargetScaler, quantiles: tuple[float, ...]) -> Predictions:
+    """Original units; `quantiles` are the levels of the model's Q outputs (`LossConfig.quantiles`)."""
     point = inverse_scale(scaler, point_predictions(outputs.pred_z, quantiles))
     values = inverse_scale(scaler, outputs.pred_z) if quantiles else None
-    return Predictions(outputs.sample_ids, point, values, outputs.targets.double().numpy())
+    return Predictions(outputs.sample_ids, point, values, outputs.targets.double().numpy(), quantiles)
 
 
 @dataclass
@@ -130,11 +133,12 @@ class LoadedModel:
 
 def load_model(path: str | Path, device: torch.device | str = "cpu") -> LoadedModel:
     """Rebuild the model exactly as trained from a checkpoint (model.pt or last.pt), with the
-    run's --fused-kernels choice for an MoE head (both paths read the same weights)."""
+    run's --fused-kernels choice (`ModelConfig.use_kernels`) for an MoE head (both paths read the same
+    weights)."""
     payload = load_checkpoint(path)
     try:
         config = RunConfig.from_dict(payload["config"])
-        model = AAMRegressor(config.model, fused_kernels=config.train.fused_kernels)
+        model = AAMRegressor(config.model)
         model.load_state_dict(payload["model_state"])
         scaler = TargetScaler.from_dict(payload["target_scaler"])
         encoder = CategoryEncoder.from_dict(payload["category_encoder"]) if payload["category_encoder"] else None
@@ -159,5 +163,5 @@ def predict(model_path: str | Path, table: str | Path, sequences: str | Path | N
     dataset = AAMDataset(study, max_bp=config.data.max_bp, token_limit=config.data.token_limit, train=False,
                          encoders=loaded.encoder)
     loader = make_loader(dataset, batch_size or config.train.batch_size, shuffle=False)
-    predictions = to_predictions(run_model(loaded.model, loader, dev), loaded.scaler, config.model.quantiles)
-    return predictions.frame(config.data.target_columns, config.model.quantiles, with_observed=False)
+    predictions = to_predictions(run_model(loaded.model, loader, dev), loaded.scaler, config.loss.quantiles)
+    return predictions.frame(config.data.target_columns, with_observed=False)

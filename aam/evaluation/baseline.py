@@ -13,15 +13,15 @@ import numpy as np
 import scipy.sparse as sp
 
 from aam.config import DataConfig, RunConfig
+from aam.data.prepared import load_training_study
 from aam.data.split import TRAIN_FILE, VAL_FILE, positions_of, read_sample_list, split_samples, write_split
 from aam.errors import UserError
-from aam.training import outputs
-from aam.training.data import load_training_study
-from aam.training.inference import predictions_frame
-from aam.training.metrics import metrics_table
+from aam.evaluation import outputs
+from aam.evaluation.inference import predictions_frame
+from aam.evaluation.metrics import metrics_table
 
 
-@dataclass
+@dataclass(kw_only=True)
 class BaselineConfig:
     output_dir: str = ""  # where metrics.json, val_predictions.tsv and the split go
     train_dir: str | None = None  # an `aam train` output folder: reuse its data settings and split

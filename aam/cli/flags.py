@@ -1,0 +1,146 @@
+"""Flag tables shared by `aam train` and `aam baseline`, and the run config they build.
+
+Each table row is (flag, config dataclass, field, argparse type, help); the default shown by --help
+comes from the dataclass, and every flag defaults to None so the dataclass default applies unless
+the user set it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+
+from aam.config import LOSS_TYPES, DataConfig, LossConfig, ModelConfig, RunConfig, TrainConfig
+
+
+def _names(text: str) -> tuple[str, ...]:
+    return tuple(part.strip() for part in text.split(",") if part.strip())
+
+
+def _floats(text: str) -> tuple[float, ...]:
+    try:
+        return tuple(float(part) for part in _names(text))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected comma-separated numbers, got {text!r}") from None
+
+
+def _ints(text: str) -> tuple[int, ...]:
+    try:
+        return tuple(int(part) for part in _names(text))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected comma-separated integers, got {text!r}") from None
+
+
+# flag -> (dataclass, field, type, help); defaults come from the dataclasses (shown by --help).
+DATA_FLAGS = [
+    ("--table", DataConfig, "table", str, "feature table: BIOM (HDF5/JSON) or QIIME 2 .qza"),
+    ("--metadata", DataConfig, "metadata", str, "QIIME 2 style metadata TSV (first column = sample ID)"),
+    ("--sequences", DataConfig, "sequences", str, "FASTA or rep-seqs .qza, when feature IDs are not DNA"),
+    ("--metadata-column", DataConfig, "target_columns", _names, "numeric target column(s), comma-separated"),
+    ("--categorical-columns", DataConfig, "categorical_columns", _names,
+     "categorical metadata column(s) embedded into the sample vector, comma-separated"),
+    ("--group-column", DataConfig, "group_column", str, "keep each group (e.g. subject) on one side of the split"),
+    ("--test-size", DataConfig, "test_size", float, "fraction of samples held out for validation"),
+    ("--max-bp", DataConfig, "max_bp", int, "nucleotides kept per ASV"),
+    ("--token-limit", DataConfig, "token_limit", int, "ASVs kept per sample (most abundant first)"),
+    ("--asv-sampling", DataConfig, "asv_sampling", str,
+     "abundance (top ASVs) or random (a new random subset each training epoch)"),
+]
+MODEL_FLAGS = [
+    ("--embedding-dim", ModelConfig, "embedding_dim", int, "width of the model's vectors"),
+    ("--attention-heads", ModelConfig, "attention_heads", int, "attention heads per layer"),
+    ("--asv-layers", ModelConfig, "asv_layers", int, "transformer layers over each ASV's nucleotides"),
+    ("--sample-layers", ModelConfig, "sample_layers", int, "transformer layers over each sample's ASVs"),
+    ("--dropout", ModelConfig, "dropout", float,
+     "dropout on the transformer residual branches and feed-forward hidden layers"),
+    ("--regressor-hidden-dims", ModelConfig, "regressor_hidden_dims", _ints,
+     "hidden widths of an MLP head, e.g. 64,32 (default: a Linear head)"),
+    ("--regressor-dropout", ModelConfig, "regressor_dropout", float, "dropout between MLP head layers"),
+    ("--moe-experts", ModelConfig, "moe_experts", int,
+     "mixture of expert heads: replace the regression head with this many heads of the same kind "
+     "(Linear, MLP or residual), >= 2; 0 = one head"),
+    ("--moe-top-k", ModelConfig, "moe_top_k", int,
+     "experts mixed per sample, 1..--moe-experts (= --moe-experts: a soft mixture)"),
+    ("--moe-routing", ModelConfig, "moe_routing", str,
+     "'learned' (a Linear router on the sample vector) or a column of --categorical-columns (adds a learned "
+     "routing bias per level; unseen levels still route)"),
+]
+LOSS_FLAGS = [
+    ("--loss-type", LossConfig, "loss_type", str, f"one of {', '.join(LOSS_TYPES)} (on z-scored targets)"),
+    ("--huber-delta", LossConfig, "huber_delta", float,
+     "Huber threshold in target standard deviations (huber: 1.0); with --loss-type quantile: smooth pinball"),
+    ("--quantiles", LossConfig, "quantiles", _floats,
+     "quantile levels for quantile/expectile losses, each in (0, 1), no repeats; sorted for you "
+     "(default 0.1,0.5,0.9)"),
+    ("--over-penalty", LossConfig, "over_penalty", float, "asymmetric loss: weight of over-prediction (> 0; 1.0)"),
+    ("--under-penalty", LossConfig, "under_penalty", float,
+     "asymmetric loss: weight of under-prediction (> 0; 1.0)"),
+    ("--loss-config", LossConfig, "loss_config", str,
+     'per-target losses as JSON, keys = target names or 0-based indices, values = a loss name or '
+     '{"type": ..., "delta"/"over"/"under": ...}; e.g. \'{"ph": "mse", "temperature": {"type": "huber", '
+     '"delta": 0.5}}\'; targets not named use --loss-type'),
+    ("--categorical-loss-weights", LossConfig, "categorical_loss_weights", str,
+     "'auto' (balance the levels of each categorical column) or JSON {column: {level: weight}}"),
+    ("--moe-balance-weight", LossConfig, "moe_balance_weight", float,
+     "weight of the Switch load-balancing loss E * sum_e f_e * P_e of an MoE head (0 = off)"),
+    ("--moe-router-z-weight", LossConfig, "moe_router_z_weight", float,
+     "weight of the router z-loss mean(logsumexp(router logits)^2) of an MoE head (0 = off)"),
+]
+TRAIN_FLAGS = [
+    ("--output-dir", TrainConfig, "output_dir", str, "folder for the model, predictions, metrics and plots"),
+    ("--epochs", TrainConfig, "epochs", int, "maximum epochs"),
+    ("--batch-size", TrainConfig, "batch_size", int, "samples per step"),
+    ("--lr", TrainConfig, "lr", float, "peak AdamW learning rate"),
+    ("--weight-decay", TrainConfig, "weight_decay", float, "AdamW weight decay"),
+    ("--warmup-steps", TrainConfig, "warmup_steps", int, "linear warmup steps (default: 5%% of all steps)"),
+    ("--max-grad-norm", TrainConfig, "max_grad_norm", float, "gradient clipping norm (0 = off)"),
+    ("--patience", TrainConfig, "patience", int, "early stopping: epochs without improvement (0 = off)"),
+    ("--best-metric", TrainConfig, "best_metric", str,
+     "val_loss, or mae|rmse|r2|pearson of the first target, or <target>:<metric>"),
+    ("--seed", TrainConfig, "seed", int, "random seed: same seed + data = same run"),
+    ("--device", TrainConfig, "device", str, "auto | cpu | cuda"),
+    ("--num-workers", TrainConfig, "num_workers", int, "data loader worker processes"),
+]
+ALL_FLAGS = DATA_FLAGS + MODEL_FLAGS + LOSS_FLAGS + TRAIN_FLAGS
+# On/off switches: flag -> (dataclass, field set to True, help).
+SWITCHES = [
+    ("--gradient-checkpointing", ModelConfig, "gradient_checkpointing",
+     "recompute transformer blocks in backward (less memory, ~30%% slower)"),
+    ("--residual-regression-head", ModelConfig, "residual_regression_head",
+     "head = Linear(x) + MLP(x) (needs --regressor-hidden-dims)"),
+    ("--fused-kernels", ModelConfig, "use_kernels",
+     "use the fused aam_kernels loss and MoE head (Triton on CUDA, CPU path on CPU)"),
+]
+
+
+def _default(cls, name):
+    return {f.name: f for f in dataclasses.fields(cls)}[name].default
+
+
+def add_flags(parser: argparse.ArgumentParser, groups) -> None:
+    """Every flag defaults to None, so the config dataclass default applies unless the user set it."""
+    for title, flags in groups:
+        group = parser.add_argument_group(title)
+        for flag, cls, name, kind, text in flags:
+            default = _default(cls, name)
+            shown = ",".join(map(str, default)) if isinstance(default, tuple) else default
+            group.add_argument(flag, dest=name, type=kind, default=None, metavar=flag[2:].upper().replace("-", "_"),
+                               help=f"{text} (default: {shown if shown not in ('', (), None) else 'none'})")
+
+
+def add_switches(group) -> None:
+    for flag, _, name, text in SWITCHES:
+        group.add_argument(flag, dest=name, action="store_true", help=text)
+
+
+def config_from_args(args: argparse.Namespace, flags=ALL_FLAGS) -> RunConfig:
+    """The run config of the parsed flags; the dataclasses parse and check what they hold (UserError)."""
+    parts = {}
+    for cls in (DataConfig, ModelConfig, LossConfig, TrainConfig):
+        given = {name: getattr(args, name) for flag, c, name, _, _ in flags
+                 if c is cls and getattr(args, name, None) is not None}
+        given.update({name: True for _, c, name, _ in SWITCHES if c is cls and getattr(args, name, False)})
+        if cls is TrainConfig:
+            given["progress"] = not getattr(args, "no_progress", False)
+        parts[cls] = cls(**given)
+    return RunConfig(parts[DataConfig], parts[ModelConfig], parts[LossConfig], parts[TrainConfig])

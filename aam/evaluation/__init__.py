@@ -1,0 +1,12 @@
+"""AAM evaluation: running a trained model, metrics, report files and the random-forest baseline.
+
+Public API:
+- `predict(model_path, table, sequences=None, metadata=None, device="auto") -> DataFrame` (inference.py).
+- `load_model(path)` (inference.py): the trained model with its config, target scaler and encoder.
+- `regression_metrics` (metrics.py); `run_baseline` (baseline.py).
+"""
+
+from aam.evaluation.inference import load_model, predict
+from aam.evaluation.metrics import regression_metrics
+
+__all__ = ["load_model", "predict", "regression_metrics"]

@@ -1,0 +1,5 @@
+"""What training and prediction share at run time: checkpoint files and the device choice.
+
+- `save_checkpoint`, `load_checkpoint`, `atomic_write` (checkpoint.py): atomic, weights-only checkpoints.
+- `resolve_device`, `autocast` (device.py): auto/cpu/cuda and the mixed-precision context.
+"""

@@ -1,0 +1,103 @@
+"""`build_run`: from a `RunConfig` to everything a training run needs (data, model, loss, loaders, trainer).
+
+`train()` builds its run here; so can a cross-validation fold (explicit train/validation sample IDs
+through `split`), a benchmark (already prepared `data`), or a distributed run (wrap `run.model`
+before training).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from torch.utils.data import DataLoader
+
+from aam.config import RunConfig
+from aam.data.dataset import make_loader
+from aam.data.prepared import PreparedData, prepare_data
+from aam.evaluation.metrics import best_metric_column
+from aam.models import AAMRegressor
+from aam.runtime.checkpoint import set_rng_state
+from aam.runtime.device import resolve_device
+from aam.training.losses import LossPlan, RegressionLoss, plan_loss
+from aam.training.resume import check_resumable
+from aam.training.router_loss import RouterLoss
+from aam.training.trainer import Trainer, TrainerState
+from aam.training.weights import category_weight_tables
+
+
+@dataclass
+class Run:
+    """One training run, ready for `aam.training.loop.fit`."""
+
+    config: RunConfig  # as given, with the model's data-dependent fields filled in (what checkpoints save)
+    device: torch.device
+    data: PreparedData
+    model: AAMRegressor
+    loss: RegressionLoss
+    router_loss: RouterLoss | None  # auxiliary losses of an MoE head; None without one
+    train_loader: DataLoader
+    val_loader: DataLoader
+    trainer: Trainer
+    progress: TrainerState  # epochs done, best so far and history: empty unless resumed
+
+
+def build_run(config: RunConfig, device: torch.device | str | None = None, *,
+              split: tuple[list[str], list[str]] | None = None, resume_from: dict[str, Any] | None = None,
+              data: PreparedData | None = None) -> Run:
+    """Load and split the data, fill the data-dependent model fields, build model, loss, loaders and trainer.
+
+    device: None = `config.train.device` ("auto": CUDA when present).
+    split: (training sample IDs, validation sample IDs) instead of the seeded random split.
+    resume_from: a `last.pt` payload; its configuration must match (UserError naming the first setting
+        that differs), and its split, weights, optimizer, scheduler, progress and RNG states are restored.
+    data: data already prepared for this config (e.g. shared by several runs, split included); None = load it.
+    """
+    if data is not None and (split is not None or resume_from is not None):
+        raise ValueError("build_run: give `data` or a split (`split`, `resume_from`), not both")
+    config.validate()
+    best_metric_column(config.train.best_metric, config.data.target_columns)  # a bad --best-metric fails here
+    device = resolve_device(config.train.device) if device is None else torch.device(device)
+    plan = plan_loss(config.loss, config.data.target_columns)
+    if resume_from is not None:
+        check_resumable(RunConfig.from_dict(resume_from["config"]), config)
+        split = resume_from["split"]
+    if data is None:
+        data = prepare_data(config.data, config.train.seed, split)
+    config = fill_model_fields(config, data, plan)
+
+    torch.manual_seed(config.train.seed)  # initialization; shuffles and ASV draws use (seed, epoch)
+    model = AAMRegressor(config.model).to(device)
+    loss = RegressionLoss(plan.columns(), n_quantiles=plan.n_quantiles, use_kernels=config.model.use_kernels)
+    weights = category_weight_tables(config.loss.categorical_loss_weights, data.encoder, data.train_set.categories)
+    pin = device.type == "cuda"
+    train_loader = make_loader(data.train_set, config.train.batch_size, shuffle=True, seed=config.train.seed,
+                               num_workers=config.train.num_workers, pin_memory=pin)
+    val_loader = make_loader(data.val_set, config.train.batch_size, shuffle=False,
+                             num_workers=config.train.num_workers, pin_memory=pin)
+    router_loss = RouterLoss(config.loss.moe_balance_weight, config.loss.moe_router_z_weight) \
+        if config.model.moe_experts else None
+    trainer = Trainer(model, loss, config.train, scaler=data.scaler, target_columns=config.data.target_columns,
+                      quantiles=config.loss.quantiles, device=device, steps_per_epoch=len(train_loader),
+                      weight_tables=weights, router_loss=router_loss)
+    progress = TrainerState()
+    if resume_from is not None:
+        model.load_state_dict(resume_from["model_state"])
+        trainer.load_state_dict(resume_from["trainer"])
+        progress = TrainerState(**resume_from["progress"])
+        set_rng_state(resume_from["rng"])
+    return Run(config=config, device=device, data=data, model=model, loss=loss, router_loss=router_loss,
+               train_loader=train_loader, val_loader=val_loader, trainer=trainer, progress=progress)
+
+
+def fill_model_fields(config: RunConfig, data: PreparedData, plan: LossPlan) -> RunConfig:
+    """The run config with the model's data-dependent (`derived`) fields filled in."""
+    cards = tuple(len(data.encoder.levels[c]) for c in data.encoder.columns) if data.encoder else ()
+    routing = config.model.moe_routing
+    routing_index = data.encoder.columns.index(routing) if config.model.moe_experts and routing != "learned" else -1
+    model = dataclasses.replace(config.model, max_bp=config.data.max_bp, n_targets=len(config.data.target_columns),
+                                n_quantiles=plan.n_quantiles, category_cardinalities=cards,
+                                moe_routing_index=routing_index)
+    return dataclasses.replace(config, model=model)
