@@ -1,4 +1,8 @@
-"""`aam` entry point: builds the sub-command parsers and maps user errors to exit status 2."""
+"""`aam` entry point: builds the sub-command parsers and maps user errors to exit status 2.
+
+Under torchrun, rank 0 reports the errors every rank shares; another rank's own failure is one line
+naming the rank (torchrun then stops the other processes).
+"""
 
 from __future__ import annotations
 
@@ -8,9 +12,10 @@ import sys
 
 from aam import __version__
 from aam.errors import UserError
+from aam.runtime.distributed import ReportedElsewhere, is_main_process, rank
 
 # Each module exposes `add_parser(subparsers)` and `run(args) -> int`.
-COMMANDS = ("inspect", "simulate", "train", "predict", "demo", "baseline")
+COMMANDS = ("inspect", "simulate", "train", "predict", "demo", "baseline", "explain")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -29,12 +34,21 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         return int(args.run(args) or 0)
+    except ReportedElsewhere:
+        return 2
     except UserError as exc:
         print(f"aam {args.command}: error: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
-        print(f"aam {args.command}: interrupted", file=sys.stderr)
+        if is_main_process():
+            print(f"aam {args.command}: interrupted", file=sys.stderr)
         return 130
+    except Exception as exc:
+        if is_main_process():
+            raise
+        reason = str(exc).splitlines()[0] if str(exc) else ""
+        print(f"aam {args.command}: rank {rank()}: {type(exc).__name__}: {reason}", file=sys.stderr)
+        return 1
 
 
 if __name__ == "__main__":

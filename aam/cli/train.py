@@ -7,6 +7,7 @@ import signal
 
 from aam.cli.flags import DATA_FLAGS, LOSS_FLAGS, MODEL_FLAGS, TRAIN_FLAGS, add_flags, add_switches, config_from_args
 from aam.errors import UserError
+from aam.runtime.distributed import is_main_process
 
 HELP = "train a model on a table + metadata column(s)"
 
@@ -38,7 +39,8 @@ def run(args: argparse.Namespace) -> int:
     result = train(config, resume=args.resume, overwrite=args.overwrite)
     if result.interrupted_by is not None:
         return 128 + result.interrupted_by  # shell convention: 130 for SIGINT, 143 for SIGTERM
-    print(result.summary())
+    if is_main_process():
+        print(result.summary())
     return 0
 
 

@@ -13,6 +13,16 @@ import torch
 
 
 @dataclass
+class ShardInfo:
+    """This process's share of a global batch in a data-parallel run (`aam.data.sharding`)."""
+
+    asv_owned: torch.Tensor  # bool [U]: the rank counting this distinct ASV in the batch statistics is this one
+    global_distinct: int  # distinct ASVs of the whole global batch
+    global_samples: int  # samples of the whole global batch
+    padding: bool = False  # this rank got no sample of the global batch: one placeholder that counts for nothing
+
+
+@dataclass
 class Batch:
     sample_ids: list[str]  # B sample IDs
     asv_tokens: torch.Tensor  # uint8 [U, L]: tokenized distinct ASVs of this batch (0 = pad), L = max_bp (+1 if start token)
@@ -22,6 +32,7 @@ class Batch:
     rel_abundance: torch.Tensor  # float32 [B, A]: count / sample's total reads (all its ASVs), 0 at padding
     targets: torch.Tensor  # float32 [B, T]: raw target values (original units), NaN where missing; T may be 0
     categories: torch.Tensor  # int64 [B, C]: categorical codes, 0 = unknown/missing; C may be 0
+    shard: ShardInfo | None = None  # data-parallel runs only: how this batch relates to the global batch
 
     def __len__(self) -> int:
         return len(self.sample_ids)

@@ -121,7 +121,8 @@ def load_study(
     rows = np.flatnonzero(keep)
     counts = ftable.counts[rows]
     used = np.flatnonzero(np.asarray(counts.sum(axis=0)).ravel() > 0)
-    counts = counts[:, used].tocsr()
+    if used.size < counts.shape[1]:  # column indexing copies the whole table: only when a feature goes
+        counts = counts[:, used].tocsr()
     kept_table = FeatureTable(counts, [ftable.sample_ids[i] for i in rows],
                               [ftable.feature_ids[j] for j in used], ftable.path)
     return Study(

@@ -19,6 +19,7 @@ from aam.errors import UserError
 from aam.evaluation import outputs
 from aam.evaluation.inference import predictions_frame
 from aam.evaluation.metrics import metrics_table
+from aam.explain.forest import forest_columns, importance_table
 
 
 @dataclass(kw_only=True)
@@ -28,6 +29,7 @@ class BaselineConfig:
     n_estimators: int = 500  # trees per forest (one forest per target)
     seed: int = 42  # split seed (without train_dir) and forest seed
     n_jobs: int = -1  # parallel tree building; -1 = all cores
+    permutation_repeats: int = 5  # shuffles per ASV for the permutation importance; 0 = impurity importance only
 
 
 def data_config_of_run(train_dir: str | Path) -> DataConfig:
@@ -51,6 +53,8 @@ def run_baseline(data: DataConfig, config: BaselineConfig, overwrite: bool = Fal
         raise UserError("give an output folder (--output-dir)")
     if config.n_estimators < 1:
         raise UserError(f"--trees must be >= 1; got {config.n_estimators}")
+    if config.permutation_repeats < 0:
+        raise UserError(f"--permutation-repeats must be >= 0; got {config.permutation_repeats}")
     out = Path(config.output_dir)
     if out.is_dir() and any(out.iterdir()) and not overwrite:
         raise UserError(f"--output-dir {out} is not empty: pass --overwrite or choose another folder")
@@ -62,6 +66,7 @@ def run_baseline(data: DataConfig, config: BaselineConfig, overwrite: bool = Fal
         train_idx, val_idx = split_samples(study, data.test_size, config.seed, data.group_column)
     x = relative_abundance(study.counts)
     predicted = np.full((len(val_idx), len(study.target_columns)), np.nan)
+    importance = {}
     for t in range(len(study.target_columns)):
         y = study.targets[train_idx, t]
         known = ~np.isnan(y)
@@ -71,12 +76,15 @@ def run_baseline(data: DataConfig, config: BaselineConfig, overwrite: bool = Fal
                                        n_jobs=config.n_jobs)
         forest.fit(x[train_idx[known]], y[known])
         predicted[:, t] = forest.predict(x[val_idx])
+        importance.update(forest_columns(forest, x[val_idx], study.targets[val_idx, t], study.target_columns[t],
+                                         config.permutation_repeats, config.seed))
     observed = study.targets[val_idx]
     out.mkdir(parents=True, exist_ok=True)
     write_split(out, study, train_idx, val_idx)
     val_ids = [study.sample_ids[i] for i in val_idx]
     outputs.write_tsv(out / "val_predictions.tsv",
                       predictions_frame(val_ids, predicted, study.target_columns, observed))
+    outputs.write_tsv(out / "asv_importance.tsv", importance_table(study, x, importance))
     metrics = metrics_table(predicted, observed, study.target_columns)
     outputs.write_json(out / "metrics.json", metrics)
     return metrics

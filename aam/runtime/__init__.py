@@ -2,4 +2,5 @@
 
 - `save_checkpoint`, `load_checkpoint`, `atomic_write` (checkpoint.py): atomic, weights-only checkpoints.
 - `resolve_device`, `autocast` (device.py): auto/cpu/cuda and the mixed-precision context.
+- `session`, `is_main_process`, collectives (distributed.py): data-parallel runs under torchrun.
 """

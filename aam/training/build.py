@@ -1,8 +1,9 @@
 """`build_run`: from a `RunConfig` to everything a training run needs (data, model, loss, loaders, trainer).
 
 `train()` builds its run here; so can a cross-validation fold (explicit train/validation sample IDs
-through `split`), a benchmark (already prepared `data`), or a distributed run (wrap `run.model`
-before training).
+through `split`) or a benchmark (already prepared `data`). Under torchrun (a process group joined with
+`aam.runtime.distributed.session`) every rank builds the same run, with its share of each global batch
+in the loaders and the model wrapped for data-parallel training (`aam.training.data_parallel`).
 """
 
 from __future__ import annotations
@@ -17,10 +18,13 @@ from torch.utils.data import DataLoader
 from aam.config import RunConfig
 from aam.data.dataset import make_loader
 from aam.data.prepared import PreparedData, prepare_data
+from aam.data.sharding import make_sharded_loader
 from aam.evaluation.metrics import best_metric_column
 from aam.models import AAMRegressor
+from aam.runtime import distributed
 from aam.runtime.checkpoint import set_rng_state
 from aam.runtime.device import resolve_device
+from aam.training.data_parallel import DataParallel
 from aam.training.losses import LossPlan, RegressionLoss, plan_loss
 from aam.training.resume import check_resumable
 from aam.training.router_loss import RouterLoss
@@ -54,12 +58,20 @@ def build_run(config: RunConfig, device: torch.device | str | None = None, *,
     resume_from: a `last.pt` payload; its configuration must match (UserError naming the first setting
         that differs), and its split, weights, optimizer, scheduler, progress and RNG states are restored.
     data: data already prepared for this config (e.g. shared by several runs, split included); None = load it.
+    A UserError on any rank stops every rank (rank 0 raises it).
     """
     if data is not None and (split is not None or resume_from is not None):
         raise ValueError("build_run: give `data` or a split (`split`, `resume_from`), not both")
+    run = distributed.on_every_rank(lambda: _build(config, device, split, resume_from, data))
+    if distributed.active():
+        run.trainer.parallel = DataParallel(run.model, run.device)
+    return run
+
+
+def _build(config: RunConfig, device: torch.device | str | None, split, resume_from, data) -> Run:
     config.validate()
     best_metric_column(config.train.best_metric, config.data.target_columns)  # a bad --best-metric fails here
-    device = resolve_device(config.train.device) if device is None else torch.device(device)
+    device = distributed.rank_device(resolve_device(config.train.device) if device is None else torch.device(device))
     plan = plan_loss(config.loss, config.data.target_columns)
     if resume_from is not None:
         check_resumable(RunConfig.from_dict(resume_from["config"]), config)
@@ -73,10 +85,17 @@ def build_run(config: RunConfig, device: torch.device | str | None = None, *,
     loss = RegressionLoss(plan.columns(), n_quantiles=plan.n_quantiles, use_kernels=config.model.use_kernels)
     weights = category_weight_tables(config.loss.categorical_loss_weights, data.encoder, data.train_set.categories)
     pin = device.type == "cuda"
-    train_loader = make_loader(data.train_set, config.train.batch_size, shuffle=True, seed=config.train.seed,
-                               num_workers=config.train.num_workers, pin_memory=pin)
-    val_loader = make_loader(data.val_set, config.train.batch_size, shuffle=False,
-                             num_workers=config.train.num_workers, pin_memory=pin)
+    if distributed.active():  # --batch-size is the global batch; each rank loads its share
+        rank, world = distributed.rank(), distributed.world_size()
+        train_loader = make_sharded_loader(data.train_set, config.train.batch_size, True, rank, world,
+                                           config.train.seed, config.train.num_workers, pin)
+        val_loader = make_sharded_loader(data.val_set, config.train.batch_size, False, rank, world,
+                                         num_workers=config.train.num_workers, pin_memory=pin)
+    else:
+        train_loader = make_loader(data.train_set, config.train.batch_size, shuffle=True, seed=config.train.seed,
+                                   num_workers=config.train.num_workers, pin_memory=pin)
+        val_loader = make_loader(data.val_set, config.train.batch_size, shuffle=False,
+                                 num_workers=config.train.num_workers, pin_memory=pin)
     router_loss = RouterLoss(config.loss.moe_balance_weight, config.loss.moe_router_z_weight) \
         if config.model.moe_experts else None
     trainer = Trainer(model, loss, config.train, scaler=data.scaler, target_columns=config.data.target_columns,

@@ -3,7 +3,8 @@
 Every epoch: train, validate, save `model.pt` when --best-metric improves, then `last.pt`
 (weights, optimizer, scheduler, RNG states, progress, split), then history.tsv. A run resumed
 from last.pt reproduces the uninterrupted one: the loaders shuffle from (seed, epoch) and the
-global RNGs are restored, so epoch k+1 sees exactly what it would have seen.
+global RNGs are restored, so epoch k+1 sees exactly what it would have seen. In a data-parallel
+run every rank trains and validates (they hold the same weights and metrics), rank 0 alone writes and prints.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from tqdm.auto import tqdm
 
 from aam.evaluation import outputs
 from aam.evaluation.metrics import best_metric_column
+from aam.runtime import distributed
 from aam.runtime.checkpoint import BEST_FILE, LAST_FILE, rng_state, save_checkpoint
 from aam.training.build import Run
 from aam.training.trainer import TrainerState, TrainingInterrupted, is_better
@@ -33,6 +35,7 @@ def fit(run: Run, out: Path, on_epoch_end: Callable[[int, dict], None] | None = 
     metric_column, higher_better = best_metric_column(config.train.best_metric, target_columns)
     common = {"config": config.to_dict(), "target_scaler": data.scaler.to_dict(),
               "category_encoder": data.encoder.to_dict() if data.encoder else None}
+    main = distributed.is_main_process()
     with trainer.stop.installed():
         try:
             while state.epoch < config.train.epochs and not patience_exhausted(state, config.train.patience):
@@ -46,21 +49,24 @@ def fit(run: Run, out: Path, on_epoch_end: Callable[[int, dict], None] | None = 
                 state.epoch = epoch
                 if is_better(row[metric_column], state.best_value, higher_better):
                     state.best_value, state.best_epoch, state.bad_epochs = row[metric_column], epoch, 0
-                    save_checkpoint(out / BEST_FILE, {**common, "model_state": model.state_dict(), "epoch": epoch,
-                                                      "metrics": result.metrics})
+                    if main:
+                        save_checkpoint(out / BEST_FILE, {**common, "model_state": model.state_dict(),
+                                                          "epoch": epoch, "metrics": result.metrics})
                 else:
                     state.bad_epochs += 1
-                save_checkpoint(out / LAST_FILE, {
-                    **common, "model_state": model.state_dict(), "epoch": epoch, "trainer": trainer.state_dict(),
-                    "progress": dataclasses.asdict(state), "rng": rng_state(),
-                    "split": (data.train_ids, data.val_ids)})
-                outputs.write_history(out / "history.tsv", state.history)
-                tqdm.write(epoch_summary(row, config.train.epochs, target_columns, metric_column, state))
+                if main:
+                    save_checkpoint(out / LAST_FILE, {
+                        **common, "model_state": model.state_dict(), "epoch": epoch, "trainer": trainer.state_dict(),
+                        "progress": dataclasses.asdict(state), "rng": rng_state(),
+                        "split": (data.train_ids, data.val_ids)})
+                    outputs.write_history(out / "history.tsv", state.history)
+                    tqdm.write(epoch_summary(row, config.train.epochs, target_columns, metric_column, state))
                 if on_epoch_end is not None:
                     on_epoch_end(epoch, row)
         except TrainingInterrupted as stop:
-            tqdm.write(f"stopped by {stop}: the epoch in progress was dropped; {out / LAST_FILE} holds epoch "
-                       f"{state.epoch} (continue with --resume)")
+            if main:
+                tqdm.write(f"stopped by {stop}: the epoch in progress was dropped; {out / LAST_FILE} holds epoch "
+                           f"{state.epoch} (continue with --resume)")
             return stop.signum
     return None
 

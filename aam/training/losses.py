@@ -131,6 +131,18 @@ class RegressionLoss(nn.Module):
                        power=self.power, weight=weight, reduction="mean", return_column_means=True)
 
 
+    def elementwise(self, pred: torch.Tensor, target: torch.Tensor, weight: torch.Tensor | None = None):
+        """The pieces of `forward`'s mean, which data-parallel ranks sum across processes: pred [B, T, Q],
+        target [B, T], weight [B] or None -> (weighted loss per element [B, T*Q], 0 where missing;
+        each element's weight in the mean [B, T*Q], 0 where missing)."""
+        b, t, q = pred.shape
+        flat_target = target.to(pred.dtype).repeat_interleave(q, dim=1)
+        elements = self.op(pred.reshape(b, t * q), flat_target, under=self.under, over=self.over, delta=self.delta,
+                           power=self.power, weight=weight, reduction="none")
+        mass = (~torch.isnan(flat_target)).float()
+        return elements, mass if weight is None else mass * weight.float()[:, None]
+
+
 def build_loss(config: LossConfig, target_columns: tuple[str, ...], *, use_kernels: bool = False) -> RegressionLoss:
     plan = plan_loss(config, target_columns)
     return RegressionLoss(plan.columns(), n_quantiles=plan.n_quantiles, use_kernels=use_kernels)

@@ -12,13 +12,15 @@ import torch
 
 from aam.models import AAMRegressor
 from aam.runtime.device import autocast
+from aam.training.sync_norm import distinct_moments
 
 
 @torch.no_grad()
 def recompute_norm_statistics(model: AAMRegressor, loader, device: torch.device, max_batches: int) -> None:
     """Running mean/variance of the ASV BatchNorm = the average over up to `max_batches` batches of
     `loader` of the mean and unbiased variance across each batch's distinct ASVs, computed in
-    evaluation mode (no dropout), as the vectors are when the statistics are used. 0 = keep the averages."""
+    evaluation mode (no dropout), as the vectors are when the statistics are used. 0 = keep the averages.
+    In a data-parallel run each batch is the global batch, its statistics gathered from every rank."""
     if max_batches == 0:
         return
     was_training = model.training
@@ -27,9 +29,11 @@ def recompute_norm_statistics(model: AAMRegressor, loader, device: torch.device,
     for batch, _ in zip(loader, range(max_batches)):
         with autocast(device):
             pooled = model.asv_encoder.pooled(batch.asv_tokens.to(device, non_blocking=True))  # [U, D]
-        if pooled.shape[0] > 1:  # one distinct ASV has no variance (that batch trained on the averages too)
-            means.append(pooled.float().mean(0))
-            variances.append(pooled.float().var(0))
+        shard = getattr(batch, "shard", None)  # anything with asv_tokens will do outside a data-parallel run
+        mean, variance, n = distinct_moments(pooled.float(), shard, unbiased=True)
+        if n > 1:  # one distinct ASV has no variance (that batch trained on the averages too)
+            means.append(mean)
+            variances.append(variance)
     if means:
         model.asv_encoder.norm.set_statistics(means, variances)
     model.train(was_training)

@@ -2,6 +2,8 @@
 
 Check the output folder, build the run (`build_run`), train it with checkpoints (`loop.fit`), then
 write the reports of the best model (`aam.evaluation.reports`). `resume=True` continues from last.pt.
+Under torchrun every process trains (`aam.runtime.distributed`); rank 0 checks and writes the output
+folder and reads last.pt for all of them, so the other ranks need the data files but not the folder.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from aam.errors import UserError
 from aam.evaluation import outputs
 from aam.evaluation.metrics import format_metrics
 from aam.evaluation.reports import write_reports
+from aam.runtime import distributed
 from aam.runtime.checkpoint import BEST_FILE, LAST_FILE, load_checkpoint
 from aam.training.build import build_run
 from aam.training.loop import fit
@@ -62,16 +65,19 @@ def train(config: RunConfig, *, resume: bool = False, overwrite: bool = False,
     out = Path(config.train.output_dir or "")
     if not config.train.output_dir:
         raise UserError("give an output folder (--output-dir)")
-    check_output_dir(out, resume, overwrite)
-    run = build_run(config, resume_from=load_checkpoint(out / LAST_FILE) if resume else None)
-    if not resume:
-        out.mkdir(parents=True, exist_ok=True)
-        outputs.write_json(out / "config.json", run.config.to_dict())
-        write_split(out, run.data.study, run.data.train_idx, run.data.val_idx)
-    interrupted = fit(run, out, on_epoch_end)
+    with distributed.session(config.train.device):
+        last = distributed.on_main_rank(
+            lambda: check_output_dir(out, resume, overwrite) or (load_checkpoint(out / LAST_FILE) if resume else None))
+        run = build_run(config, resume_from=last)
+        if not resume and distributed.is_main_process():
+            out.mkdir(parents=True, exist_ok=True)
+            outputs.write_json(out / "config.json", run.config.to_dict())
+            write_split(out, run.data.study, run.data.train_idx, run.data.val_idx)
+        interrupted = fit(run, out, on_epoch_end)
     state = run.progress
-    if state.epoch == 0:
-        return TrainResult(out, metrics={}, best_epoch=0, epochs_run=0, plots=[], interrupted_by=interrupted)
+    if state.epoch == 0 or not distributed.is_main_process():
+        return TrainResult(out, metrics={}, best_epoch=state.best_epoch, epochs_run=state.epoch, plots=[],
+                           interrupted_by=interrupted)
     metrics, plots = write_reports(out, run.data, state.history, run.device)
     return TrainResult(out, metrics=metrics, best_epoch=state.best_epoch, epochs_run=state.epoch, plots=plots,
                        interrupted_by=interrupted)

@@ -102,6 +102,7 @@ class Trainer:
         warmup = default_warmup_steps(total) if config.warmup_steps is None else config.warmup_steps
         self.scheduler = warmup_cosine(self.optimizer, warmup, total)
         self.stop = StopFlag()
+        self.parallel = None  # a DataParallel in a torchrun run (see aam.training.data_parallel)
 
     def normalize(self, raw_targets: torch.Tensor) -> torch.Tensor:
         return (raw_targets - self.mean) / self.std  # [B, T]; NaN stays NaN (missing)
@@ -109,6 +110,8 @@ class Trainer:
     def train_epoch(self, loader, epoch: int) -> tuple[float, list[float], dict[str, float]]:
         """One pass over `loader`; returns the sample-weighted mean regression loss, its per-column
         means, and the means of the MoE router losses ({} without them)."""
+        if self.parallel is not None:
+            return self.parallel.train_epoch(self, loader, epoch)
         self.model.train()
         total = torch.zeros((), device=self.device)
         columns = torch.zeros(self.loss_fn.under.numel(), device=self.device)
@@ -128,12 +131,7 @@ class Trainer:
                 objective = loss + aux
                 for name, value in parts.items():
                     router_sums[name] = router_sums.get(name, 0.0) + value * len(batch)
-            self.optimizer.zero_grad(set_to_none=True)
-            objective.backward()
-            if self.config.max_grad_norm > 0:
-                torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.config.max_grad_norm)
-            self.optimizer.step()
-            self.scheduler.step()
+            self.apply_gradients(objective)
             total += loss.detach() * len(batch)
             columns += column_means.to(self.device) * len(batch)
             seen += len(batch)
@@ -143,9 +141,19 @@ class Trainer:
         router = {name: (value / max(seen, 1)).item() for name, value in router_sums.items()}
         return (total / max(seen, 1)).item(), (columns / max(seen, 1)).tolist(), router
 
+    def apply_gradients(self, objective: torch.Tensor) -> None:
+        """Backward, clipping, optimizer and schedule step."""
+        self.optimizer.zero_grad(set_to_none=True)
+        objective.backward()
+        if self.config.max_grad_norm > 0:
+            torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.config.max_grad_norm)
+        self.optimizer.step()
+        self.scheduler.step()
+
     def validate(self, loader) -> tuple[float, list[float], Predictions]:
         """Validation loss (one loss call over all samples) and predictions in original units."""
-        out = run_model(self.model, loader, self.device)
+        out = run_model(self.model, loader, self.device) if self.parallel is None \
+            else self.parallel.run_model(loader, self.device)
         with torch.no_grad():
             z_targets = self.normalize(out.targets.to(self.device))
             weights = row_weights(self.weight_tables, out.categories.to(self.device))

@@ -1,0 +1,54 @@
+"""`aam explain`: which ASVs and taxa drive a trained model's predictions."""
+
+from __future__ import annotations
+
+import argparse
+
+HELP = "attribute each prediction to the ASVs of its sample, and rank ASVs and taxa"
+
+
+def add_parser(subparsers) -> None:
+    from aam.explain.config import ExplainConfig
+
+    defaults = ExplainConfig()
+    parser = subparsers.add_parser(
+        "explain", help=HELP,
+        description=HELP[0].upper() + HELP[1:] + ". Integrated gradients per ASV, in target units: a sample's "
+                    "attributions plus its baseline add up to its prediction.")
+    parser.add_argument("--model", required=True, action="append",
+                        help="model.pt written by `aam train`; repeat to average several models (e.g. folds)")
+    parser.add_argument("--table", required=True, help="feature table: BIOM or QIIME 2 .qza")
+    parser.add_argument("--sequences", help="FASTA or rep-seqs .qza, when feature IDs are not DNA")
+    parser.add_argument("--metadata", help="metadata TSV: needed for categorical columns; target columns in it "
+                                           "add Spearman correlations and order the heatmap")
+    parser.add_argument("--taxonomy", help="QIIME 2 FeatureData[Taxonomy] .qza or TSV with 'Feature ID' and "
+                                           "'Taxon' columns; adds taxon_importance.tsv")
+    parser.add_argument("--output-dir", required=True, help="folder for the tables and plots")
+    parser.add_argument("--batch-size", type=int, help="samples per batch (default: the training batch size)")
+    parser.add_argument("--steps", type=int, default=defaults.steps,
+                        help=f"integration steps, each a forward and backward pass (default: {defaults.steps})")
+    parser.add_argument("--reference", default=defaults.reference,
+                        help="empty: attributions start from a sample with no reads; counts: from the same ASVs "
+                             f"with zero reads (default: {defaults.reference})")
+    parser.add_argument("--sample", help="sample drawn as a waterfall (default: the first)")
+    parser.add_argument("--device", default=defaults.device, help="auto | cpu | cuda (default: auto)")
+    parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+    parser.add_argument("--overwrite", action="store_true", help="write into a non-empty --output-dir")
+    parser.set_defaults(run=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from aam.explain.config import ExplainConfig
+    from aam.explain.run import run_explain
+
+    config = ExplainConfig(models=tuple(args.model), table=args.table, sequences=args.sequences,
+                           metadata=args.metadata, taxonomy=args.taxonomy, output_dir=args.output_dir,
+                           batch_size=args.batch_size, steps=args.steps, reference=args.reference,
+                           sample=args.sample, device=args.device, progress=not args.no_progress)
+    explanation = run_explain(config, overwrite=args.overwrite)
+    worst = abs(explanation.gap).max()
+    print(f"explained {len(explanation.sample_ids)} samples ({', '.join(explanation.outputs)}) with "
+          f"{len(config.models)} model(s); largest |baseline + attributions - prediction| = {worst:.2g}")
+    print(f"wrote {args.output_dir}/asv_importance.tsv, attributions.tsv, samples.tsv"
+          + (", taxon_importance.tsv" if args.taxonomy else "") + " and plots/")
+    return 0

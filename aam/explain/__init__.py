@@ -1,0 +1,13 @@
+"""Which ASVs and taxa drive a model's predictions (`aam explain`).
+
+Modules (the package imports nothing itself, so the CLI parser stays light):
+- config.py: `ExplainConfig`, what `aam explain` is asked to do.
+- run.py: `run_explain(ExplainConfig, overwrite=False) -> Explanation`: load, explain, write tables and plots.
+- explanation.py: `explain_study(models, study, device, ...) -> Explanation`: per-sample attributions of a
+  study, averaged over several models.
+- attribution.py: `attribute_batch(model, batch, scaler, quantiles, steps, reference)`: integrated
+  gradients for one batch, and the quadrature.
+- importance.py: `asv_table`, `taxon_table`, `abundance_columns`, `spearman_columns`.
+- taxonomy.py: `read_taxonomy(path, feature_ids) -> Taxonomy` (QIIME 2 .qza or TSV).
+- plots.py: bar charts, heatmap, waterfall.
+"""

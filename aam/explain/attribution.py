@@ -1,0 +1,154 @@
+"""Integrated gradients per ASV slot: how much each ASV moves a sample's prediction, in target units.
+
+The model reads each (sample, slot) as one input vector, x_i = asv_vector_i + count_embedding(log1p(count_i)),
+and sees nothing else of the ASV. Integrated gradients along the straight line from a reference
+x_i^0 to x_i gives, for every output y (a target's point prediction, or a quantile model's interval width),
+
+    attribution_i = sum_d (x_i - x_i^0)_d * integral_0^1 dy/dx_i,d (x^0 + a (x - x^0)) da,
+
+and the attributions of a sample sum to y(x) - y(x^0) (completeness), up to the quadrature error that
+`BatchAttribution.gap` reports. References (`REFERENCES`):
+
+- "empty": x^0 = 0 for every slot. Padding slots hold zeros, so y(x^0) is the model's prediction for a
+  sample with no reads (with the sample's categorical values): the same number for every sample.
+- "counts": x^0 = asv_vector_i + count_embedding(0): every ASV keeps its sequence, reads start at zero,
+  so attributions measure what the abundances add to a per-sample baseline.
+
+The model runs in eval mode (ASVBatchNorm uses running statistics, no dropout), so each sample's
+outputs depend on that sample alone: gradients of the batch sum are per-sample gradients, and a
+sample's attributions do not depend on its batch.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from aam.data.batch import Batch
+from aam.data.encoders import TargetScaler
+from aam.models import AAMRegressor
+from aam.evaluation.inference import point_predictions
+
+REFERENCES = ("empty", "counts")
+# "empty": the nodes below EMPTY_KNEE share EMPTY_SHARE_BELOW of the steps (linear there); the rest are
+# log-spaced above it. Near a = 0 every LayerNorm input is a * x, and LayerNorm(a x) only moves while
+# a * std(x) is near sqrt(eps) (~3e-3): the output changes fastest at small a, which log spacing resolves.
+EMPTY_KNEE = 1e-5
+EMPTY_SHARE_BELOW = 0.125
+
+
+def quadrature(steps: int, reference: str) -> tuple[np.ndarray, np.ndarray]:
+    """Nodes a_k in (0, 1) and weights w_k with sum_k w_k g(a_k) ~ integral_0^1 g(a) da (float64 [steps])."""
+    if reference not in REFERENCES:
+        raise ValueError(f"reference must be one of {REFERENCES}; got {reference!r}")
+    if reference == "counts":
+        return _gauss_legendre(steps, 0.0, 1.0)
+    below = max(1, int(round(steps * EMPTY_SHARE_BELOW)))
+    above = steps - below
+    assert above >= 1, "the 'empty' reference needs at least 2 steps"
+    a_lo, w_lo = _gauss_legendre(below, 0.0, EMPTY_KNEE)
+    u, w_u = _gauss_legendre(above, np.log(EMPTY_KNEE), 0.0)
+    a_hi = np.exp(u)
+    return np.concatenate([a_lo, a_hi]), np.concatenate([w_lo, w_u * a_hi])  # da = a du
+
+
+def _gauss_legendre(n: int, lo: float, hi: float) -> tuple[np.ndarray, np.ndarray]:
+    x, w = np.polynomial.legendre.leggauss(n)
+    half = (hi - lo) / 2
+    return lo + half * (x + 1), w * half
+
+
+def output_names(target_columns, quantiles: tuple[float, ...]) -> list[str]:
+    """One output per target (`<t>`: point prediction), plus `<t>_width` (highest - lowest quantile)."""
+    names = list(target_columns)
+    if len(quantiles) > 1:
+        names += [f"{t}_width" for t in target_columns]
+    return names
+
+
+def output_values(pred_z: torch.Tensor, scaler: TargetScaler, quantiles: tuple[float, ...]) -> torch.Tensor:
+    """[B, T, Q] z-scored predictions -> [B, K] outputs in target units (see `output_names`)."""
+    std = torch.as_tensor(scaler.std, dtype=pred_z.dtype, device=pred_z.device)  # [T]
+    mean = torch.as_tensor(scaler.mean, dtype=pred_z.dtype, device=pred_z.device)
+    # point_predictions is linear in pred_z (the median between levels is interpolated), so exact to differentiate
+    point = point_predictions(pred_z, quantiles) * std + mean
+    if len(quantiles) > 1:
+        return torch.cat([point, (pred_z[..., -1] - pred_z[..., 0]) * std], dim=1)
+    return point
+
+
+@dataclass
+class BatchAttribution:
+    prediction: torch.Tensor  # float64 [B, K]: outputs at the sample's real input
+    baseline: torch.Tensor  # float64 [B, K]: outputs at the reference input
+    attribution: torch.Tensor  # float64 [B, A, K]: per slot; 0 at padding
+
+    @property
+    def gap(self) -> torch.Tensor:
+        """[B, K]: baseline + sum of attributions - prediction (0 for exact integration)."""
+        return self.baseline + self.attribution.sum(1) - self.prediction
+
+
+class SlotInputs:
+    """Runs `model` with chosen slot input vectors x [B, A, D] (and the batch's categories), through the
+    model's own forward: the ASV encoder's output is replaced by the flattened x - count_embedding(0) and
+    every log count by 0, so the sample encoder's sum asv_vector + count_embedding(log count) equals x."""
+
+    def __init__(self, model: AAMRegressor, batch: Batch):
+        self.model, self.batch = model, batch
+        b, a = batch.asv_mask.shape
+        self.index = torch.arange(b * a, device=batch.asv_mask.device).view(b, a)
+        self.zeros = torch.zeros(b, a, device=batch.asv_mask.device)
+        self.dummy_tokens = torch.zeros(1, 1, dtype=torch.uint8, device=batch.asv_mask.device)
+        with torch.no_grad():
+            self.count_bias = self.count_embedding(torch.zeros(1, 1, device=batch.asv_mask.device))[0, 0]  # [D]
+
+    def count_embedding(self, log_counts: torch.Tensor) -> torch.Tensor:
+        """[B, A] -> [B, A, D]: what the sample encoder adds to each ASV vector."""
+        return self.model.sample_encoder.counts(log_counts.unsqueeze(-1))
+
+    @torch.no_grad()
+    def real(self) -> torch.Tensor:
+        """[B, A, D]: the slot inputs of the batch as the model sees them (padding rows included)."""
+        vectors = self.model.asv_encoder(self.batch.asv_tokens)[self.batch.asv_index]
+        return vectors + self.count_embedding(self.batch.log_counts)
+
+    def __call__(self, x: torch.Tensor) -> torch.Tensor:
+        """x [B, A, D] -> predictions [B, T, Q] (z-scored)."""
+        flat = (x - self.count_bias).reshape(-1, x.shape[-1])
+        handle = self.model.asv_encoder.register_forward_hook(lambda module, args, output: flat)
+        try:
+            return self.model(self.dummy_tokens, self.index, self.batch.asv_mask, self.zeros, self.batch.categories)
+        finally:
+            handle.remove()
+
+
+def attribute_batch(model: AAMRegressor, batch: Batch, scaler: TargetScaler, quantiles: tuple[float, ...],
+                    steps: int, reference: str = "empty") -> BatchAttribution:
+    """Integrated gradients of every output for every sample and slot of `batch` (already on the model's
+    device); `steps` forward + backward passes of the sample encoder and head, fp32."""
+    assert not model.training, "explain in eval mode: batch statistics would couple the samples"
+    nodes, weights = quadrature(steps, reference)
+    run = SlotInputs(model, batch)
+    x1 = run.real()
+    if reference == "empty":
+        x0 = torch.zeros_like(x1)
+    else:
+        with torch.no_grad():
+            x0 = x1 - run.count_embedding(batch.log_counts) + run.count_embedding(torch.zeros_like(batch.log_counts))
+    delta = x1 - x0  # [B, A, D]
+    mask = batch.asv_mask.unsqueeze(-1)
+    with torch.no_grad():
+        prediction = output_values(run(x1), scaler, quantiles).double()
+        baseline = output_values(run(x0), scaler, quantiles).double()
+    k = prediction.shape[1]
+    total = torch.zeros(*x1.shape[:2], k, dtype=torch.float64, device=x1.device)  # [B, A, K]
+    for a, w in zip(nodes.tolist(), weights.tolist()):
+        x = (x0 + a * delta).requires_grad_(True)
+        y = output_values(run(x), scaler, quantiles)  # [B, K]
+        for j in range(k):
+            (grad,) = torch.autograd.grad(y[:, j].sum(), x, retain_graph=j + 1 < k)
+            total[..., j] += w * (grad * delta * mask).sum(-1).double()
+    return BatchAttribution(prediction, baseline, total)

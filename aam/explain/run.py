@@ -1,0 +1,170 @@
+"""`run_explain`: checkpoint(s) + a table -> attributions, importance tables and plots in one folder.
+
+Files written to `output_dir`:
+- `samples.tsv`: per sample and output, the prediction, the baseline and the completeness gap;
+- `attributions.tsv`: per sample, output and ASV the model saw, its attribution (target units);
+- `asv_importance.tsv`, and `taxon_importance.tsv` with a taxonomy (see `aam.explain.importance`);
+- `explain.json`: method, steps, reference, models and the largest completeness gap;
+- `plots/`: top ASVs (and taxa) per output, an abundance heatmap per target, one sample's waterfall.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import scipy.sparse as sp
+
+from aam.data.study import Study, load_study
+from aam.errors import UserError
+from aam.explain import plots
+from aam.explain.attribution import REFERENCES
+from aam.explain.config import ExplainConfig
+from aam.explain.explanation import Explanation, explain_study
+from aam.explain.importance import asv_table, taxon_table
+from aam.explain.taxonomy import Taxonomy, read_taxonomy
+from aam.evaluation.baseline import relative_abundance
+from aam.runtime.device import resolve_device
+from aam.evaluation.inference import load_model
+from aam.evaluation.outputs import write_json, write_tsv
+
+log = logging.getLogger("aam.explain")
+TOP = 20  # rows in the bar charts and the heatmap
+WATERFALL = 15  # largest attributions drawn one by one in the waterfall
+GAP_WARNING = 0.01  # warn when a completeness gap exceeds this fraction of the predictions' spread
+
+
+def check_config(config: ExplainConfig, overwrite: bool) -> Path:
+    if not config.models:
+        raise UserError("give a model checkpoint (--model)")
+    if not config.table:
+        raise UserError("give the feature table (--table)")
+    if not config.output_dir:
+        raise UserError("give an output folder (--output-dir)")
+    if config.batch_size is not None and config.batch_size < 1:
+        raise UserError(f"--batch-size must be >= 1; got {config.batch_size}")
+    if config.reference not in REFERENCES:
+        raise UserError(f"--reference must be one of {', '.join(REFERENCES)}; got {config.reference!r}")
+    if config.steps < 2:
+        raise UserError(f"--steps must be >= 2; got {config.steps}")
+    out = Path(config.output_dir)
+    if out.exists() and not out.is_dir():
+        raise UserError(f"--output-dir {out} exists and is not a folder")
+    if out.is_dir() and any(out.iterdir()) and not overwrite:
+        raise UserError(f"--output-dir {out} is not empty: pass --overwrite or choose another folder")
+    return out
+
+
+def run_explain(config: ExplainConfig, overwrite: bool = False) -> Explanation:
+    out = check_config(config, overwrite)
+    device = resolve_device(config.device)
+    models = [load_model(path, device) for path in config.models]
+    run = models[0].config
+    categorical = run.data.categorical_columns
+    if categorical and config.metadata is None:
+        raise UserError(f"this model uses categorical column(s) {', '.join(categorical)}: pass --metadata with them")
+    study = load_study(config.table, config.sequences, config.metadata, target_columns=run.data.target_columns,
+                       categorical_columns=categorical, require_targets=False)
+    taxonomy = read_taxonomy(config.taxonomy, study.feature_ids) if config.taxonomy else None
+    if config.sample is not None and config.sample not in study.sample_ids:
+        raise UserError(f"--sample {config.sample} is not a sample of {config.table} with reads")
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise UserError(f"--output-dir {out}: cannot create it ({exc.strerror})") from None
+    explanation = explain_study(models, study, device, config.batch_size, config.steps, config.reference,
+                                config.progress)
+    write_outputs(out, config, study, explanation, taxonomy)
+    return explanation
+
+
+def write_outputs(out: Path, config: ExplainConfig, study: Study, e: Explanation, taxonomy: Taxonomy | None) -> None:
+    gap = e.gap
+    spread = np.ptp(e.prediction, axis=0) if len(e.prediction) > 1 else np.ones(len(e.outputs))
+    worst = np.abs(gap).max(axis=0)
+    for name, g, s in zip(e.outputs, worst, spread):
+        if g > GAP_WARNING * max(s, 1e-12):
+            log.warning("output %s: attributions miss the prediction by up to %.3g (predictions span %.3g); "
+                        "raise --steps", name, g, s)
+    samples = {"sample_id": e.sample_ids}
+    for k, name in enumerate(e.outputs):
+        samples[name] = e.prediction[:, k]
+        samples[f"{name}_baseline"] = e.baseline[:, k]
+        samples[f"{name}_gap"] = gap[:, k]
+    write_tsv(out / "samples.tsv", pd.DataFrame(samples))
+    write_tsv(out / "attributions.tsv", long_attributions(e, study.feature_ids))
+    abundance = relative_abundance(study.counts)
+    asvs = asv_table(study.feature_ids, study.sequences, abundance, study.targets, study.target_columns,
+                     e.attributions, e.outputs, taxonomy)
+    write_tsv(out / "asv_importance.tsv", asvs)
+    taxa = None
+    if taxonomy is not None:
+        taxa = taxon_table(study.feature_ids, abundance, study.targets, study.target_columns, e.attributions,
+                           e.outputs, taxonomy)
+        write_tsv(out / "taxon_importance.tsv", taxa)
+    write_json(out / "explain.json", {
+        "method": "integrated gradients over each ASV's input vector (sequence + log-count embedding)",
+        "reference": config.reference, "steps": config.steps, "models": list(config.models),
+        "outputs": e.outputs, "samples": len(e.sample_ids),
+        "max_abs_gap": {name: float(g) for name, g in zip(e.outputs, worst)}})
+    write_plots(out / "plots", config, study, e, asvs, taxa, abundance)
+
+
+def long_attributions(e: Explanation, feature_ids: list[str]) -> pd.DataFrame:
+    """sample_id, output, feature_id, attribution: one row per stored (non-zero) entry."""
+    parts = []
+    for name, a in zip(e.outputs, e.attributions):
+        coo = a.tocoo()
+        order = np.lexsort((-np.abs(coo.data), coo.row))  # per sample, largest |attribution| first
+        parts.append(pd.DataFrame({"sample_id": np.asarray(e.sample_ids, dtype=object)[coo.row[order]],
+                                   "output": name,
+                                   "feature_id": np.asarray(feature_ids, dtype=object)[coo.col[order]],
+                                   "attribution": coo.data[order]}))
+    return pd.concat(parts, ignore_index=True)
+
+
+def write_plots(folder: Path, config: ExplainConfig, study: Study, e: Explanation, asvs: pd.DataFrame,
+                taxa: pd.DataFrame | None, abundance: sp.csr_matrix) -> list[Path]:
+    lineage = dict(zip(asvs["feature_id"], asvs["taxonomy"])) if "taxonomy" in asvs else {}
+    # "#k": the ASV's row in asv_importance.tsv (amplicon IDs that are sequences all start alike)
+    label = {f: f"#{k} {plots.short_label(f, lineage.get(f))}" for k, f in enumerate(asvs["feature_id"], start=1)}
+    paths = []
+    for k, name in enumerate(e.outputs):
+        top = plots.top_rows(asvs, name, TOP)
+        paths.append(plots.plot_top_bars(
+            folder / f"top_asvs_{plots.file_name(name)}.png", [label[f] for f in top["feature_id"]],
+            top[f"mean_attribution_{name}"].to_numpy(), top[f"mean_abs_attribution_{name}"].to_numpy(), name, "ASVs"))
+        if taxa is not None:
+            rank = "genus" if "genus" in set(taxa["rank"]) else taxa["rank"].iloc[-1]
+            top_taxa = plots.top_rows(taxa[taxa["rank"] == rank], name, TOP)
+            paths.append(plots.plot_top_bars(
+                folder / f"top_taxa_{plots.file_name(name)}.png", [t.split("; ")[-1] for t in top_taxa["taxon"]],
+                top_taxa[f"mean_attribution_{name}"].to_numpy(), top_taxa[f"mean_abs_attribution_{name}"].to_numpy(),
+                name, f"taxa ({rank})"))
+    column = {f: j for j, f in enumerate(study.feature_ids)}
+    for t, target in enumerate(study.target_columns):
+        top = plots.top_rows(asvs, e.outputs[t], TOP)
+        observed = study.targets[:, t]
+        known = ~np.isnan(observed)
+        order_values, order_name = (observed, f"observed {target}") if known.any() else \
+            (e.prediction[:, t], f"predicted {target}")
+        rows = known if known.any() else np.ones(len(observed), dtype=bool)
+        cols = [column[f] for f in top["feature_id"]]
+        paths.append(plots.plot_heatmap(folder / f"heatmap_{plots.file_name(target)}.png",
+                                        abundance[rows][:, cols].toarray(), [label[f] for f in top["feature_id"]],
+                                        order_values[rows], order_name))
+    i = e.sample_ids.index(config.sample) if config.sample is not None else 0
+    start = "no reads" if config.reference == "empty" else "zero counts"
+    for k, name in enumerate(e.outputs):
+        row = e.attributions[k].getrow(i)
+        order = np.argsort(-np.abs(row.data), kind="stable")
+        shown = order[:WATERFALL]
+        rest = row.data[order[WATERFALL:]]
+        paths.append(plots.plot_waterfall(
+            folder / f"waterfall_{plots.file_name(e.sample_ids[i])}_{plots.file_name(name)}.png", e.sample_ids[i],
+            name, float(e.baseline[i, k]), float(e.prediction[i, k]),
+            [label[study.feature_ids[j]] for j in row.indices[shown]], row.data[shown], float(rest.sum()), len(rest),
+            f"baseline ({start})"))
+    return paths

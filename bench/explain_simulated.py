@@ -1,0 +1,99 @@
+"""Do `aam explain`'s rankings find the microbes that respond to pH? Checked on the simulated study.
+
+    python -m bench.explain_simulated OUT_DIR [--seed 0] [--epochs 25]
+
+Simulates the demo study (300 samples, 128 ASVs), trains the demo's model (ph and temperature, or
+`--targets`; location as a category), explains it on every sample, fits the random forest on the same
+split, then prints:
+
+- the Spearman correlation over ASVs between AAM's mean |attribution| to pH and |Spearman(relative
+  abundance, pH)| of each ASV (computed here with scipy, from the table and metadata alone);
+- the same for the forest's permutation and impurity importances;
+- how many of AAM's top 20 ASVs are among the forest's top 20 by permutation importance;
+- the mean |Spearman(relative abundance, pH)| of the top 20 ASVs of each ranking, of all ASVs, and of the
+  20 ASVs with the largest value (the best any ranking can reach);
+- how the response and AAM's ranking relate to prevalence and abundance.
+
+Writes OUT_DIR/summary.json. Takes a few minutes on one CPU core.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from scipy.stats import spearmanr
+
+from aam.cli.main import main
+
+TRAIN_FLAGS = ["--categorical-columns", "location", "--embedding-dim", "32",
+               "--attention-heads", "4", "--asv-layers", "1", "--sample-layers", "1", "--dropout", "0",
+               "--max-bp", "100", "--token-limit", "128", "--loss-type", "huber", "--batch-size", "16",
+               "--lr", "2e-3", "--patience", "0", "--seed", "0", "--device", "cpu", "--no-progress"]
+TOP = 20
+
+
+def abundance_response(folder: Path) -> pd.Series:
+    """|Spearman(relative abundance, ph)| per ASV, from table.biom and metadata.tsv."""
+    import biom
+
+    table = biom.load_table(str(folder / "table.biom"))
+    counts = pd.DataFrame(table.matrix_data.toarray().T, index=table.ids("sample"), columns=table.ids("observation"))
+    relative = counts.div(counts.sum(axis=1), axis=0)
+    ph = pd.read_csv(folder / "metadata.tsv", sep="\t", index_col=0).loc[relative.index, "ph"]
+    return relative.apply(lambda column: abs(spearmanr(column, ph).statistic))
+
+
+def main_(out: Path, seed: int, epochs: int, targets: str, reference: str) -> dict:
+    data, run, explained, forest = out / "data", out / "run", out / "explain", out / "forest"
+    steps = [["simulate", "--output-dir", str(data), "--samples", "300", "--features", "128", "--seed", str(seed)],
+             ["train", "--table", str(data / "table.biom"), "--metadata", str(data / "metadata.tsv"),
+              "--output-dir", str(run), "--epochs", str(epochs), "--metadata-column", targets, *TRAIN_FLAGS],
+             ["explain", "--model", str(run / "model.pt"), "--table", str(data / "table.biom"),
+              "--metadata", str(data / "metadata.tsv"), "--output-dir", str(explained), "--device", "cpu",
+              "--reference", reference, "--no-progress"],
+             ["baseline", "--train-dir", str(run), "--output-dir", str(forest)]]
+    for argv in steps:
+        if main(argv) != 0:
+            raise SystemExit(f"aam {argv[0]} failed")
+    response = abundance_response(data)
+    aam = pd.read_csv(explained / "asv_importance.tsv", sep="\t", index_col="feature_id")
+    rf = pd.read_csv(forest / "asv_importance.tsv", sep="\t", index_col="feature_id")
+    ids = response.dropna().index
+    top_aam = set(aam["mean_abs_attribution_ph"].nlargest(TOP).index)
+    top_rf = set(rf["permutation_importance_ph"].nlargest(TOP).index)
+    summary = {
+        "asvs": len(ids),
+        "spearman_aam_vs_response": spearmanr(aam.loc[ids, "mean_abs_attribution_ph"], response[ids]).statistic,
+        "spearman_rf_permutation_vs_response": spearmanr(rf.loc[ids, "permutation_importance_ph"],
+                                                         response[ids]).statistic,
+        "spearman_rf_impurity_vs_response": spearmanr(rf.loc[ids, "impurity_importance_ph"], response[ids]).statistic,
+        "spearman_aam_vs_rf_permutation": spearmanr(aam.loc[ids, "mean_abs_attribution_ph"],
+                                                    rf.loc[ids, "permutation_importance_ph"]).statistic,
+        f"top{TOP}_overlap_aam_rf_permutation": len(top_aam & top_rf),
+        f"mean_response_top{TOP}": {
+            "aam": response[list(top_aam)].mean(), "rf_permutation": response[list(top_rf)].mean(),
+            "rf_impurity": response[rf["impurity_importance_ph"].nlargest(TOP).index].mean(),
+            "all_asvs": response[ids].mean(), "best": response[ids].nlargest(TOP).mean()},
+        "spearman_response_vs_prevalence": spearmanr(response[ids], aam.loc[ids, "prevalence"]).statistic,
+        "spearman_aam_vs_mean_relative_abundance": spearmanr(aam.loc[ids, "mean_abs_attribution_ph"],
+                                                             aam.loc[ids, "mean_relative_abundance"]).statistic,
+        "validation_mae_ph": {"aam": json.loads((run / "metrics.json").read_text())["ph"]["mae"],
+                              "random_forest": json.loads((forest / "metrics.json").read_text())["ph"]["mae"]},
+    }
+    (out / "summary.json").write_text(json.dumps(summary, indent=1) + "\n")
+    return summary
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("out", type=Path)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--epochs", type=int, default=25)
+    parser.add_argument("--targets", default="ph,temperature", help="--metadata-column of the model")
+    parser.add_argument("--reference", default="empty", help="--reference of aam explain")
+    args = parser.parse_args()
+    print(json.dumps(main_(args.out, args.seed, args.epochs, args.targets, args.reference), indent=1))

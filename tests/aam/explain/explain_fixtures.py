@@ -1,0 +1,56 @@
+"""Helpers for the explain tests: a small simulated study and untrained tiny models (attributions must sum
+to the prediction of any model, trained or not, so no training is needed here)."""
+
+from pathlib import Path
+
+import pytest
+import torch
+
+from aam.config import DataConfig, LossConfig, ModelConfig, RunConfig
+from aam.data.encoders import CategoryEncoder, TargetScaler
+from aam.data.simulate import write_simulation
+from aam.data.study import load_study
+from aam.models import AAMRegressor
+from aam.evaluation.inference import LoadedModel
+
+MAX_BP = 48
+TOKEN_LIMIT = 24  # below the ASVs per sample of the study, so some present ASVs are beyond the limit
+
+
+@pytest.fixture(scope="session")
+def sim_folder(tmp_path_factory) -> Path:
+    folder = tmp_path_factory.mktemp("explain_sim")
+    write_simulation(folder, n_samples=20, seed=5, n_features=32)
+    return folder
+
+
+@pytest.fixture(scope="session")
+def study(sim_folder):
+    return load_study(sim_folder / "table.biom", None, sim_folder / "metadata.tsv", target_columns=("ph",),
+                      categorical_columns=("location",), require_targets=False)
+
+
+def tiny_model(study, quantiles=(), categorical=True, seed=0, moe_experts=0) -> LoadedModel:
+    """An untrained model with non-trivial BatchNorm statistics (set from the study's ASVs)."""
+    torch.manual_seed(seed)
+    columns = ("location",) if categorical else ()
+    encoder = CategoryEncoder.fit(columns, study.categories[:, :len(columns)]) if categorical else None
+    model_config = ModelConfig(embedding_dim=16, attention_heads=2, asv_layers=1, sample_layers=1, dropout=0.0,
+                               max_bp=MAX_BP, n_targets=1, n_quantiles=max(1, len(quantiles)),
+                               category_cardinalities=tuple(encoder.cardinalities) if encoder else (),
+                               moe_experts=moe_experts)
+    config = RunConfig(data=DataConfig(target_columns=("ph",), categorical_columns=columns, max_bp=MAX_BP,
+                                       token_limit=TOKEN_LIMIT), model=model_config,
+                       loss=LossConfig("quantile", quantiles=tuple(quantiles)) if quantiles else LossConfig())
+    config.train.batch_size = 6
+    model = AAMRegressor(model_config)
+    from aam.data.dataset import AAMDataset, make_loader
+
+    dataset = AAMDataset(study, max_bp=MAX_BP, token_limit=TOKEN_LIMIT, encoders=encoder)
+    batch = next(iter(make_loader(dataset, len(dataset), shuffle=False)))
+    with torch.no_grad():
+        pooled = model.asv_encoder.pooled(batch.asv_tokens)
+        model.asv_encoder.norm.set_statistics([pooled.mean(0)], [pooled.var(0)])
+        for p in model.parameters():  # larger weights than the init, so outputs vary between samples
+            p.mul_(1.5)
+    return LoadedModel(model.eval(), config, TargetScaler(("ph",), [6.5], [1.4]), encoder, {})
