@@ -14,6 +14,7 @@ never by the user, so a resumed run does not compare them; TrainConfig fields ma
 from __future__ import annotations
 
 import dataclasses
+import math
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -22,6 +23,7 @@ from aam.loss_spec import (DEFAULT_QUANTILES, LOSS_TYPES, QUANTILE_LOSSES, Categ
                            check_quantiles, losses_by_target, parse_category_weights, parse_loss_config)
 
 DEVICES = ("auto", "cpu", "cuda")
+ABUNDANCE_INPUTS = ("reads", "relative")
 
 __all__ = ["DEFAULT_QUANTILES", "DEVICES", "LOSS_TYPES", "QUANTILE_LOSSES", "DataConfig", "LossConfig",
            "ModelConfig", "RunConfig", "TargetLoss", "TrainConfig", "kernel_experts_supported"]
@@ -64,12 +66,16 @@ class DataConfig:
 
 @dataclass
 class ModelConfig:
-    embedding_dim: int = 128  # width of every vector in the model (published AAM: 128)
-    attention_heads: int = 4  # heads per attention layer (published AAM: 4)
-    asv_layers: int = 2  # transformer layers over the nucleotides of one ASV
-    sample_layers: int = 2  # transformer layers over the ASVs of one sample
+    embedding_dim: int = 32  # width of every vector in the model (published AAM: 128)
+    attention_heads: int = 2  # heads per attention layer (published AAM: 4)
+    asv_layers: int = 0  # transformer layers over the nucleotides of one ASV (published AAM: 2); 0 = nucleotide
+    # and position embeddings, attention-pooled: ~20x cheaper a step on CPU (docs/accuracy.md)
+    sample_layers: int = 1  # transformer layers over the ASVs of one sample (published AAM: 2)
     feedforward_multiplier: int = 4  # feed-forward hidden width = multiplier * embedding_dim
-    dropout: float = 0.1  # on residual branches and feed-forward hidden layers; none on attention probabilities
+    abundance: str = "reads"  # ASV abundance input: "reads" = log(1 + reads); "relative" = log(1 + 1e4 * reads / sample's reads)
+    # on residual branches and feed-forward hidden layers, none on attention probabilities (published AAM: 0.1;
+    # it doubles a CPU step)
+    dropout: float = 0.0
     regressor_hidden_dims: tuple[int, ...] = ()  # () = Linear head; (64, 32) = MLP with those hidden widths
     regressor_dropout: float = 0.0  # dropout between MLP head layers
     residual_regression_head: bool = False  # head = Linear(x) + MLP(x); needs regressor_hidden_dims
@@ -84,6 +90,12 @@ class ModelConfig:
     n_quantiles: int = derived(1)  # outputs per target: len(LossConfig.quantiles), 1 for a point output
     category_cardinalities: tuple[int, ...] = derived(())  # levels per categorical column, code 0 = unknown excluded
     moe_routing_index: int = derived(-1)  # position of the moe_routing column among the categorical ones; -1 = learned
+
+
+# The published AAM model (the performance benchmarks measure it); the defaults above are smaller, see
+# docs/accuracy.md.
+PUBLISHED_MODEL = ModelConfig(embedding_dim=128, attention_heads=4, asv_layers=2, sample_layers=2, dropout=0.1)
+PUBLISHED_BATCH_SIZE = 8
 
 
 @dataclass
@@ -138,13 +150,13 @@ def resolve_loss(loss: LossConfig, target_columns: tuple[str, ...]) -> LossConfi
 @dataclass
 class TrainConfig:
     output_dir: str = resumable("")  # where checkpoints, predictions, metrics and plots go
-    epochs: int = 100  # maximum number of passes over the training samples
-    batch_size: int = 8  # samples per step
-    lr: float = 1e-4  # peak AdamW learning rate (after warmup)
+    epochs: int = 20  # maximum number of passes over the training samples (the cosine decay spans them)
+    batch_size: int = 16  # samples per step
+    lr: float | None = None  # peak AdamW learning rate (after warmup); None = default_lr(embedding_dim)
     weight_decay: float = 0.01  # AdamW decoupled weight decay
     warmup_steps: int | None = None  # linear warmup steps; None = 5% of all steps (at least 1)
     max_grad_norm: float = 1.0  # gradient clipping by global norm; 0 = off
-    patience: int = 10  # stop after this many epochs without a better --best-metric; 0 = never stop early
+    patience: int = 5  # stop after this many epochs without a better --best-metric; 0 = never stop early
     best_metric: str = "mae"  # val_loss, or mae|rmse|r2|pearson of the first target, or <target>:<metric>
     seed: int = 42  # seeds the split, initialization, shuffling and dropout: same seed + data = same run
     device: str = resumable("auto")  # auto (CUDA when present) | cpu | cuda
@@ -172,6 +184,12 @@ class RunConfig:
         values = _upgrade(values)
         return cls(**{name: _build(part, values.get(name, {})) for name, part in _PART_TYPES.items()})
 
+    def resolved(self) -> "RunConfig":
+        """The config with the defaults that depend on other settings filled in (recorded in config.json)."""
+        if self.train.lr is not None:
+            return self
+        return dataclasses.replace(self, train=dataclasses.replace(self.train, lr=default_lr(self.model.embedding_dim)))
+
     def validate(self) -> "RunConfig":
         """Raise UserError for values no run can use; returns self."""
         d, m, lo, t = self.data, self.model, self.loss, self.train
@@ -188,6 +206,8 @@ class RunConfig:
         _positive("--token-limit", d.token_limit)
         if d.asv_sampling not in ("abundance", "random"):
             raise UserError(f"--asv-sampling must be abundance or random; got {d.asv_sampling!r}")
+        if m.abundance not in ABUNDANCE_INPUTS:
+            raise UserError(f"--abundance must be one of {', '.join(ABUNDANCE_INPUTS)}; got {m.abundance!r}")
         _positive("--embedding-dim", m.embedding_dim)
         _positive("--attention-heads", m.attention_heads)
         if m.embedding_dim % m.attention_heads:
@@ -210,7 +230,7 @@ class RunConfig:
         _validate_moe(self)
         _positive("--epochs", t.epochs)
         _positive("--batch-size", t.batch_size)
-        if t.lr <= 0:
+        if t.lr is not None and t.lr <= 0:
             raise UserError(f"--lr must be > 0; got {t.lr}")
         if t.warmup_steps is not None and t.warmup_steps < 0:
             raise UserError(f"--warmup-steps must be >= 0; got {t.warmup_steps}")
@@ -221,6 +241,12 @@ class RunConfig:
         if t.device not in DEVICES:
             raise UserError(f"--device must be one of {', '.join(DEVICES)}; got {t.device!r}")
         return self
+
+
+def default_lr(embedding_dim: int) -> float:
+    """Peak learning rate for a model of this width: 2e-3 at width 32 (the default), scaled by
+    1/sqrt(width / 32), since AdamW's stable step size shrinks as the model widens."""
+    return 2e-3 * math.sqrt(32 / embedding_dim)
 
 
 _PART_TYPES = {"data": DataConfig, "model": ModelConfig, "loss": LossConfig, "train": TrainConfig}

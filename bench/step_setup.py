@@ -7,9 +7,9 @@ it is a step server for ``bench/speedup.py`` (reads "step N" lines on stdin, ans
 step took), with whatever ``aam`` is first on ``PYTHONPATH``. The simulated setups build their batches
 through ``aam.training.build_run``.
 
-Setups: ``udca`` = the default model on the first ``UDCA_BATCH`` samples of the real udca study (shuffled
+Setups: ``udca`` = the published model size on the first ``UDCA_BATCH`` samples of the real udca study (shuffled
 with seed 0); ``demo`` = the `aam demo` model on one batch of the demo's simulated study;
-``simulated-default`` = the default model on a simulated study shaped like the default settings.
+``simulated-default`` = the published model size on a simulated study shaped like the default settings.
 """
 
 from __future__ import annotations
@@ -61,9 +61,10 @@ def demo_batches(n: int = 1):
 
 
 def simulated_default_batches(n: int = 4, samples: int = 400, features: int = 2048):
-    """The default model and data settings (1,024 ASVs x 150 bp, batch 8) on a simulated study with two
-    targets and one categorical column; 2,048 simulated ASVs give ~900 ASVs per sample."""
-    from aam.config import DataConfig, LossConfig, ModelConfig, RunConfig, TrainConfig
+    """The published model size (`PUBLISHED_MODEL`) and the default data settings (1,024 ASVs x 150 bp,
+    batch 8) on a simulated study with two targets and one categorical column; 2,048 simulated ASVs give
+    ~900 ASVs per sample."""
+    from aam.config import PUBLISHED_BATCH_SIZE, PUBLISHED_MODEL, DataConfig, LossConfig, RunConfig, TrainConfig
     from aam.data.prepared import prepare_data
     from aam.data.simulate import write_simulation
 
@@ -73,8 +74,9 @@ def simulated_default_batches(n: int = 4, samples: int = 400, features: int = 20
             data=DataConfig(table=str(Path(root) / "data" / "table.biom"),
                             metadata=str(Path(root) / "data" / "metadata.tsv"),
                             target_columns=("ph", "temperature"), categorical_columns=("location",)),
-            model=ModelConfig(), loss=LossConfig(),
-            train=TrainConfig(output_dir=str(Path(root) / "run"), progress=False, seed=0))
+            model=PUBLISHED_MODEL, loss=LossConfig(),
+            train=TrainConfig(output_dir=str(Path(root) / "run"), batch_size=PUBLISHED_BATCH_SIZE, progress=False,
+                              seed=0))
         return run_batches(config, prepare_data(config.data, config.train.seed), n)
 
 
@@ -85,7 +87,9 @@ def setup_batches(name: str, n: int = 1):
     if name == "udca":
         if not UDCA.exists():
             raise FileNotFoundError(f"the udca study is not available at {UDCA}")
-        return load_udca_batches(n=n), dataclasses.replace(ModelConfig(), n_targets=1)
+        # the published model size spelled out: an older checkout's aam has no PUBLISHED_MODEL
+        published = ModelConfig(embedding_dim=128, attention_heads=4, asv_layers=2, sample_layers=2, dropout=0.1)
+        return load_udca_batches(n=n), dataclasses.replace(published, n_targets=1)
     if name == "demo":
         return demo_batches(n)
     if name == "simulated-default":

@@ -8,8 +8,8 @@ throughput, and what encoding each distinct ASV once per batch saves on the real
   collate, no model) for both configurations.
 - ``test_udca_train_step_asv_dedup``: forward + backward of the default model on two udca batches.
 - ``test_train_step_samples_per_second``: one training step (forward, Huber loss, backward, clipping, AdamW;
-  ``bench/step_setup.py``) of the udca default model (CPU, 1 and 2 threads), the demo model (CPU) and the
-  default model on the simulated default study (GPU, bf16 autocast; skipped without one), with the step's
+  ``bench/step_setup.py``) of the udca published-size model (CPU, 1 and 2 threads), the demo model (CPU) and the
+  published-size model on the simulated default study (GPU, bf16 autocast; skipped without one), with the step's
   Linear + attention FLOPs (``bench/step_flops.py``) and the fraction of an fp32 (CPU) or bf16 (GPU) matmul
   rate measured in the same test at the same thread count.
 
@@ -30,7 +30,7 @@ import torch
 from bench.common import GPU_SKIP, HAS_CUDA, Provider, measure, params, record, sync
 
 try:
-    from aam.config import DataConfig, LossConfig, ModelConfig, RunConfig, TrainConfig
+    from aam.config import PUBLISHED_BATCH_SIZE, PUBLISHED_MODEL, DataConfig, LossConfig, RunConfig, TrainConfig
     from aam.data.dataset import make_loader
     from aam.data.prepared import prepare_data
     from aam.data.simulate import write_simulation
@@ -38,7 +38,7 @@ try:
     from aam.training.build import build_run
     from aam.training.demo import DEMO_FEATURES, DEMO_SAMPLES, demo_config
     from bench.step_flops import step_flops
-    from bench.step_setup import demo_batches, load_udca_batches, make_step, run_batches
+    from bench.step_setup import demo_batches, load_udca_batches, make_step, run_batches, setup_batches
 except ImportError as exc:
     pytest.skip(f"end-to-end benchmarks need the aam package and its dependencies ({exc})", allow_module_level=True)
 
@@ -81,16 +81,16 @@ def demo_data(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def default_data(tmp_path_factory):
-    """The default model, data and training settings (embedding 128, 2 + 2 layers, 1,024 ASVs x 150 bp,
-    batch 8, Huber loss) on a simulated study with two targets and one categorical column."""
+    """The published model and batch size (embedding 128, 2 + 2 layers, 1,024 ASVs x 150 bp, batch 8) with the
+    default data and loss settings (Huber) on a simulated study with two targets and one categorical column."""
     root = tmp_path_factory.mktemp("default")
     write_simulation(root / "data", n_samples=DEFAULT_SAMPLES, seed=0, n_features=DEFAULT_FEATURES)
     config = RunConfig(
         data=DataConfig(table=str(root / "data" / "table.biom"), metadata=str(root / "data" / "metadata.tsv"),
                         target_columns=("ph", "temperature"), categorical_columns=("location",)),
-        model=ModelConfig(),
+        model=PUBLISHED_MODEL,
         loss=LossConfig(),
-        train=TrainConfig(output_dir=str(root / "run"), progress=False, seed=0),
+        train=TrainConfig(output_dir=str(root / "run"), batch_size=PUBLISHED_BATCH_SIZE, progress=False, seed=0),
     )
     return config, prepare_data(config.data, config.train.seed)
 
@@ -147,7 +147,7 @@ def udca_batches():
 def test_udca_train_step_asv_dedup(benchmark, udca_batches, mode):
     """Forward + backward of the published default model on two udca batches of 8 samples."""
     torch.manual_seed(0)
-    model = AAMRegressor(dataclasses.replace(ModelConfig(), n_targets=1)).train()
+    model = AAMRegressor(dataclasses.replace(PUBLISHED_MODEL, n_targets=1)).train()
     per_slot = mode == "per_slot"
 
     def step():
@@ -197,7 +197,7 @@ STEP_CASES = [_step_case(c) for c in (
 def udca_step_data():
     if not UDCA.exists():
         pytest.skip(f"real data not available: {UDCA}")
-    return load_udca_batches(UDCA, n=2), dataclasses.replace(ModelConfig(), n_targets=1)
+    return setup_batches("udca", n=2)
 
 
 @pytest.fixture(scope="module")

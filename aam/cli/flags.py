@@ -1,4 +1,4 @@
-"""Flag tables shared by `aam train` and `aam baseline`, and the run config they build.
+"""Flag tables shared by `aam train`, `aam cv` and `aam baseline`, and the run config they build.
 
 Each table row is (flag, config dataclass, field, argparse type, help); the default shown by --help
 comes from the dataclass, and every flag defaults to None so the dataclass default applies unless
@@ -53,6 +53,8 @@ MODEL_FLAGS = [
     ("--sample-layers", ModelConfig, "sample_layers", int, "transformer layers over each sample's ASVs"),
     ("--dropout", ModelConfig, "dropout", float,
      "dropout on the transformer residual branches and feed-forward hidden layers"),
+    ("--abundance", ModelConfig, "abundance", str,
+     "ASV abundance input: reads = log(1 + reads), relative = log(1 + 1e4 x reads / the sample's reads)"),
     ("--regressor-hidden-dims", ModelConfig, "regressor_hidden_dims", _ints,
      "hidden widths of an MLP head, e.g. 64,32 (default: a Linear head)"),
     ("--regressor-dropout", ModelConfig, "regressor_dropout", float, "dropout between MLP head layers"),
@@ -90,7 +92,8 @@ TRAIN_FLAGS = [
     ("--output-dir", TrainConfig, "output_dir", str, "folder for the model, predictions, metrics and plots"),
     ("--epochs", TrainConfig, "epochs", int, "maximum epochs"),
     ("--batch-size", TrainConfig, "batch_size", int, "samples per step"),
-    ("--lr", TrainConfig, "lr", float, "peak AdamW learning rate"),
+    ("--lr", TrainConfig, "lr", float,
+     "peak AdamW learning rate; none = 2e-3 x sqrt(32 / --embedding-dim) (2e-3 at the default width)"),
     ("--weight-decay", TrainConfig, "weight_decay", float, "AdamW weight decay"),
     ("--warmup-steps", TrainConfig, "warmup_steps", int, "linear warmup steps (default: 5%% of all steps)"),
     ("--max-grad-norm", TrainConfig, "max_grad_norm", float, "gradient clipping norm (0 = off)"),

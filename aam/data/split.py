@@ -28,17 +28,28 @@ def split_samples(study: Study, test_size: float, seed: int, group_column: str |
     if group_column is None:
         order = rng.permutation(n)
         return np.sort(order[n_val:]), np.sort(order[:n_val])
-    labels = study.column(group_column, role="group")
-    keys = np.array([f"g:{v}" if v is not None else f"s:{i}" for i, v in enumerate(labels)], dtype=object)
-    groups, inverse, sizes = np.unique(keys, return_inverse=True, return_counts=True)
+    groups, inverse, sizes = np.unique(group_keys(study, group_column), return_inverse=True, return_counts=True)
     if len(groups) < 2:
         raise UserError(f"group column '{group_column}' has a single group; cannot split by it")
-    order = rng.permutation(len(groups))
+    return split_groups(inverse, sizes, n_val, rng)
+
+
+def group_keys(study: Study, group_column: str) -> np.ndarray:
+    """object [n_samples]: one key per group; a sample with a missing group value is its own group."""
+    labels = study.column(group_column, role="group")
+    return np.array([f"g:{v}" if v is not None else f"s:{i}" for i, v in enumerate(labels)], dtype=object)
+
+
+def split_groups(inverse: np.ndarray, sizes: np.ndarray, n_val: int, rng: np.random.Generator
+                 ) -> tuple[np.ndarray, np.ndarray]:
+    """(train, validation) positions, whole groups per side: `inverse` [n] is each sample's group
+    number, `sizes` [G >= 2] the samples per group; the validation side holds about `n_val` samples."""
+    order = rng.permutation(len(sizes))
     # Take shuffled groups until the validation side reaches the requested size.
     filled = np.cumsum(sizes[order])
     n_groups_val = int(np.searchsorted(filled, n_val)) + 1
-    n_groups_val = min(max(n_groups_val, 1), len(groups) - 1)
-    val_group = np.zeros(len(groups), dtype=bool)
+    n_groups_val = min(max(n_groups_val, 1), len(sizes) - 1)
+    val_group = np.zeros(len(sizes), dtype=bool)
     val_group[order[:n_groups_val]] = True
     is_val = val_group[inverse]
     return np.flatnonzero(~is_val), np.flatnonzero(is_val)

@@ -15,6 +15,7 @@ import scipy.sparse as sp
 from aam.config import DataConfig, RunConfig
 from aam.data.prepared import load_training_study
 from aam.data.split import TRAIN_FILE, VAL_FILE, positions_of, read_sample_list, split_samples, write_split
+from aam.data.study import Study
 from aam.errors import UserError
 from aam.evaluation import outputs
 from aam.evaluation.inference import predictions_frame
@@ -45,10 +46,34 @@ def relative_abundance(counts: sp.csr_matrix) -> sp.csr_matrix:
     return sp.diags(1.0 / totals) @ counts
 
 
-def run_baseline(data: DataConfig, config: BaselineConfig, overwrite: bool = False) -> dict[str, dict[str, float]]:
-    """Fit one forest per target on the training samples, write and return validation metrics."""
+def fit_forests(study: Study, x: sp.csr_matrix, train_idx: np.ndarray, n_estimators: int = 500, seed: int = 42,
+                n_jobs: int = -1):
+    """Yields (target index, fitted forest) for each target observed in some training sample: one forest per
+    target on the relative abundances `x` of the training samples where that target is observed."""
     from sklearn.ensemble import RandomForestRegressor
 
+    for t in range(len(study.target_columns)):
+        y = study.targets[train_idx, t]
+        known = ~np.isnan(y)
+        if not known.any():
+            continue
+        forest = RandomForestRegressor(n_estimators=n_estimators, random_state=seed, n_jobs=n_jobs)
+        forest.fit(x[train_idx[known]], y[known])
+        yield t, forest
+
+
+def forest_predictions(study: Study, train_idx: np.ndarray, test_idx: np.ndarray, n_estimators: int = 500,
+                       seed: int = 42, n_jobs: int = -1) -> np.ndarray:
+    """float64 [len(test_idx), T]: `fit_forests`' predictions (NaN column for a target observed nowhere)."""
+    x = relative_abundance(study.counts)
+    predicted = np.full((len(test_idx), len(study.target_columns)), np.nan)
+    for t, forest in fit_forests(study, x, train_idx, n_estimators, seed, n_jobs):
+        predicted[:, t] = forest.predict(x[test_idx])
+    return predicted
+
+
+def run_baseline(data: DataConfig, config: BaselineConfig, overwrite: bool = False) -> dict[str, dict[str, float]]:
+    """Fit one forest per target on the training samples, write and return validation metrics."""
     if not config.output_dir:
         raise UserError("give an output folder (--output-dir)")
     if config.n_estimators < 1:
@@ -67,14 +92,7 @@ def run_baseline(data: DataConfig, config: BaselineConfig, overwrite: bool = Fal
     x = relative_abundance(study.counts)
     predicted = np.full((len(val_idx), len(study.target_columns)), np.nan)
     importance = {}
-    for t in range(len(study.target_columns)):
-        y = study.targets[train_idx, t]
-        known = ~np.isnan(y)
-        if not known.any():
-            continue
-        forest = RandomForestRegressor(n_estimators=config.n_estimators, random_state=config.seed,
-                                       n_jobs=config.n_jobs)
-        forest.fit(x[train_idx[known]], y[known])
+    for t, forest in fit_forests(study, x, train_idx, config.n_estimators, config.seed, config.n_jobs):
         predicted[:, t] = forest.predict(x[val_idx])
         importance.update(forest_columns(forest, x[val_idx], study.targets[val_idx, t], study.target_columns[t],
                                          config.permutation_repeats, config.seed))

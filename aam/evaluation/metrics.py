@@ -31,7 +31,9 @@ def regression_metrics(predicted: np.ndarray, observed: np.ndarray) -> dict[str,
     r2 = 1.0 - float((err**2).sum()) / ss_tot if n > 1 and ss_tot > 0 else math.nan
     dp, do = p - p.mean(), o - o.mean()
     denom = math.sqrt(float((dp**2).sum()) * float((do**2).sum()))
-    pearson = float((dp * do).sum()) / denom if denom > 0 else math.nan
+    # a constant side has no correlation; its deviations from its own mean are rounding noise, not signal
+    constant = p.max() == p.min() or o.max() == o.min()
+    pearson = float((dp * do).sum()) / denom if denom > 0 and not constant else math.nan
     return {"mae": float(np.abs(err).mean()), "rmse": math.sqrt(float((err**2).mean())), "r2": r2,
             "pearson": pearson, "n": n}
 

@@ -61,7 +61,7 @@ def history_row(epoch: int, result, lr: float, seconds: float, target_columns, n
 def plot_predictions(plots_dir: Path, p, target_columns) -> list[Path]:
     """One scatter per target: predicted vs observed, with the identity line, and for a quantile
     model the [lowest, highest] quantile interval as error bars."""
-    plt = _pyplot(plots_dir)
+    plt = pyplot(plots_dir)
     paths = []
     for i, name in enumerate(target_columns):
         ok = ~np.isnan(p.observed[:, i])
@@ -80,13 +80,13 @@ def plot_predictions(plots_dir: Path, p, target_columns) -> list[Path]:
         ax.set_xlabel(f"observed {name}")
         ax.set_ylabel(f"predicted {name}")
         ax.set_title(f"{name}: validation samples (n={int(ok.sum())})")
-        paths.append(_save(plt, fig, plots_dir / f"pred_vs_observed_{_safe(name)}.png"))
+        paths.append(save_figure(plt, fig, plots_dir / f"pred_vs_observed_{safe_name(name)}.png"))
     return paths
 
 
 def plot_calibration(plots_dir: Path, metrics: dict, quantiles: tuple[float, ...]) -> Path:
     """Observed fraction below each predicted quantile vs its nominal level, one line per target."""
-    plt = _pyplot(plots_dir)
+    plt = pyplot(plots_dir)
     fig, ax = plt.subplots(figsize=(4.5, 4.5))
     ax.plot([0, 1], [0, 1], color="black", linewidth=1, label="ideal")
     for name, values in metrics.items():
@@ -94,12 +94,12 @@ def plot_calibration(plots_dir: Path, metrics: dict, quantiles: tuple[float, ...
     ax.set_xlabel("nominal quantile level")
     ax.set_ylabel("fraction of validation samples below")
     ax.legend()
-    return _save(plt, fig, plots_dir / "calibration.png")
+    return save_figure(plt, fig, plots_dir / "calibration.png")
 
 
 def plot_losses(plots_dir: Path, history: list[dict]) -> Path:
     """Train and validation loss per epoch."""
-    plt = _pyplot(plots_dir)
+    plt = pyplot(plots_dir)
     frame = pd.DataFrame(history)
     fig, ax = plt.subplots(figsize=(6, 4))
     ax.plot(frame["epoch"], frame["train_loss"], label="train")
@@ -107,13 +107,13 @@ def plot_losses(plots_dir: Path, history: list[dict]) -> Path:
     ax.set_xlabel("epoch")
     ax.set_ylabel("loss (z-scored targets)")
     ax.legend()
-    return _save(plt, fig, plots_dir / "loss_curves.png")
+    return save_figure(plt, fig, plots_dir / "loss_curves.png")
 
 
 def plot_moe_utilization(plots_dir: Path, moe: dict, column: str | None) -> Path:
     """Stacked bars of the share of routed (sample, slot) pairs per expert: all validation samples,
     then each level of `column` (the "moe" block of metrics.json)."""
-    plt = _pyplot(plots_dir)
+    plt = pyplot(plots_dir)
     groups = {"all": moe["utilization"], **moe["by_category"]}
     shares = np.asarray(list(groups.values()))  # [groups, E]
     fig, ax = plt.subplots(figsize=(max(4.0, 0.7 * len(groups) + 2.5), 4))
@@ -126,10 +126,10 @@ def plot_moe_utilization(plots_dir: Path, moe: dict, column: str | None) -> Path
     ax.set_xlabel(column or "")
     ax.set_title("expert utilization (validation)")
     ax.legend(loc="upper left", bbox_to_anchor=(1.0, 1.0), fontsize="small")
-    return _save(plt, fig, plots_dir / "moe_utilization.png")
+    return save_figure(plt, fig, plots_dir / "moe_utilization.png")
 
 
-def _pyplot(plots_dir: Path):
+def pyplot(plots_dir: Path):
     """matplotlib.pyplot on the Agg backend (files only, no display), with plots_dir created."""
     import matplotlib
 
@@ -140,12 +140,12 @@ def _pyplot(plots_dir: Path):
     return plt
 
 
-def _save(plt, fig, path: Path) -> Path:
+def save_figure(plt, fig, path: Path) -> Path:
     fig.tight_layout()
     fig.savefig(path, dpi=100)
     plt.close(fig)
     return path
 
 
-def _safe(name: str) -> str:
+def safe_name(name: str) -> str:
     return "".join(ch if ch.isalnum() or ch in "-_." else "_" for ch in name)

@@ -74,5 +74,9 @@ class AAMRegressor(nn.Module):
         return (pred, routing) if return_routing else pred
 
     def forward_batch(self, batch: Batch, per_slot: bool = False, return_routing: bool = False):
-        return self(batch.asv_tokens, batch.asv_index, batch.asv_mask, batch.log_counts, batch.categories, per_slot,
+        abundance = batch.log_counts
+        if self.config.abundance == "relative":
+            # per 10,000 reads, so a typical sample's values stay on the scale of log(1 + reads)
+            abundance = torch.log1p(1e4 * batch.rel_abundance)
+        return self(batch.asv_tokens, batch.asv_index, batch.asv_mask, abundance, batch.categories, per_slot,
                     return_routing)

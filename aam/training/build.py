@@ -69,7 +69,7 @@ def build_run(config: RunConfig, device: torch.device | str | None = None, *,
 
 
 def _build(config: RunConfig, device: torch.device | str | None, split, resume_from, data) -> Run:
-    config.validate()
+    config = config.validate().resolved()
     best_metric_column(config.train.best_metric, config.data.target_columns)  # a bad --best-metric fails here
     device = distributed.rank_device(resolve_device(config.train.device) if device is None else torch.device(device))
     plan = plan_loss(config.loss, config.data.target_columns)

@@ -78,7 +78,7 @@ def patience_exhausted(state: TrainerState, patience: int) -> bool:
 def epoch_summary(row: dict, epochs: int, target_columns, metric_column: str, state: TrainerState) -> str:
     parts = [f"epoch {row['epoch']}/{epochs}", f"train_loss {row['train_loss']:.4f}",
              f"val_loss {row['val_loss']:.4f}"]
-    parts += [f"{t}_mae {row[f'{t}_mae']:.4g}" for t in target_columns]
+    parts += [f"val {t}_mae {row[f'{t}_mae']:.4g}" for t in target_columns]
     parts.append(f"best {metric_column} {state.best_value:.4g} (epoch {state.best_epoch})")
     parts.append(f"{row['seconds']:.1f}s")
     return "  ".join(parts)

@@ -36,7 +36,8 @@ class TrainResult:
 
     def summary(self) -> str:
         """What `aam train` and `aam demo` print at the end of a run."""
-        return "\n".join([f"best epoch {self.best_epoch} of {self.epochs_run}; validation metrics of the best model:",
+        return "\n".join([f"best epoch {self.best_epoch} of {self.epochs_run}; metrics on the validation samples that "
+                          "chose this epoch (optimistic: compare methods with `aam cv`):",
                           *format_metrics(self.metrics), f"model: {self.output_dir / BEST_FILE}",
                           "plots: " + ", ".join(str(p) for p in self.plots)])
 

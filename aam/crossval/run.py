@@ -1,0 +1,202 @@
+"""`cross_validate(config, cv)`: grouped k-fold cross-validation of AAM against the random forest and the
+mean predictor on the same folds.
+
+Layout of the output folder: `cv_config.json` (the run and CV settings), `folds.tsv` (every sample's fold
+per repeat), `folds/repeat<r>_fold<f>/` (an `aam train` run on the fold's training part: its inner
+validation split picks the epoch; plus `test_predictions.tsv` once the fold is finished), then
+`cv_predictions.tsv`, `cv_metrics.json`, `cv_summary.tsv` and `plots/`. A finished fold is never redone;
+`resume=True` continues the fold in progress from its last.pt.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from tqdm.auto import tqdm
+
+from aam.config import RunConfig
+from aam.crossval.reference import reference_predictions
+from aam.crossval.report import AAM, METHOD_NAMES, cv_metrics, fold_frame, plot_cv, summary_frame
+from aam.data.dataset import AAMDataset, make_loader
+from aam.data.folds import assign_folds, inner_split, sample_groups
+from aam.data.prepared import load_training_study
+from aam.data.split import write_split
+from aam.data.study import Study
+from aam.errors import UserError
+from aam.evaluation import outputs
+from aam.evaluation.inference import load_model, run_model, to_predictions
+from aam.evaluation.reports import write_reports
+from aam.runtime.checkpoint import BEST_FILE, LAST_FILE, load_checkpoint
+from aam.runtime.device import resolve_device
+from aam.training import build_run, fit
+from aam.training.resume import check_resumable
+
+CONFIG_FILE = "cv_config.json"
+FOLDS_FILE = "folds.tsv"
+FOLDS_DIR = "folds"
+TEST_FILE = "test_predictions.tsv"  # written last in a fold folder: the fold is finished
+
+
+@dataclass
+class CVConfig:
+    folds: int = 5  # outer folds K (groups never split)
+    repeats: int = 1  # repetitions of the K-fold split, each with a new shuffle of the groups
+    trees: int = 500  # random-forest trees per target
+    n_jobs: int = -1  # random-forest parallel jobs; -1 = all cores
+
+
+@dataclass
+class CVResult:
+    output_dir: Path
+    metrics: dict  # cv_metrics.json ({} when interrupted)
+    folds_run: int  # folds finished in this call
+    interrupted_by: int | None = None  # signal number when SIGINT/SIGTERM stopped a fold's training
+    plots: list[Path] = dataclasses.field(default_factory=list)
+
+
+def fold_name(repeat: int, fold: int) -> str:
+    """Folder of a fold (0-based arguments, 1-based name)."""
+    return f"repeat{repeat + 1}_fold{fold + 1}"
+
+
+def fold_model_paths(output_dir: str | Path) -> list[Path]:
+    """The model.pt of every finished fold of a cross-validation folder (an ensemble)."""
+    folder = Path(output_dir) / FOLDS_DIR
+    return sorted(p / BEST_FILE for p in folder.glob("repeat*_fold*") if (p / TEST_FILE).is_file())
+
+
+def is_cv_dir(path: str | Path) -> bool:
+    return (Path(path) / CONFIG_FILE).is_file()
+
+
+def cross_validate(config: RunConfig, cv: CVConfig, *, resume: bool = False,
+                   on_epoch_end: Callable[[str, int, dict], None] | None = None) -> CVResult:
+    """Run (or continue) every fold, then write the pooled reports (see module doc).
+
+    `on_epoch_end(fold_name, epoch, history_row)` is called after each training epoch."""
+    config = config.validate().resolved()
+    if not config.train.output_dir:
+        raise UserError("give an output folder (--output-dir)")
+    out = Path(config.train.output_dir)
+    _check_output_dir(out, config, cv, resume)
+    study = load_training_study(config.data)
+    groups = sample_groups(study, config.data.group_column)
+    assignment = assign_folds(groups, cv.folds, cv.repeats, config.train.seed, config.data.group_column)
+    if not resume:
+        out.mkdir(parents=True, exist_ok=True)
+        outputs.write_json(out / CONFIG_FILE, {"run": config.to_dict(), "cv": dataclasses.asdict(cv)})
+        frame = pd.DataFrame({"sample_id": study.sample_ids})
+        for r in range(cv.repeats):
+            frame[f"repeat{r + 1}"] = assignment[r] + 1
+        outputs.write_tsv(out / FOLDS_FILE, frame)
+    device = resolve_device(config.train.device)
+    names = [(r, f) for r in range(cv.repeats) for f in range(cv.folds)]
+    done = sum((out / FOLDS_DIR / fold_name(r, f) / TEST_FILE).is_file() for r, f in names)
+    bar = tqdm(total=len(names), initial=done, desc="folds", unit="fold", disable=not config.train.progress)
+    frames, run_now = [], 0
+    for r, f in names:
+        folder = out / FOLDS_DIR / fold_name(r, f)
+        if not (folder / TEST_FILE).is_file():
+            bar.set_description(f"fold {fold_name(r, f)}")
+            stopped = _run_fold(config, cv, study, groups, assignment[r], r, f, folder, device, on_epoch_end)
+            if stopped is not None:
+                bar.close()
+                return CVResult(out, {}, run_now, stopped)
+            run_now += 1
+            bar.update(1)
+        frames.append(pd.read_csv(folder / TEST_FILE, sep="\t", dtype={"sample_id": str}))
+    bar.close()
+    frame = pd.concat(frames, ignore_index=True)
+    targets, quantiles = config.data.target_columns, config.loss.quantiles
+    metrics = cv_metrics(frame, targets, quantiles)
+    metrics = {"folds": cv.folds, "repeats": cv.repeats, "group_column": config.data.group_column, **metrics}
+    outputs.write_tsv(out / "cv_predictions.tsv", frame)
+    outputs.write_json(out / "cv_metrics.json", metrics)
+    outputs.write_tsv(out / "cv_summary.tsv", summary_frame(metrics, targets))
+    plots = plot_cv(out / "plots", frame, metrics, targets)
+    return CVResult(out, metrics, run_now, None, plots)
+
+
+def _run_fold(config: RunConfig, cv: CVConfig, study: Study, groups: np.ndarray, fold_of: np.ndarray,
+              repeat: int, fold: int, folder: Path, device, on_epoch_end) -> int | None:
+    """Train and score one fold; the signal number if training was interrupted, else None."""
+    test_idx = np.flatnonzero(fold_of == fold)
+    train_part = np.flatnonzero(fold_of != fold)
+    seed = config.train.seed
+    train_idx, val_idx = inner_split(groups, train_part, config.data.test_size, (seed, repeat, fold))
+    ids = study.sample_ids
+    fold_config = dataclasses.replace(config, train=dataclasses.replace(config.train, output_dir=str(folder)))
+    hook = None
+    if on_epoch_end is not None:
+        def hook(epoch, row):
+            on_epoch_end(folder.name, epoch, row)
+    stopped, best_epoch, epochs_run = _train_fold(fold_config, folder, ([ids[i] for i in train_idx],
+                                                                        [ids[i] for i in val_idx]), device, hook)
+    if stopped is not None:
+        return stopped
+    loaded = load_model(folder / BEST_FILE, device)
+    dataset = AAMDataset(study, test_idx, max_bp=config.data.max_bp, token_limit=config.data.token_limit,
+                         train=False, encoders=loaded.encoder)
+    quantiles = loaded.config.loss.quantiles
+    p = to_predictions(run_model(loaded.model, make_loader(dataset, config.train.batch_size, shuffle=False), device),
+                       loaded.scaler, quantiles)
+    predicted = reference_predictions(study, train_part, test_idx, cv.trees, seed, cv.n_jobs)
+    predicted[AAM] = p.point
+    frame = fold_frame([ids[i] for i in test_idx], repeat + 1, fold + 1, config.data.target_columns,
+                       study.targets[test_idx], predicted, p.quantile_values, quantiles)
+    outputs.write_tsv(folder / TEST_FILE, frame)
+    maes = "  ".join(f"{METHOD_NAMES[m]} {np.nanmean(np.abs(frame[f'{t}_{m}'] - frame[f'{t}_observed'])):.4g}"
+                     for t in config.data.target_columns for m in predicted)
+    tqdm.write(f"{folder.name} (best epoch {best_epoch} of {epochs_run}): test MAE {maes}")
+    return None
+
+
+def _train_fold(config: RunConfig, folder: Path, split: tuple[list[str], list[str]], device, on_epoch_end
+                ) -> tuple[int | None, int, int]:
+    """Train one fold's model into `folder` (an `aam train` output folder), continuing from its last.pt when
+    there is one; (signal that stopped it or None, best epoch, epochs run)."""
+    last = folder / LAST_FILE
+    resume_from = load_checkpoint(last) if last.is_file() else None
+    run = build_run(config, device, split=split, resume_from=resume_from)
+    if resume_from is None:
+        folder.mkdir(parents=True, exist_ok=True)
+        outputs.write_json(folder / "config.json", run.config.to_dict())
+        write_split(folder, run.data.study, run.data.train_idx, run.data.val_idx)
+    stopped = fit(run, folder, on_epoch_end)
+    if stopped is None:
+        write_reports(folder, run.data, run.progress.history, run.device)
+    return stopped, run.progress.best_epoch, run.progress.epoch
+
+
+def _check_output_dir(out: Path, config: RunConfig, cv: CVConfig, resume: bool) -> None:
+    """Never mix two cross-validations in one folder; a resumed one must use the same settings."""
+    if not resume:
+        if out.exists() and (not out.is_dir() or any(out.iterdir())):
+            raise UserError(f"--output-dir {out} is not empty (a previous cross-validation?): pass --resume to "
+                            "continue it, or choose another folder")
+        return
+    if not (out / CONFIG_FILE).is_file():
+        raise UserError(f"--resume: no {CONFIG_FILE} in {out} to resume from")
+    saved = json.loads((out / CONFIG_FILE).read_text())
+    check_resumable(RunConfig.from_dict(saved["run"]), config)
+    for key, value in saved["cv"].items():
+        if key != "n_jobs" and getattr(cv, key) != value:
+            raise UserError(f"--resume: the cross-validation in {out} was run with {key} = {value!r}, "
+                            f"this command gives {getattr(cv, key)!r}")
+
+
+def resume_settings(output_dir: str | Path, **train_changes) -> tuple[RunConfig, CVConfig]:
+    """The settings of the cross-validation in `output_dir`, with allowed TrainConfig changes."""
+    path = Path(output_dir) / CONFIG_FILE
+    if not path.is_file():
+        raise UserError(f"--resume: no {CONFIG_FILE} in {output_dir} to resume from")
+    saved = json.loads(path.read_text())
+    config = RunConfig.from_dict(saved["run"])
+    train_part = dataclasses.replace(config.train, output_dir=str(output_dir), **train_changes)
+    return dataclasses.replace(config, train=train_part), CVConfig(**saved["cv"])
