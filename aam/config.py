@@ -74,7 +74,9 @@ class ModelConfig:
     sample_layers: int = 1  # transformer layers over the ASVs of one sample (published AAM: 2)
     feedforward_multiplier: int = 4  # feed-forward hidden width = multiplier * embedding_dim
     abundance: str = "reads"  # ASV abundance input: "reads" = log(1 + reads); "relative" = log(1 + 1e4 * reads / sample's reads)
-    dropout: float = 0.0  # dropout in the transformer blocks (published AAM: 0.1; it doubles a CPU step)
+    # on residual branches and feed-forward hidden layers, none on attention probabilities (published AAM: 0.1;
+    # it doubles a CPU step)
+    dropout: float = 0.0
     regressor_hidden_dims: tuple[int, ...] = ()  # () = Linear head; (64, 32) = MLP with those hidden widths
     regressor_dropout: float = 0.0  # dropout between MLP head layers
     residual_regression_head: bool = False  # head = Linear(x) + MLP(x); needs regressor_hidden_dims

@@ -14,15 +14,18 @@
 # still writes the JSON of the benchmarks that finished (SIGKILL 20 s later). The limits leave room
 # above the times of the last GPU run (docs/performance-log.md).
 #   step                                  limit
-#   1 kernel tests on CUDA                  130 s   mostly Triton compiles; 4 workers with pytest-xdist
+#   1 kernel tests on CUDA                  100 s   mostly Triton compiles; 4 workers with pytest-xdist
 #   2 peaks (copy 1 GiB, two matmuls)        20 s
-#   3 regression_loss, 15 cases x 8          70 s   6 torch.compile graphs (two size classes)
-#   4 moe_mlp, 11 cases x 11                 90 s   4 torch.compile graphs
+#   3 regression_loss, 15 cases x 8          60 s   6 torch.compile graphs (two size classes)
+#   4 moe_mlp, 11 cases x 11                 80 s   4 torch.compile graphs
 #   5 training, default model x 2            50 s   imports, study, 2 x 4 epochs
 #   6 report                                 20 s
-#   7 sweep: block sizes, scale-shape check 100 s   bench/gpu_sweep.py, stops starting runs after 85 s
+#   7 sweep: block sizes, scale-shape check  70 s   bench/gpu_sweep.py, stops starting runs after 55 s
 #   8 profile: moe_mlp and loss kernels      40 s   bench/gpu_sweep.py --profile
-#   sum of limits                           520 s (+ ~10 s of set-up: within 9 minutes)
+#   9 training step: eager, compile, graphs  90 s   bench/gpu_step.py, two torch.compile graphs; each mode's
+#                                                   line and JSON are written as it ends, so a cut run keeps
+#                                                   the modes that finished
+#   sum of limits                           530 s (+ ~10 s of set-up: within 9 minutes)
 # Benchmarks run --benchmark-max-time=0.05 with at least 3 rounds: enough for medians of calls that take
 # microseconds to milliseconds; calls over 0.25 s get exactly 3 rounds (bench/common.py).
 set -uo pipefail
@@ -92,11 +95,11 @@ bench_opts=(-m cuda --benchmark-only --benchmark-max-time=0.05 --benchmark-min-r
 
 workers=()
 "$py" -c "import xdist" 2>/dev/null && workers=(-n 4)  # Triton compiles in parallel
-step 1-kernel-tests 130 "${pytest_q[@]}" tests/kernels -m cuda "${workers[@]}" --junitxml="$out/kernel-tests.xml"
+step 1-kernel-tests 100 "${pytest_q[@]}" tests/kernels -m cuda "${workers[@]}" --junitxml="$out/kernel-tests.xml"
 step 2-peaks 20 "${pytest_q[@]}" bench/test_peak.py "${bench_opts[@]}" --benchmark-json="$out/peak.json"
-step 3-regression-loss 70 "${pytest_q[@]}" bench/test_regression_loss.py "${bench_opts[@]}" \
+step 3-regression-loss 60 "${pytest_q[@]}" bench/test_regression_loss.py "${bench_opts[@]}" \
   --benchmark-json="$out/regression_loss.json"
-step 4-moe 90 "${pytest_q[@]}" bench/test_moe.py "${bench_opts[@]}" --benchmark-json="$out/moe.json"
+step 4-moe 80 "${pytest_q[@]}" bench/test_moe.py "${bench_opts[@]}" --benchmark-json="$out/moe.json"
 
 if install_offline scipy:scipy pandas:pandas biom:biom-format sklearn:scikit-learn matplotlib:matplotlib \
   tqdm:tqdm h5py:h5py; then
@@ -118,7 +121,8 @@ else
   log "6-report: no benchmark results to report"
   status=1
 fi
-step 7-sweep 100 "$py" -m bench.gpu_sweep --budget-s 85
+step 7-sweep 70 "$py" -m bench.gpu_sweep --budget-s 55
 step 8-profile 40 "$py" -m bench.gpu_sweep --profile
+step 9-training-step 90 "$py" -m bench.gpu_step --json "$out/training_step.json"
 log "done (status $status); everything is in $out/"
 exit $status

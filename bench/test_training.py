@@ -7,6 +7,11 @@ throughput, and what encoding each distinct ASV once per batch saves on the real
 - ``test_loader_samples_per_second``: one epoch of ``make_loader`` batches (per-sample ASV selection and
   collate, no model) for both configurations.
 - ``test_udca_train_step_asv_dedup``: forward + backward of the default model on two udca batches.
+- ``test_train_step_samples_per_second``: one training step (forward, Huber loss, backward, clipping, AdamW;
+  ``bench/step_setup.py``) of the udca published-size model (CPU, 1 and 2 threads), the demo model (CPU) and the
+  published-size model on the simulated default study (GPU, bf16 autocast; skipped without one), with the step's
+  Linear + attention FLOPs (``bench/step_flops.py``) and the fraction of an fp32 (CPU) or bf16 (GPU) matmul
+  rate measured in the same test at the same thread count.
 
 Needs the ``aam`` package and its dependencies (biom-format, scipy, ...); skipped where they are missing.
 Run on one core: ``taskset -c 0 python -m pytest bench/test_training.py --benchmark-only``.
@@ -22,17 +27,18 @@ import numpy as np
 import pytest
 import torch
 
-from bench.common import Provider, measure, params, record, sync
+from bench.common import GPU_SKIP, HAS_CUDA, Provider, measure, params, record, sync
 
 try:
     from aam.config import PUBLISHED_BATCH_SIZE, PUBLISHED_MODEL, DataConfig, LossConfig, RunConfig, TrainConfig
-    from aam.data import AAMDataset, load_study
     from aam.data.dataset import make_loader
     from aam.data.prepared import prepare_data
     from aam.data.simulate import write_simulation
     from aam.models import AAMRegressor
     from aam.training.build import build_run
     from aam.training.demo import DEMO_FEATURES, DEMO_SAMPLES, demo_config
+    from bench.step_flops import step_flops
+    from bench.step_setup import demo_batches, load_udca_batches, make_step, run_batches, setup_batches
 except ImportError as exc:
     pytest.skip(f"end-to-end benchmarks need the aam package and its dependencies ({exc})", allow_module_level=True)
 
@@ -134,11 +140,7 @@ def test_loader_samples_per_second(benchmark, request, setup: Setup):
 def udca_batches():
     if not UDCA.exists():
         pytest.skip(f"real data not available: {UDCA}")
-    study = load_study(UDCA / "table.qza", UDCA / "rep-seqs.qza", UDCA / "sra-submission-sheet.tsv",
-                       target_columns=["host_age"], group_column="host_subject_id")
-    dataset = AAMDataset(study, max_bp=150, token_limit=1024, train=True)
-    loader = make_loader(dataset, UDCA_BATCH, shuffle=True, seed=0)
-    return [batch for batch, _ in zip(loader, range(2))]
+    return load_udca_batches(UDCA, n=2, batch_size=UDCA_BATCH)
 
 
 @pytest.mark.parametrize("mode", ["distinct", "per_slot"])
@@ -162,3 +164,99 @@ def test_udca_train_step_asv_dedup(benchmark, udca_batches, mode):
            unit="samples", batches=len(udca_batches), samples=samples, asv_slots=slots, distinct_asvs=distinct,
            slots_per_distinct=slots / distinct)
     assert np.isfinite(slots / distinct)
+
+
+STEP_ROUNDS = 3  # timed steps after one warm-up step; a udca step takes seconds on a CPU
+
+
+@dataclass(frozen=True)
+class StepCase:
+    name: str
+    fixture: str  # module fixture -> (batches, ModelConfig)
+    device: str
+    threads: int  # CPU threads (0 = leave as is)
+    autocast: torch.dtype | None = None
+
+
+def _step_case(case: StepCase):
+    marks = []
+    if case.device == "cuda":
+        marks = [pytest.mark.cuda] + ([] if HAS_CUDA else [pytest.mark.skip(reason=GPU_SKIP)])
+    return pytest.param(case, id=case.name, marks=marks)
+
+
+STEP_CASES = [_step_case(c) for c in (
+    StepCase("udca-default-1-thread", "udca_step_data", "cpu", 1),
+    StepCase("udca-default-2-threads", "udca_step_data", "cpu", 2),
+    StepCase("demo", "demo_step_data", "cpu", 1),
+    StepCase("simulated-default-bf16", "default_step_data", "cuda", 0, torch.bfloat16),
+)]
+
+
+@pytest.fixture(scope="module")
+def udca_step_data():
+    if not UDCA.exists():
+        pytest.skip(f"real data not available: {UDCA}")
+    return setup_batches("udca", n=2)
+
+
+@pytest.fixture(scope="module")
+def demo_step_data():
+    return demo_batches(n=4)
+
+
+@pytest.fixture(scope="module")
+def default_step_data(default_data):
+    """Four batches of the default-model study the epoch benchmark uses (simulated once per module)."""
+    config, data = default_data
+    return run_batches(config, data, 4)
+
+
+def matmul_rate(device: str, dtype: torch.dtype, n: int, repeats: int = 5) -> float:
+    """FLOP/s of an n^3 torch.mm (median of `repeats`), with the thread count the caller set."""
+    import time
+
+    a, b = torch.randn(n, n, device=device).to(dtype), torch.randn(n, n, device=device).to(dtype)
+    torch.mm(a, b)
+    times = []
+    for _ in range(repeats):
+        sync(device)
+        start = time.perf_counter()
+        torch.mm(a, b)
+        sync(device)
+        times.append(time.perf_counter() - start)
+    return 2 * n**3 / sorted(times)[repeats // 2]
+
+
+@pytest.mark.parametrize("case", STEP_CASES)
+def test_train_step_samples_per_second(benchmark, request, case: StepCase):
+    batches, model_config = request.getfixturevalue(case.fixture)
+    previous = torch.get_num_threads()
+    if case.threads:
+        torch.set_num_threads(case.threads)
+    try:
+        device = torch.device(case.device)
+        batches = [b.to(device) for b in batches]
+        torch.manual_seed(0)
+        model = AAMRegressor(model_config).to(device)
+        step = make_step(model, batches, autocast_dtype=case.autocast)
+
+        def timed():
+            step()
+            sync(device)
+
+        peak = measure(benchmark, timed, case.device, group=f"training-step:{case.name}", rounds=STEP_ROUNDS)
+        dtype = case.autocast or torch.float32
+        rate = matmul_rate(case.device, dtype, 8192 if case.device == "cuda" else 1024)
+        # FLOPs of the mean batch of the cycle the timing went through
+        flops = sum(step_flops(b, model_config)["total"] for b in batches) / len(batches)
+        samples = sum(len(b) for b in batches) / len(batches)
+        median = getattr(getattr(benchmark.stats, "stats", None), "median", None)
+        tag = "bf16" if case.autocast is torch.bfloat16 else "fp32"
+        # recorded before the thread count is restored: the device name states it
+        record(benchmark, op="training-step", provider=Provider(f"step-{case.device}", case.device),
+               case=case.name, mode="fwd+bwd+adamw", peak_bytes=peak, flops=int(flops), items=samples,
+               unit="samples", dtype=tag, threads=torch.get_num_threads(), matmul_flops_per_second=rate,
+               floor_seconds=flops / rate, fraction_of_matmul_peak=(flops / median / rate) if median else None)
+    finally:
+        torch.set_num_threads(previous)

@@ -10,19 +10,25 @@ from torch.utils.checkpoint import checkpoint
 
 
 class SelfAttention(nn.Module):
-    def __init__(self, dim: int, heads: int, dropout: float):
+    """Multi-head self-attention without dropout on the attention probabilities: with it, SDPA falls back
+    to its unfused path on CPU (the [N, H, S, S] probabilities materialized, a random mask drawn over
+    them) forward and backward; docs/performance.md ("Training step") has the profile. Dropout stays on the
+    residual branches (`TransformerBlock`)."""
+
+    def __init__(self, dim: int, heads: int):
         super().__init__()
         self.heads = heads
         self.qkv = nn.Linear(dim, 3 * dim)
         self.out = nn.Linear(dim, dim)
-        self.dropout = dropout
 
     def forward(self, x: torch.Tensor, key_mask: torch.Tensor) -> torch.Tensor:
         # x [N, S, D]; key_mask bool [N, S], True = a real token that may be attended to.
         n, s, d = x.shape
-        q, k, v = self.qkv(x).view(n, s, 3, self.heads, d // self.heads).permute(2, 0, 3, 1, 4)  # 3 x [N, H, S, Dh]
+        # split + view rather than one permute of [N, S, 3, H, Dh]: the backward then concatenates the
+        # three gradients straight into [N, S, 3D] instead of stacking them and copying the permuted stack.
+        q, k, v = (t.view(n, s, self.heads, d // self.heads).transpose(1, 2) for t in self.qkv(x).split(d, dim=-1))
         attn_mask = key_mask[:, None, None, :]  # [N, 1, 1, S], broadcast over heads and queries
-        y = F.scaled_dot_product_attention(q, k, v, attn_mask=attn_mask, dropout_p=self.dropout if self.training else 0.0)
+        y = F.scaled_dot_product_attention(q, k, v, attn_mask=attn_mask)
         return self.out(y.transpose(1, 2).reshape(n, s, d))
 
 
@@ -32,7 +38,7 @@ class TransformerBlock(nn.Module):
     def __init__(self, dim: int, heads: int, ff_multiplier: int, dropout: float):
         super().__init__()
         self.norm1 = nn.LayerNorm(dim)
-        self.attn = SelfAttention(dim, heads, dropout)
+        self.attn = SelfAttention(dim, heads)
         self.norm2 = nn.LayerNorm(dim)
         self.ff = nn.Sequential(
             nn.Linear(dim, ff_multiplier * dim), nn.GELU(), nn.Dropout(dropout), nn.Linear(ff_multiplier * dim, dim)
