@@ -70,12 +70,12 @@ class ModelConfig:
     embedding_dim: int = 32  # width of every vector in the model (published AAM: 128)
     attention_heads: int = 2  # heads per attention layer (published AAM: 4)
     asv_layers: int = 0  # transformer layers over the nucleotides of one ASV (published AAM: 2); 0 = nucleotide
-    # and position embeddings, attention-pooled: ~20x cheaper a step on CPU (docs/accuracy.md)
+    # and position embeddings, attention-pooled; the nucleotide transformer dominates a step (docs/accuracy.md)
     sample_layers: int = 1  # transformer layers over the ASVs of one sample (published AAM: 2)
     feedforward_multiplier: int = 4  # feed-forward hidden width = multiplier * embedding_dim
     abundance: str = "reads"  # ASV abundance input: "reads" = log(1 + reads); "relative" = log(1 + 1e4 * reads / sample's reads)
     # on residual branches and feed-forward hidden layers, none on attention probabilities (published AAM: 0.1;
-    # it doubles a CPU step)
+    # its random masks are a large part of a CPU step, docs/performance.md)
     dropout: float = 0.0
     regressor_hidden_dims: tuple[int, ...] = ()  # () = Linear head; (64, 32) = MLP with those hidden widths
     regressor_dropout: float = 0.0  # dropout between MLP head layers

@@ -48,11 +48,11 @@ def _head(T: int, E: int, dtype: torch.dtype, devices: tuple[str, ...]) -> Case:
     return Case(f"T{T}-D128-H64-O3-E{E}-k2-{dtype_name(dtype)}", T, 128, 64, 3, E, 2, dtype, devices)
 
 
-# Cost of one case's 11 GPU benchmarks on an H100 with --benchmark-max-time=0.05 and 3 minimum rounds:
-# ~1.5 s for every D = 128 case (the slowest call, the expert loop with one host sync per expert, is
-# ~10 ms at T = 65536); ~5 s for T = 32768 D = 1024 H = 2048, where the dense einsum does
-# 3 x 2 x 8 x 32768 x 1024 x 2048 = 3.3 TFLOP in fp32 (~70 ms at ~50 TFLOP/s, ~13 GB of activations)
-# and each benchmark makes ~8 calls. The two torch.compile graphs (fp32, bf16) cost ~30 s each, once.
+# Work per case, which sizes the GPU suite to gpu_check.sh's step limit: 11 benchmarks of at least 3 rounds
+# (--benchmark-max-time=0.05). The D = 128 cases are a few MFLOP per call, bound by launches and the expert
+# loop's host sync per expert; the largest, T = 32768 D = 1024 H = 2048, is where the dense einsum does
+# 3 x 2 x 8 x 32768 x 1024 x 2048 = 3.3 TFLOP in fp32 (~13 GB of activations) per call. Two torch.compile
+# graphs (fp32, bf16) are built once.
 CASES = [
     # AAM-realistic: a training batch of 8 to 256 samples, 4 or 8 experts
     *[_head(T, E, torch.float32, BOTH) for E in (4, 8) for T in (8, 64, 256)],

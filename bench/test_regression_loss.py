@@ -42,10 +42,9 @@ def _aam(batch: int, k: int) -> Case:
     return Case(f"aam-B{batch}-K{k}-fp32", batch, k, torch.float32, "mse" if k == 1 else "pinball", BOTH)
 
 
-# Cost of one case's 8 GPU benchmarks on an H100 with --benchmark-max-time=0.05 and 3 minimum rounds,
-# estimated from the bytes moved at ~2.5 TB/s plus ~20 us of launches per kernel: ~1 s for every case
-# (each call takes < 15 ms: even eager fp32 at 64M elements is ~20 passes of 256 MB); the three
-# torch.compile graphs (fp32 K=1, fp32 K>1, bf16) cost ~20 s each, once.
+# Work per case, which sizes the GPU suite to gpu_check.sh's step limit: 8 benchmarks of at least 3 rounds
+# (--benchmark-max-time=0.05), each call memory-bound (the largest, eager fp32 at 64M elements, is ~20
+# passes of 256 MB); three torch.compile graphs (fp32 K=1, fp32 K>1, bf16) are built once.
 CASES = [
     *[_aam(batch, k) for k in (1, 3, 6) for batch in (8, 64, 256)],
     # the CPU goal (CPU path >= 3x eager, fwd+bwd; docs/performance.md), also on the GPU

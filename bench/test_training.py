@@ -59,7 +59,7 @@ class Setup:
 
 SETUPS = [
     Setup("demo", "demo_data", ("cpu",)),
-    # On an H100: ~40 steps of 8 samples, ~20 ms each, so ~1 s per epoch and ~10 s for both providers.
+    # ~40 steps of 8 samples an epoch (320 simulated samples), for each of the two providers.
     Setup("default-model", "default_data", ("cuda",)),
 ]
 PROVIDERS = [

@@ -1,8 +1,9 @@
-"""Shared by the CLI error tests: the tiny-model flags and the one-line-error check."""
+"""The tiny-model flags and the one-line-error check, shared by the CLI tests (through the conftest's
+`tiny_model` and `user_error` fixtures, or imported where a module-level list needs them)."""
 
 from aam.cli.main import main
 
-# A model that trains one epoch on 40 samples in about a second.
+# The smallest model: for flag checks, file formats and error paths; it learns nothing in 1 epoch.
 TINY = ["--embedding-dim", "8", "--attention-heads", "2", "--asv-layers", "1", "--sample-layers", "1",
         "--max-bp", "16", "--token-limit", "16", "--epochs", "1", "--device", "cpu", "--no-progress"]
 

@@ -1,18 +1,17 @@
 """Fixtures shared by the end-to-end CLI tests: simulated studies, model flag lists, the error check.
 
-Test modules take these as fixture arguments and never import each other or this file.
+Test modules take these as fixture arguments and never import each other or this file; the flag list
+and the error check behind the fixtures live in `cli_helpers.py`, which module-level code may import.
 """
 
 from pathlib import Path
 
 import pytest
 
-from aam.cli.main import main
+from cli_helpers import TINY, one_error_line
+
 from aam.data.simulate import write_simulation
 
-# The smallest model: for flag checks, file formats and error paths; it learns nothing in 1 epoch.
-TINY_MODEL = ["--embedding-dim", "8", "--attention-heads", "2", "--asv-layers", "1", "--sample-layers", "1",
-              "--max-bp", "16", "--token-limit", "16", "--epochs", "1", "--device", "cpu", "--no-progress"]
 # A model that learns the simulator's strong signal in about 10 epochs on one CPU core (no --epochs here).
 SMALL_MODEL = ["--embedding-dim", "32", "--attention-heads", "2", "--asv-layers", "1", "--sample-layers", "1",
                "--dropout", "0", "--max-bp", "64", "--token-limit", "64", "--batch-size", "16", "--lr", "3e-3",
@@ -55,7 +54,7 @@ def tiny_study_args(tiny_study) -> list[str]:
 
 @pytest.fixture(scope="session")
 def tiny_model() -> list[str]:
-    return list(TINY_MODEL)
+    return list(TINY)
 
 
 @pytest.fixture(scope="session")
@@ -67,15 +66,4 @@ def small_model() -> list[str]:
 def user_error(capsys):
     """`user_error(argv, *fragments)`: runs `aam argv`, checks exit status 2 and one stderr line without a
     traceback that contains every fragment; returns that line."""
-
-    def check(argv: list[str], *fragments: str) -> str:
-        capsys.readouterr()
-        code = main(argv)
-        err = capsys.readouterr().err
-        assert code == 2, err
-        assert len(err.strip().splitlines()) == 1 and "Traceback" not in err, err
-        for fragment in fragments:
-            assert fragment in err, err
-        return err
-
-    return check
+    return lambda argv, *fragments: one_error_line(capsys, argv, *fragments)

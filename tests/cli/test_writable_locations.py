@@ -1,8 +1,10 @@
 """Places that cannot be written and numbers out of range are found before any work: one line, exit 2,
-nothing written. Tests run as root in CI, where permission bits do not stop writes, so the cases built
-from a path under a regular file run everywhere and the chmod-based ones run only as a normal user."""
+nothing written. Permission bits do not stop root (CI runs tests as root), so there `read_only` makes a
+folder unwritable with a read-only bind mount instead, and skips where mounting is not allowed."""
 
+import contextlib
 import os
+import subprocess
 
 import pytest
 
@@ -13,7 +15,29 @@ from aam.cli.main import main
 from aam.run_lock import LOCK_FILE, folder_lock
 
 TINY = ["--metadata-column", "ph", *TINY_MODEL]
-as_root = pytest.mark.skipif(os.geteuid() == 0, reason="root writes through permission bits")
+
+
+@contextlib.contextmanager
+def read_only(folder):
+    """`folder` unwritable for this process inside the block: mode 0555 for a normal user; a read-only
+    bind mount of it onto itself for root."""
+    if os.geteuid() != 0:
+        folder.chmod(0o555)
+        try:
+            yield
+        finally:
+            folder.chmod(0o755)
+        return
+    mount = subprocess.run(["mount", "--bind", str(folder), str(folder)], capture_output=True)
+    if mount.returncode != 0:
+        pytest.skip(f"root writes through permission bits and cannot bind-mount here: {mount.stderr.strip()}")
+    try:
+        remount = subprocess.run(["mount", "-o", "remount,ro,bind", str(folder)], capture_output=True)
+        if remount.returncode != 0:
+            pytest.skip(f"root writes through permission bits and cannot remount read-only: {remount.stderr.strip()}")
+        yield
+    finally:
+        subprocess.run(["umount", str(folder)], check=True)
 
 
 @pytest.fixture
@@ -58,24 +82,21 @@ def test_baseline_output_dir_under_a_regular_file(data, a_file, capsys):
                             str(a_file / "rf")], "--output-dir", "is a file")
 
 
-@as_root
 @pytest.mark.parametrize("mode", ["--overwrite", "--resume"])
 def test_unwritable_run_folder(data, trained, capsys, mode):
     before = snapshot(trained)
-    trained.chmod(0o555)
-    try:
+    with read_only(trained):
         one_error_line(capsys, ["train", *inputs(data), *TINY, "--output-dir", str(trained), mode],
                        "--output-dir", "cannot write")
-    finally:
-        trained.chmod(0o755)
     assert snapshot(trained) == before
 
 
-@as_root
 def test_unwritable_parent_of_a_new_run(data, tmp_path, capsys):
     parent = tmp_path / "locked"
-    parent.mkdir(mode=0o555)
-    one_error_line(capsys, ["train", *inputs(data), *TINY, "--output-dir", str(parent / "run")], "cannot write")
+    parent.mkdir()
+    with read_only(parent):
+        one_error_line(capsys, ["train", *inputs(data), *TINY, "--output-dir", str(parent / "run")], "cannot write")
+    assert list(parent.iterdir()) == []
 
 
 def predict_args(data, trained, output):
@@ -96,11 +117,12 @@ def test_predict_output_that_is_a_folder(data, trained, tmp_path, capsys):
     assert list(folder.iterdir()) == []
 
 
-@as_root
 def test_predict_output_in_an_unwritable_folder(data, trained, tmp_path, capsys):
     parent = tmp_path / "locked"
-    parent.mkdir(mode=0o555)
-    one_error_line(capsys, predict_args(data, trained, parent / "p.tsv"), "--output", "cannot write")
+    parent.mkdir()
+    with read_only(parent):
+        one_error_line(capsys, predict_args(data, trained, parent / "p.tsv"), "--output", "cannot write")
+    assert list(parent.iterdir()) == []
 
 
 def test_predict_output_in_a_new_folder_is_made(data, trained, tmp_path, capsys):
