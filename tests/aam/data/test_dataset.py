@@ -2,25 +2,10 @@
 
 import numpy as np
 import pytest
-import scipy.sparse as sp
 import torch
 
 from aam.data import AAMDataset, Batch, CategoryEncoder, Study, TargetScaler, make_loader, tokenize
-
-
-def random_study(n: int = 40, n_features: int = 60, seed: int = 0, scale: float = 1.0) -> Study:
-    rng = np.random.default_rng(seed)
-    dense = rng.integers(0, 50, (n, n_features)) * (rng.random((n, n_features)) < 0.3)
-    dense[:, 0] += 1  # every sample has reads
-    dense[3, :] = 0
-    dense[3, 5] = 9  # a sample with a single ASV
-    seqs = ["".join(rng.choice(list("ACGTN"), rng.integers(5, 20))) for _ in range(n_features)]
-    targets = rng.normal(size=(n, 2))
-    targets[1, 0] = np.nan
-    cats = rng.choice(np.array(["x", "y", "z", None], dtype=object), (n, 2))
-    return Study(counts=sp.csr_matrix(dense * scale), sample_ids=[f"s{i}" for i in range(n)],
-                 feature_ids=seqs, sequences=seqs, target_columns=("a", "b"), targets=targets,
-                 categorical_columns=("c1", "c2"), categories=cats, metadata=None)
+from studies import random_study
 
 
 def reference_sample(study: Study, row: int, token_limit: int):

@@ -3,7 +3,7 @@ import pytest
 
 from aam.data.folds import assign_folds, inner_split, sample_groups
 from aam.errors import UserError
-from test_split import make_study
+from studies import make_study
 
 
 def grouped_labels(n: int, n_groups: int, seed: int) -> list:

@@ -12,7 +12,7 @@ import torch
 
 from aam.data import AAMDataset, make_loader
 from aam.data.sharding import make_sharded_loader
-from test_dataset import random_study
+from studies import random_study
 
 
 @pytest.mark.parametrize("world", [1, 2, 3])

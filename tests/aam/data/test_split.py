@@ -1,19 +1,10 @@
 import numpy as np
-import pandas as pd
 import pytest
-import scipy.sparse as sp
 
-from aam.data import Study, read_sample_list, split_samples, write_split
+from aam.data import read_sample_list, split_samples, write_split
 from aam.data.split import positions_of
 from aam.errors import UserError
-
-
-def make_study(n: int, groups: list | None = None) -> Study:
-    ids = [f"s{i}" for i in range(n)]
-    meta = pd.DataFrame({"subject": groups if groups is not None else [None] * n}, index=ids, dtype=object)
-    return Study(counts=sp.csr_matrix(np.ones((n, 1))), sample_ids=ids, feature_ids=["ACGT"], sequences=["ACGT"],
-                 target_columns=(), targets=np.zeros((n, 0)), categorical_columns=(),
-                 categories=np.empty((n, 0), dtype=object), metadata=meta)
+from studies import make_study
 
 
 def test_plain_split_sizes_disjoint_and_seeded():
