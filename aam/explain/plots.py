@@ -7,28 +7,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-
-def pyplot():
-    """matplotlib.pyplot on the Agg backend: files only, no display needed."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    return plt
-
-
-def save(fig, path: Path) -> Path:
-    plt = pyplot()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
-    return path
-
-
-def file_name(text: str) -> str:
-    return "".join(ch if ch.isalnum() or ch in "-_." else "_" for ch in text)
+from aam.evaluation.outputs import pyplot, save_figure
 
 
 def short_label(feature_id: str, lineage: str | None = None) -> str:
@@ -46,7 +25,7 @@ def plot_top_bars(path: Path, labels: list[str], signed: np.ndarray, magnitude: 
     """Horizontal bars of the signed mean attribution of the top rows (largest mean |attribution| at the
     top), with the mean |attribution| as a marker: a bar much shorter than its marker means the row pushes
     predictions up in some samples and down in others."""
-    plt = pyplot()
+    plt = pyplot(path.parent)
     n = len(labels)
     fig, ax = plt.subplots(figsize=(8, 0.3 * n + 1.5))
     y = np.arange(n)[::-1]
@@ -57,13 +36,13 @@ def plot_top_bars(path: Path, labels: list[str], signed: np.ndarray, magnitude: 
     ax.set_xlabel(f"attribution to {output} (target units)")
     ax.set_title(f"top {n} {what} for {output}")
     ax.legend(loc="lower right", fontsize="small")
-    return save(fig, path)
+    return save_figure(plt, fig, path)
 
 
 def plot_heatmap(path: Path, abundance: np.ndarray, labels: list[str], order_values: np.ndarray,
                  order_name: str) -> Path:
     """log10 relative abundance (rows: top ASVs; columns: samples sorted by `order_values`)."""
-    plt = pyplot()
+    plt = pyplot(path.parent)
     order = np.argsort(order_values, kind="stable")
     shown = np.log10(abundance[order].T + 1e-5)  # [ASVs, samples]; 1e-5 = absent
     fig, ax = plt.subplots(figsize=(9, 0.3 * len(labels) + 2))
@@ -73,14 +52,14 @@ def plot_heatmap(path: Path, abundance: np.ndarray, labels: list[str], order_val
     ax.set_xticks(ticks, [f"{order_values[order][t]:.3g}" for t in ticks])
     ax.set_xlabel(f"samples, ordered by {order_name}")
     fig.colorbar(image, ax=ax, label="log10 relative abundance (-5 = absent)")
-    return save(fig, path)
+    return save_figure(plt, fig, path)
 
 
 def plot_waterfall(path: Path, sample_id: str, output: str, baseline: float, prediction: float,
                    labels: list[str], values: np.ndarray, rest: float, n_rest: int, baseline_label: str) -> Path:
     """From the baseline, one step per ASV (largest |attribution| first), the remaining ASVs as one step,
     ending at the prediction."""
-    plt = pyplot()
+    plt = pyplot(path.parent)
     steps = list(values) + ([rest] if n_rest else [])
     names = list(labels) + ([f"{n_rest} other ASVs"] if n_rest else [])
     fig, ax = plt.subplots(figsize=(8, 0.35 * (len(steps) + 2) + 1.5))
@@ -97,7 +76,7 @@ def plot_waterfall(path: Path, sample_id: str, output: str, baseline: float, pre
     values_all = [baseline, prediction, *np.cumsum([baseline, *steps])]
     lo, hi = min(values_all), max(values_all)
     ax.set_xlim(lo - 0.05 * (hi - lo + 1e-12), hi + 0.05 * (hi - lo + 1e-12))
-    return save(fig, path)
+    return save_figure(plt, fig, path)
 
 
 def top_rows(table: pd.DataFrame, output: str, n: int) -> pd.DataFrame:

@@ -26,11 +26,11 @@ from aam.explain.explanation import Explanation, explain_study
 from aam.explain.importance import asv_table, taxon_table
 from aam.explain.taxonomy import Taxonomy, read_taxonomy
 from aam.evaluation.baseline import relative_abundance
-from aam.runtime.device import resolve_device
 from aam.evaluation.inference import load_model
-from aam.evaluation.outputs import write_json, write_tsv
+from aam.evaluation.outputs import safe_name, write_json, write_tsv
 from aam.paths import check_writable_dir
 from aam.run_lock import LOCK_FILE, folder_lock
+from aam.runtime.device import resolve_device
 
 log = logging.getLogger("aam.explain")
 TOP = 20  # rows in the bar charts and the heatmap
@@ -138,13 +138,13 @@ def write_plots(folder: Path, config: ExplainConfig, study: Study, e: Explanatio
     for k, name in enumerate(e.outputs):
         top = plots.top_rows(asvs, name, TOP)
         paths.append(plots.plot_top_bars(
-            folder / f"top_asvs_{plots.file_name(name)}.png", [label[f] for f in top["feature_id"]],
+            folder / f"top_asvs_{safe_name(name)}.png", [label[f] for f in top["feature_id"]],
             top[f"mean_attribution_{name}"].to_numpy(), top[f"mean_abs_attribution_{name}"].to_numpy(), name, "ASVs"))
         if taxa is not None:
             rank = "genus" if "genus" in set(taxa["rank"]) else taxa["rank"].iloc[-1]
             top_taxa = plots.top_rows(taxa[taxa["rank"] == rank], name, TOP)
             paths.append(plots.plot_top_bars(
-                folder / f"top_taxa_{plots.file_name(name)}.png", [t.split("; ")[-1] for t in top_taxa["taxon"]],
+                folder / f"top_taxa_{safe_name(name)}.png", [t.split("; ")[-1] for t in top_taxa["taxon"]],
                 top_taxa[f"mean_attribution_{name}"].to_numpy(), top_taxa[f"mean_abs_attribution_{name}"].to_numpy(),
                 name, f"taxa ({rank})"))
     column = {f: j for j, f in enumerate(study.feature_ids)}
@@ -156,7 +156,7 @@ def write_plots(folder: Path, config: ExplainConfig, study: Study, e: Explanatio
             (e.prediction[:, t], f"predicted {target}")
         rows = known if known.any() else np.ones(len(observed), dtype=bool)
         cols = [column[f] for f in top["feature_id"]]
-        paths.append(plots.plot_heatmap(folder / f"heatmap_{plots.file_name(target)}.png",
+        paths.append(plots.plot_heatmap(folder / f"heatmap_{safe_name(target)}.png",
                                         abundance[rows][:, cols].toarray(), [label[f] for f in top["feature_id"]],
                                         order_values[rows], order_name))
     i = e.sample_ids.index(config.sample) if config.sample is not None else 0
@@ -167,7 +167,7 @@ def write_plots(folder: Path, config: ExplainConfig, study: Study, e: Explanatio
         shown = order[:WATERFALL]
         rest = row.data[order[WATERFALL:]]
         paths.append(plots.plot_waterfall(
-            folder / f"waterfall_{plots.file_name(e.sample_ids[i])}_{plots.file_name(name)}.png", e.sample_ids[i],
+            folder / f"waterfall_{safe_name(e.sample_ids[i])}_{safe_name(name)}.png", e.sample_ids[i],
             name, float(e.baseline[i, k]), float(e.prediction[i, k]),
             [label[study.feature_ids[j]] for j in row.indices[shown]], row.data[shown], float(rest.sum()), len(rest),
             f"baseline ({start})"))
