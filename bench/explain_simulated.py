@@ -7,7 +7,8 @@ Simulates the demo study (300 samples, 128 ASVs), trains the demo's model (ph an
 split, then prints:
 
 - the Spearman correlation over ASVs between AAM's mean |attribution| to pH and |Spearman(relative
-  abundance, pH)| of each ASV (computed here with scipy, from the table and metadata alone);
+  abundance, pH)| of each ASV (computed here with scipy, from the table and metadata alone), and the same
+  for the mean |attribution| over the samples that hold the ASV (`mean_abs_attribution_present_ph`);
 - the same for the forest's permutation and impurity importances;
 - how many of AAM's top 20 ASVs are among the forest's top 20 by permutation importance;
 - the mean |Spearman(relative abundance, pH)| of the top 20 ASVs of each ranking, of all ASVs, and of the
@@ -68,6 +69,8 @@ def main_(out: Path, seed: int, epochs: int, targets: str, reference: str) -> di
     summary = {
         "asvs": len(ids),
         "spearman_aam_vs_response": spearmanr(aam.loc[ids, "mean_abs_attribution_ph"], response[ids]).statistic,
+        "spearman_aam_present_vs_response": spearmanr(aam.loc[ids, "mean_abs_attribution_present_ph"],
+                                                      response[ids], nan_policy="omit").statistic,
         "spearman_rf_permutation_vs_response": spearmanr(rf.loc[ids, "permutation_importance_ph"],
                                                          response[ids]).statistic,
         "spearman_rf_impurity_vs_response": spearmanr(rf.loc[ids, "impurity_importance_ph"], response[ids]).statistic,

@@ -80,6 +80,16 @@ def test_explain_point_model_with_categories_and_taxonomy(point_run, small_study
     assert {"mean_abs_attribution_ph", "mean_attribution_temperature", "prevalence", "mean_relative_abundance",
             "spearman_ph", "spearman_temperature"} <= set(asvs.columns)
     assert (asvs["taxonomy"] == "Unassigned").sum() == 5
+    # effect when present: |attribution| summed from the long table over the samples with reads of the ASV
+    import biom
+
+    table = biom.load_table(str(small_study / "table.biom"))
+    reads = pd.DataFrame(table.matrix_data.toarray().T, index=table.ids("sample"), columns=table.ids("observation"))
+    with_reads = (reads.loc[samples.index] > 0).sum()
+    total_abs = long[long["output"] == "ph"].groupby("feature_id")["attribution"].apply(lambda a: a.abs().sum())
+    expected = total_abs.reindex(with_reads.index, fill_value=0.0) / with_reads
+    by_id = asvs.set_index("feature_id")
+    np.testing.assert_allclose(by_id["mean_abs_attribution_present_ph"], expected[by_id.index], rtol=1e-5)
     taxa = pd.read_csv(out / "taxon_importance.tsv", sep="\t")
     assert set(taxa["rank"]) == {"domain", "phylum", "genus"}
     assert "Unassigned" in set(taxa.loc[taxa["rank"] == "genus", "taxon"])

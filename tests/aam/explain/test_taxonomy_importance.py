@@ -90,12 +90,18 @@ def test_tables_sum_asvs_per_taxon(tmp_path):
     expected = pd.Series(np.abs(dense).mean(axis=0), index=FEATURES)
     np.testing.assert_allclose(asvs.set_index("feature_id")["mean_abs_attribution_ph"], expected[asvs["feature_id"]])
     assert list(asvs["mean_abs_attribution_ph"]) == sorted(asvs["mean_abs_attribution_ph"], reverse=True)
+    present = counts.toarray() > 0
+    when_present = pd.Series([np.abs(dense[present[:, j], j]).mean() for j in range(5)], index=FEATURES)
+    np.testing.assert_allclose(asvs.set_index("feature_id")["mean_abs_attribution_present_ph"],
+                               when_present[asvs["feature_id"]])
     taxa = taxon_table(FEATURES, abundance, targets, ("ph",), attributions, ["ph"], taxonomy)
     genus = taxa[taxa["rank"] == "genus"].set_index("taxon")
     strep = [t for t in genus.index if t.endswith("g__Streptococcus")]
     assert len(strep) == 1 and genus.loc[strep[0], "n_asvs"] == 2
     summed = dense[:, 0] + dense[:, 3]  # f1 + f4 per sample
     assert genus.loc[strep[0], "mean_abs_attribution_ph"] == pytest.approx(np.abs(summed).mean())
+    either = present[:, 0] | present[:, 3]
+    assert genus.loc[strep[0], "mean_abs_attribution_present_ph"] == pytest.approx(np.abs(summed[either]).mean())
     assert genus.loc[UNASSIGNED, "n_asvs"] == 1
     prevalence = ((counts[:, 0] + counts[:, 3]).toarray() > 0).mean()
     assert genus.loc[strep[0], "prevalence"] == pytest.approx(prevalence)
