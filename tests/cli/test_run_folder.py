@@ -113,10 +113,12 @@ def test_resume_while_the_run_is_still_going_is_refused(data, tmp_path):
 
 
 @pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGKILL], ids=["SIGTERM", "SIGKILL"])
-def test_stopped_in_epoch_1_then_a_plain_rerun(data, tmp_path, sig):
+def test_stopped_in_epoch_1_then_a_plain_rerun(tmp_path, sig):
     """Stopped before the first checkpoint: nothing to resume, and the same command runs again."""
+    write_simulation(tmp_path / "sim", n_samples=800, seed=2, n_features=32)
+    data = ["--table", tmp_path / "sim" / "table.biom", "--metadata", tmp_path / "sim" / "metadata.tsv"]
     out = tmp_path / "run"
-    slow = [*TINY, "--batch-size", "1", "--epochs", "1"]  # ~50 steps: the signal lands inside epoch 1
+    slow = [*TINY, "--batch-size", "1", "--epochs", "1"]  # 640 steps: the signal lands inside epoch 1
     proc = start("train", *data, *slow, "--output-dir", out)
     wait_for(out / "val_samples.txt", proc, step=0.002)  # written just before epoch 1 starts
     proc.send_signal(sig)
