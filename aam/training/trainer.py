@@ -16,7 +16,7 @@ from typing import Any
 import torch
 from tqdm.auto import tqdm
 
-from aam.config import TrainConfig, default_lr
+from aam.config import TrainConfig
 from aam.data.encoders import TargetScaler
 from aam.evaluation.inference import Predictions, run_model, to_predictions
 from aam.models import AAMRegressor
@@ -115,8 +115,8 @@ class Trainer:
         self.quantiles = quantiles  # levels of the model's Q outputs, () for a point model
         self.mean = torch.tensor(scaler.mean, dtype=torch.float32, device=device)  # [T]
         self.std = torch.tensor(scaler.std, dtype=torch.float32, device=device)
-        lr = config.lr if config.lr is not None else default_lr(model.config.embedding_dim)
-        self.optimizer = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=config.weight_decay)
+        assert config.lr is not None, "the run builder resolves the default learning rate"
+        self.optimizer = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
         total = max(1, config.epochs * steps_per_epoch)
         warmup = default_warmup_steps(total) if config.warmup_steps is None else config.warmup_steps
         self.scheduler = warmup_cosine(self.optimizer, warmup, total)
