@@ -23,10 +23,11 @@ from aam.loss_spec import (DEFAULT_QUANTILES, LOSS_TYPES, QUANTILE_LOSSES, Categ
                            check_quantiles, losses_by_target, parse_category_weights, parse_loss_config)
 
 DEVICES = ("auto", "cpu", "cuda")
+PRECISIONS = ("auto", "fp32", "bf16")  # of a training step; aam.runtime.device.compute_dtype says what each means
 ABUNDANCE_INPUTS = ("reads", "relative")
 
-__all__ = ["DEFAULT_QUANTILES", "DEVICES", "LOSS_TYPES", "QUANTILE_LOSSES", "DataConfig", "LossConfig",
-           "ModelConfig", "RunConfig", "TargetLoss", "TrainConfig", "kernel_experts_supported"]
+__all__ = ["DEFAULT_QUANTILES", "DEVICES", "LOSS_TYPES", "PRECISIONS", "QUANTILE_LOSSES", "DataConfig",
+           "LossConfig", "ModelConfig", "RunConfig", "TargetLoss", "TrainConfig", "kernel_experts_supported"]
 
 
 def derived(default):
@@ -164,6 +165,8 @@ class TrainConfig:
     best_metric: str = "mae"  # val_loss, or mae|rmse|r2|pearson of the first target, or <target>:<metric>
     seed: int = 42  # seeds the split, initialization, shuffling and dropout (CPU: bitwise repeatable per thread count)
     device: str = resumable("auto", "--device")  # auto (CUDA when present) | cpu | cuda
+    # training steps: fp32 | bf16 (matrix products autocast to bf16) | auto (bf16 on CUDA, fp32 on the CPU)
+    precision: str = resumable("auto", "--precision")
     num_workers: int = resumable(0, "--num-workers")  # DataLoader worker processes
     norm_batches: int = 64  # training batches (at most) used to recompute the ASV BatchNorm statistics after each epoch
     progress: bool = resumable(True, "--no-progress")  # tqdm bar per epoch
@@ -249,6 +252,8 @@ class RunConfig:
             raise UserError(f"--patience must be >= 0; got {t.patience}")
         if t.device not in DEVICES:
             raise UserError(f"--device must be one of {', '.join(DEVICES)}; got {t.device!r}")
+        if t.precision not in PRECISIONS:
+            raise UserError(f"--precision must be one of {', '.join(PRECISIONS)}; got {t.precision!r}")
         return self
 
 

@@ -6,6 +6,7 @@ absent); ``demo`` = the `aam demo` model and data (simulated, 16 samples per bat
 
     OMP_NUM_THREADS=1 python -m bench.profile_step --model udca --threads 1
     python -m bench.profile_step --model demo --threads 1 --rows 25
+    OMP_NUM_THREADS=1 python -m bench.profile_step --model udca --threads 1 --precision bf16
 
 One untimed warm-up step, then ``--steps`` profiled steps; prints the ops by self CPU time (summed over
 the profiled steps and divided by their number) and the wall time per step.
@@ -19,7 +20,7 @@ import time
 import torch
 from torch.profiler import ProfilerActivity, profile
 
-from bench.step_setup import STEP_SETUPS, build_step
+from bench.step_setup import PRECISION_DTYPES, STEP_SETUPS, build_step
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -29,9 +30,11 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--steps", type=int, default=1)
     parser.add_argument("--rows", type=int, default=30, help="ops listed")
     parser.add_argument("--compile", action="store_true", help="torch.compile the model first")
+    parser.add_argument("--precision", choices=sorted(PRECISION_DTYPES), default="fp32",
+                        help="bf16: the forward under bf16 autocast, as --precision bf16 trains")
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
-    step, batch = build_step(args.model, compile_model=args.compile)
+    step, batch = build_step(args.model, compile_model=args.compile, autocast_dtype=PRECISION_DTYPES[args.precision])
     step()  # warm-up: allocator, oneDNN primitives, compilation
     start = time.perf_counter()
     with profile(activities=[ProfilerActivity.CPU]) as prof:
@@ -40,7 +43,7 @@ def main(argv: list[str] | None = None) -> None:
     wall = (time.perf_counter() - start) / args.steps
     print(f"{args.model}: {len(batch)} samples, {batch.asv_tokens.shape[0]} distinct ASVs x "
           f"{batch.asv_tokens.shape[1]} tokens, {batch.asv_mask.shape[1]} ASV slots per sample "
-          f"({int(batch.asv_mask.sum())} real); {torch.get_num_threads()} thread(s)")
+          f"({int(batch.asv_mask.sum())} real); {torch.get_num_threads()} thread(s), {args.precision}")
     print(f"wall time per step (profiled, so a little slower than plain): {wall:.3f} s")
     table = prof.key_averages().table(sort_by="self_cpu_time_total", row_limit=args.rows)
     print(table)

@@ -4,7 +4,9 @@ Used by ``bench/profile_step.py``, ``bench/test_training.py``, ``bench/gpu_step.
 ``bench/speedup.py``. The ``udca`` setup imports only ``torch`` and long-standing ``aam`` names
 (``aam.data``, ``aam.models``), so the same file also drives an older checkout of ``aam``: run as a script
 it is a step server for ``bench/speedup.py`` (reads "step N" lines on stdin, answers with the seconds each
-step took), with whatever ``aam`` is first on ``PYTHONPATH``. The simulated setups build their batches
+step took), with whatever ``aam`` is first on ``PYTHONPATH``; its optional third argument, ``bf16``, autocasts
+the forward to bf16 as ``--precision bf16`` does (the attention then stays fp32 on the CPU only where the
+``aam`` on the path does so). The simulated setups build their batches
 through ``aam.training.build_run``.
 
 Setups: ``udca`` = the published model size on the first ``UDCA_BATCH`` samples of the real udca study (shuffled
@@ -126,8 +128,10 @@ def make_step(model: torch.nn.Module, batches, lr: float = 1e-4, autocast_dtype:
     return step
 
 
-def build_step(name: str, n_batches: int = 1, compile_model: bool = False, seed: int = 0):
-    """(step closure, first batch) for a named setup; the model is seeded with `seed`."""
+def build_step(name: str, n_batches: int = 1, compile_model: bool = False, seed: int = 0,
+               autocast_dtype: torch.dtype | None = None):
+    """(step closure, first batch) for a named setup; the model is seeded with `seed`; `autocast_dtype` as
+    in `make_step`."""
     from aam.models import AAMRegressor
 
     batches, config = setup_batches(name, n_batches)
@@ -135,12 +139,15 @@ def build_step(name: str, n_batches: int = 1, compile_model: bool = False, seed:
     model = AAMRegressor(config)
     if compile_model:
         model = torch.compile(model)
-    return make_step(model, batches), batches[0]
+    return make_step(model, batches, autocast_dtype=autocast_dtype), batches[0]
 
 
-def serve(name: str, n_batches: int) -> None:
+PRECISION_DTYPES = {"fp32": None, "bf16": torch.bfloat16}
+
+
+def serve(name: str, n_batches: int, precision: str = "fp32") -> None:
     """Step server: "step N" on stdin -> N per-step seconds on one stdout line; EOF ends it."""
-    step, _ = build_step(name, n_batches)
+    step, _ = build_step(name, n_batches, autocast_dtype=PRECISION_DTYPES[precision])
     step()  # warm-up
     print("ready", flush=True)
     for line in sys.stdin:
@@ -154,4 +161,4 @@ def serve(name: str, n_batches: int) -> None:
 
 
 if __name__ == "__main__":
-    serve(sys.argv[1], int(sys.argv[2]))
+    serve(sys.argv[1], int(sys.argv[2]), sys.argv[3] if len(sys.argv) > 3 else "fp32")

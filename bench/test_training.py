@@ -8,10 +8,11 @@ throughput, and what encoding each distinct ASV once per batch saves on the real
   collate, no model) for both configurations.
 - ``test_udca_train_step_asv_dedup``: forward + backward of the default model on two udca batches.
 - ``test_train_step_samples_per_second``: one training step (forward, Huber loss, backward, clipping, AdamW;
-  ``bench/step_setup.py``) of the udca published-size model (CPU, 1 and 2 threads), the demo model (CPU) and the
+  ``bench/step_setup.py``) of the udca published-size model (CPU, 1 and 2 threads, fp32 and bf16 autocast as
+  ``--precision bf16`` runs it; bf16 skipped on a CPU without native bf16), the demo model (CPU) and the
   published-size model on the simulated default study (GPU, bf16 autocast; skipped without one), with the step's
-  Linear + attention FLOPs (``bench/step_flops.py``) and the fraction of an fp32 (CPU) or bf16 (GPU) matmul
-  rate measured in the same test at the same thread count.
+  Linear + attention FLOPs (``bench/step_flops.py``) and the fraction of the matmul rate of the step's dtype
+  (fp32 or bf16) measured in the same test at the same thread count.
 
 Needs the ``aam`` package and its dependencies (biom-format, scipy, ...); skipped where they are missing.
 Run on one core: ``taskset -c 0 python -m pytest bench/test_training.py --benchmark-only``.
@@ -35,6 +36,7 @@ try:
     from aam.data.prepared import prepare_data
     from aam.data.simulate import write_simulation
     from aam.models import AAMRegressor
+    from aam.runtime.device import cpu_has_native_bf16
     from aam.training.build import build_run
     from aam.training.demo import DEMO_FEATURES, DEMO_SAMPLES, demo_config
     from bench.step_flops import step_flops
@@ -182,12 +184,16 @@ def _step_case(case: StepCase):
     marks = []
     if case.device == "cuda":
         marks = [pytest.mark.cuda] + ([] if HAS_CUDA else [pytest.mark.skip(reason=GPU_SKIP)])
+    elif case.autocast is torch.bfloat16 and not cpu_has_native_bf16():
+        marks = [pytest.mark.skip(reason="this CPU has no native bf16 matrix multiply (AVX-512 BF16 or AMX)")]
     return pytest.param(case, id=case.name, marks=marks)
 
 
 STEP_CASES = [_step_case(c) for c in (
     StepCase("udca-default-1-thread", "udca_step_data", "cpu", 1),
     StepCase("udca-default-2-threads", "udca_step_data", "cpu", 2),
+    StepCase("udca-default-1-thread-bf16", "udca_step_data", "cpu", 1, torch.bfloat16),
+    StepCase("udca-default-2-threads-bf16", "udca_step_data", "cpu", 2, torch.bfloat16),
     StepCase("demo", "demo_step_data", "cpu", 1),
     StepCase("simulated-default-bf16", "default_step_data", "cuda", 0, torch.bfloat16),
 )]

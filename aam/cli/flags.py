@@ -105,6 +105,9 @@ TRAIN_FLAGS = [
     ("--seed", TrainConfig, "seed", int,
      "random seed; on the CPU the same seed, data, flags and thread count give bitwise the same run"),
     ("--device", TrainConfig, "device", str, "auto | cpu | cuda"),
+    ("--precision", TrainConfig, "precision", str,
+     "training steps: fp32, bf16 (matrix products in bf16, weights and loss fp32; needs CUDA or a CPU with "
+     "native bf16) or auto (bf16 on CUDA, fp32 on the CPU)"),
     ("--num-workers", TrainConfig, "num_workers", int, "data loader worker processes"),
 ]
 ALL_FLAGS = DATA_FLAGS + MODEL_FLAGS + LOSS_FLAGS + TRAIN_FLAGS

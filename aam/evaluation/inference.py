@@ -35,13 +35,14 @@ class ModelOutputs:
 
 
 @torch.no_grad()
-def run_model(model: AAMRegressor, loader, device: torch.device) -> ModelOutputs:
-    """Evaluation-mode forward over every batch of `loader`, concatenated in loader order."""
+def run_model(model: AAMRegressor, loader, device: torch.device, precision: str = "auto") -> ModelOutputs:
+    """Evaluation-mode forward over every batch of `loader`, concatenated in loader order (`precision`:
+    the run's --precision; `aam.runtime.device.compute_dtype` for an evaluation pass)."""
     model.eval()
     ids, preds, targets, categories, routings = [], [], [], [], []
     for batch in loader:
         ids += batch.sample_ids
-        with autocast(device):
+        with autocast(device, precision):
             pred, routing = model.forward_batch(batch.to(device, non_blocking=True), return_routing=True)
         preds.append(pred.float().cpu())
         targets.append(batch.targets)

@@ -28,8 +28,18 @@ class SelfAttention(nn.Module):
         # three gradients straight into [N, S, 3D] instead of stacking them and copying the permuted stack.
         q, k, v = (t.view(n, s, self.heads, d // self.heads).transpose(1, 2) for t in self.qkv(x).split(d, dim=-1))
         attn_mask = key_mask[:, None, None, :]  # [N, 1, 1, S], broadcast over heads and queries
-        y = F.scaled_dot_product_attention(q, k, v, attn_mask=attn_mask)
+        y = attention(q, k, v, attn_mask)
         return self.out(y.transpose(1, 2).reshape(n, s, d))
+
+
+def attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, attn_mask: torch.Tensor) -> torch.Tensor:
+    """SDPA of q, k, v [N, H, S, Dh]; on the CPU always in fp32, even under bf16 autocast: the CPU flash
+    kernel's bf16 backward is several times slower than its fp32 one (docs/performance.md, "Training
+    step"), while the Linear layers around it gain from bf16. On CUDA, autocast decides as elsewhere."""
+    if q.device.type != "cpu":
+        return F.scaled_dot_product_attention(q, k, v, attn_mask=attn_mask)
+    with torch.autocast("cpu", enabled=False):
+        return F.scaled_dot_product_attention(q.float(), k.float(), v.float(), attn_mask=attn_mask)
 
 
 class TransformerBlock(nn.Module):
@@ -67,17 +77,23 @@ class TransformerStack(nn.Module):
 
 
 class AttentionPooling(nn.Module):
-    """Weighted mean of a set: one learned score per element, softmax over the real elements."""
+    """Weighted mean of a set: one learned score per element, softmax over the real elements.
+
+    Always in fp32, under bf16 autocast too (a small part of the step): the ASV BatchNorm after the
+    nucleotide pooling divides by the spread of the ASV vectors across the batch, which is a few % of
+    their norm for amplicons of one study, so a bf16 rounding of the pooled vectors (2^-9 of their norm)
+    would come out of it magnified."""
 
     def __init__(self, dim: int):
         super().__init__()
         self.score = nn.Linear(dim, 1)
 
     def forward(self, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-        # x [N, S, D], mask bool [N, S] with at least one True per row -> [N, D]
-        scores = self.score(x).squeeze(-1).masked_fill(~mask, float("-inf"))
-        weights = torch.softmax(scores.float(), dim=-1).to(x.dtype)  # [N, S]
-        return torch.einsum("ns,nsd->nd", weights, x)
+        # x [N, S, D], mask bool [N, S] with at least one True per row -> [N, D] fp32
+        with torch.autocast(x.device.type, enabled=False):
+            x = x.float()
+            scores = self.score(x).squeeze(-1).masked_fill(~mask, float("-inf"))
+            return torch.einsum("ns,nsd->nd", torch.softmax(scores, dim=-1), x)  # weights [N, S]
 
 
 def ensure_one_real(mask: torch.Tensor) -> torch.Tensor:

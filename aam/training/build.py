@@ -23,7 +23,7 @@ from aam.evaluation.metrics import best_metric_column
 from aam.models import AAMRegressor
 from aam.runtime import distributed
 from aam.runtime.checkpoint import set_rng_state
-from aam.runtime.device import resolve_device
+from aam.runtime.device import compute_dtype, resolve_device
 from aam.training.data_parallel import DataParallel
 from aam.training.losses import LossPlan, RegressionLoss, plan_loss
 from aam.training.resume import check_resumable
@@ -72,6 +72,7 @@ def _build(config: RunConfig, device: torch.device | str | None, split, resume_f
     config = config.validate().resolved()
     best_metric_column(config.train.best_metric, config.data.target_columns)  # a bad --best-metric fails here
     device = distributed.rank_device(resolve_device(config.train.device) if device is None else torch.device(device))
+    compute_dtype(device, config.train.precision, training=True)  # --precision bf16 on a CPU without it fails here
     plan = plan_loss(config.loss, config.data.target_columns)
     if resume_from is not None:
         check_resumable(RunConfig.from_dict(resume_from["config"]), config, resume_from["progress"]["epoch"])

@@ -67,7 +67,7 @@ class DataParallel:
         for step, batch in enumerate(bar):
             shard = batch.shard
             batch = batch.to(device, non_blocking=True)
-            with autocast(device):
+            with autocast(device, trainer.config.precision, training=True):
                 pred, routing = self.forward(batch)
             elements, mass = trainer.loss_fn.elementwise(pred.float(), trainer.normalize(batch.targets),
                                                          row_weights(trainer.weight_tables, batch.categories))
@@ -107,11 +107,13 @@ class DataParallel:
         check_finite(epoch, totals[0], router, step_objectives)  # global means: every rank stops together
         return totals[0], totals[1:1 + k], router
 
-    def run_model(self, loader, device: torch.device) -> ModelOutputs:
+    def run_model(self, loader, device: torch.device, precision: str = "auto") -> ModelOutputs:
         """`run_model` over this rank's shares, gathered from every rank in the single-process order."""
         batches = (b for b in loader if not b.shard.padding)
         first = next(batches, None)
-        local = run_model(self.model, itertools.chain([first], batches), device) if first is not None else None
+        local = None
+        if first is not None:
+            local = run_model(self.model, itertools.chain([first], batches), device, precision)
         parts = [p for p in distributed.all_gather_objects(local) if p is not None]
         position = {s: i for i, s in enumerate(loader.dataset.sample_ids)}
         ids = [s for p in parts for s in p.sample_ids]

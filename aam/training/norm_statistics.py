@@ -16,7 +16,8 @@ from aam.training.sync_norm import distinct_moments
 
 
 @torch.no_grad()
-def recompute_norm_statistics(model: AAMRegressor, loader, device: torch.device, max_batches: int) -> None:
+def recompute_norm_statistics(model: AAMRegressor, loader, device: torch.device, max_batches: int,
+                              precision: str = "auto") -> None:
     """Running mean/variance of the ASV BatchNorm = the average over up to `max_batches` batches of
     `loader` of the mean and unbiased variance across each batch's distinct ASVs, computed in
     evaluation mode (no dropout), as the vectors are when the statistics are used. 0 = keep the averages.
@@ -27,7 +28,7 @@ def recompute_norm_statistics(model: AAMRegressor, loader, device: torch.device,
     model.eval()
     means, variances = [], []
     for batch, _ in zip(loader, range(max_batches)):
-        with autocast(device):
+        with autocast(device, precision):
             pooled = model.asv_encoder.pooled(batch.asv_tokens.to(device, non_blocking=True))  # [U, D]
         shard = getattr(batch, "shard", None)  # anything with asv_tokens will do outside a data-parallel run
         mean, variance, n = distinct_moments(pooled.float(), shard, unbiased=True)

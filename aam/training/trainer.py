@@ -143,7 +143,7 @@ class Trainer:
                    disable=not self.config.progress, unit="batch")
         for step, batch in enumerate(bar):
             batch = batch.to(self.device, non_blocking=True)
-            with autocast(self.device):
+            with autocast(self.device, self.config.precision, training=True):
                 pred, routing = self.model.forward_batch(batch, return_routing=True)
             loss, column_means = self.loss_fn(pred.float(), self.normalize(batch.targets),
                                               row_weights(self.weight_tables, batch.categories))
@@ -177,8 +177,9 @@ class Trainer:
 
     def validate(self, loader) -> tuple[float, list[float], Predictions]:
         """Validation loss (one loss call over all samples) and predictions in original units."""
-        out = run_model(self.model, loader, self.device) if self.parallel is None \
-            else self.parallel.run_model(loader, self.device)
+        precision = self.config.precision
+        out = run_model(self.model, loader, self.device, precision) if self.parallel is None \
+            else self.parallel.run_model(loader, self.device, precision)
         with torch.no_grad():
             z_targets = self.normalize(out.targets.to(self.device))
             weights = row_weights(self.weight_tables, out.categories.to(self.device))
@@ -187,7 +188,8 @@ class Trainer:
 
     def run_epoch(self, train_loader, val_loader, epoch: int) -> EpochResult:
         train_loss, train_columns, train_router = self.train_epoch(train_loader, epoch)
-        recompute_norm_statistics(self.model, train_loader, self.device, self.config.norm_batches)
+        recompute_norm_statistics(self.model, train_loader, self.device, self.config.norm_batches,
+                                  self.config.precision)
         val_loss, val_columns, p = self.validate(val_loader)
         return EpochResult(train_loss, train_columns, val_loss, val_columns, p.metrics(self.target_columns),
                            train_router)

@@ -1,17 +1,23 @@
 """The model's training step against a plain reference: explicit softmax attention with masks, written
 here from the model's parameters alone, in float64. Same weights, dropout off, BatchNorm on batch
-statistics (training mode); loss and every parameter gradient must agree to fp32 rounding. Also: the
-model traces into one graph under torch.compile (fullgraph=True)."""
+statistics (training mode); loss and every parameter gradient must agree to fp32 rounding, and within
+the bf16 bound of the tolerance table under `--precision bf16`'s autocast (where the CPU has native bf16),
+with the attention kernel in fp32 there. Also: the model traces into one graph under torch.compile
+(fullgraph=True)."""
 
 import math
 
 import pytest
 import torch
 import torch.nn.functional as F
+from torch.utils._python_dispatch import TorchDispatchMode
+from torch.utils._pytree import tree_leaves
 
 from aam.config import ModelConfig
 from aam.models import AAMRegressor
+from aam.runtime.device import autocast, cpu_has_native_bf16
 from tests.aam.models.test_model import L, make_inputs
+from tests.kernels.tolerances import STEP_TOLERANCES, TOLERANCES
 
 
 def config() -> ModelConfig:
@@ -90,9 +96,12 @@ def reference_forward(p, c: ModelConfig, tokens, index, mask, log_counts, catego
     return _linear(s, p, "head.net.0").view(-1, c.n_targets, 1)
 
 
-def loss_and_grads(model, inputs, targets):
+def loss_and_grads(model, inputs, targets, precision: str = "fp32"):
+    """The trainer's step without the optimizer: forward under `precision`'s training autocast, loss in fp32."""
     model.zero_grad(set_to_none=True)
-    loss = F.huber_loss(model(*inputs)[..., 0], targets)
+    with autocast(torch.device("cpu"), precision, training=True):
+        pred = model(*inputs)
+    loss = F.huber_loss(pred[..., 0].float(), targets)
     loss.backward()
     return loss.detach(), {n: q.grad for n, q in model.named_parameters() if q.grad is not None}
 
@@ -117,24 +126,71 @@ BATCHES = {
 }
 
 
-@pytest.mark.parametrize("name", sorted(BATCHES))
-def test_step_matches_plain_reference(name):
+def check_step(name: str, precision: str) -> None:
     lengths, counts = BATCHES[name]
     inputs, targets = make_batch(lengths, counts, seed=len(name))
     torch.manual_seed(0)
     model = AAMRegressor(config()).train()
-    loss, grads = loss_and_grads(model, inputs, targets)
+    loss, grads = loss_and_grads(model, inputs, targets, precision)
     ref_loss, ref_grads = reference_loss_and_grads(model, inputs, targets)
-    torch.testing.assert_close(loss.double(), ref_loss, rtol=1e-5, atol=1e-6)
+    dtype = torch.bfloat16 if precision == "bf16" else torch.float32
+    loss_atol, loss_rtol = TOLERANCES[dtype]
+    torch.testing.assert_close(loss.double(), ref_loss, rtol=loss_rtol, atol=loss_atol)
     used = {n for n, g in ref_grads.items() if g.abs().max() > 0}
     assert used <= set(grads)
     # Absolute tolerance from the largest gradient of the model: some gradients are zero in exact
     # arithmetic (the ASV BatchNorm removes any per-feature shift, e.g. of the last LayerNorm's bias)
-    # and are fp32 rounding noise in the model.
+    # and are rounding noise in the model.
     scale = max(float(g.abs().max()) for g in ref_grads.values())
+    atol, rtol = STEP_TOLERANCES[dtype]
     for n in used:
-        torch.testing.assert_close(grads[n].double(), ref_grads[n], rtol=1e-4, atol=1e-6 * scale,
+        assert grads[n].dtype == torch.float32  # fp32 master weights get fp32 gradients under autocast too
+        torch.testing.assert_close(grads[n].double(), ref_grads[n], rtol=rtol, atol=atol * scale,
                                    msg=lambda m, n=n: f"{n}: {m}")
+
+
+@pytest.mark.parametrize("name", sorted(BATCHES))
+def test_step_matches_plain_reference(name):
+    check_step(name, "fp32")
+
+
+NO_BF16 = "this CPU has no native bf16 matrix multiply (AVX-512 BF16 or AMX), so --precision bf16 cannot run here"
+
+
+@pytest.mark.skipif(not cpu_has_native_bf16(), reason=NO_BF16)
+@pytest.mark.parametrize("name", ["padded", "unpadded"])
+def test_bf16_step_matches_plain_reference(name):
+    """Not "single": its batch has 2 distinct ASVs, and a BatchNorm over two vectors maps each feature to
+    +-1 with a gradient of 1 / |x1 - x2|, so any rounding upstream comes out magnified without bound
+    (10% of the largest gradient in bf16 here); a training batch has dozens to hundreds of distinct ASVs."""
+    check_step(name, "bf16")
+
+
+class OpDtypes(TorchDispatchMode):
+    """{aten op name: the floating dtypes of its tensor arguments} of everything run while active."""
+
+    def __init__(self):
+        super().__init__()
+        self.seen: dict[str, set[torch.dtype]] = {}
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        dtypes = {t.dtype for t in tree_leaves((args, kwargs)) if isinstance(t, torch.Tensor) and t.is_floating_point()}
+        self.seen.setdefault(func.overloadpacket.__name__, set()).update(dtypes)
+        return func(*args, **(kwargs or {}))
+
+
+@pytest.mark.skipif(not cpu_has_native_bf16(), reason=NO_BF16)
+def test_bf16_step_runs_linear_layers_in_bf16_and_attention_in_fp32():
+    inputs, targets = make_batch(*BATCHES["padded"], seed=3)
+    torch.manual_seed(0)
+    model = AAMRegressor(config()).train()
+    with OpDtypes() as ops:
+        loss_and_grads(model, inputs, targets, "bf16")
+    attention = {name: dtypes for name, dtypes in ops.seen.items() if "scaled_dot_product" in name}
+    assert any("backward" in name for name in attention) and len(attention) >= 2, sorted(ops.seen)
+    assert all(dtypes == {torch.float32} for dtypes in attention.values()), attention
+    assert torch.bfloat16 in ops.seen["addmm"] | ops.seen.get("mm", set())
+    assert ops.seen["native_layer_norm"] == {torch.float32}
 
 
 def test_compiles_to_one_graph_with_the_same_step():
