@@ -133,6 +133,7 @@ def test_predict_output_in_a_new_folder_is_made(data, trained, tmp_path, capsys)
 
 @pytest.mark.parametrize("flag,value,fragment", [
     ("--num-workers", "-1", "--num-workers must be >= 0"),
+    ("--precision", "fp16", "--precision must be one of auto, fp32, bf16; got 'fp16'"),
     ("--lr", "nan", "--lr must be a finite number"),
     ("--dropout", "inf", "--dropout must be a finite number"),
     ("--max-grad-norm", "-1", "--max-grad-norm must be >= 0"),
