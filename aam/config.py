@@ -162,6 +162,9 @@ class TrainConfig:
     weight_decay: float = 0.01  # AdamW decoupled weight decay
     warmup_steps: int | None = None  # linear warmup steps; None = 5% of all steps (at least 1)
     max_grad_norm: float = 1.0  # gradient clipping by global norm; 0 = off
+    # 0 = off; else validate and save as model.pt the exponential moving average of the weights over steps,
+    # average <- decay * average + (1 - decay) * weights after each step (aam.training.averaging)
+    ema_decay: float = 0.0
     # stop after this many epochs without a better --best-metric; 0 = never stop early
     patience: int = resumable(5, "--patience")
     # val_loss, or mae|rmse|r2|pearson of the first target, or <target>:<metric>; last = the final epoch's
@@ -251,6 +254,8 @@ class RunConfig:
                             ("--num-workers", t.num_workers)):
             if value < 0:
                 raise UserError(f"{flag} must be >= 0; got {value}")
+        if not 0.0 <= t.ema_decay < 1.0:
+            raise UserError(f"--ema-decay must be in [0, 1); got {t.ema_decay}")
         if t.warmup_steps is not None and t.warmup_steps < 0:
             raise UserError(f"--warmup-steps must be >= 0; got {t.warmup_steps}")
         if t.norm_batches < 0:

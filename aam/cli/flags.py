@@ -102,6 +102,9 @@ TRAIN_FLAGS = [
     ("--weight-decay", TrainConfig, "weight_decay", float, "AdamW weight decay"),
     ("--warmup-steps", TrainConfig, "warmup_steps", int, "linear warmup steps (default: 5%% of all steps)"),
     ("--max-grad-norm", TrainConfig, "max_grad_norm", float, "gradient clipping norm (0 = off)"),
+    ("--ema-decay", TrainConfig, "ema_decay", float,
+     "validate and keep as model.pt an exponential moving average of the weights, updated after each step "
+     "with this decay, e.g. 0.95 (0 = off)"),
     ("--patience", TrainConfig, "patience", int, "early stopping: epochs without improvement (0 = off)"),
     ("--best-metric", TrainConfig, "best_metric", str,
      "val_loss, or mae|rmse|r2|pearson of the first target, or <target>:<metric>, or last (keep the final "
