@@ -47,7 +47,7 @@ DATA_FLAGS = [
      "abundance (top ASVs) or random (a new random subset each training epoch)"),
     ("--rarefy", DataConfig, "rarefy", float,
      "augmentation: each training epoch, thin every training sample's reads anew to a random fraction "
-     "drawn uniformly from [RAREFY, 1] (e.g. 0.1; default: none)"),
+     "drawn uniformly from [RAREFY, 1], e.g. 0.1"),
 ]
 MODEL_FLAGS = [
     ("--embedding-dim", ModelConfig, "embedding_dim", int, "width of the model's vectors"),

@@ -73,13 +73,14 @@ def test_the_interval_is_calibrated_on_the_validation_samples(runs, small_study,
     raw = frames["raw"].loc[val]
     scores = np.sort(np.maximum(raw["ph_q0.1"] - observed, observed - raw["ph_q0.9"]))
     offset = scores[math.ceil(0.8 * (len(val) + 1)) - 1]
-    assert payload["interval_calibration"]["offsets"] == [[pytest.approx(offset)]]
+    # predict batches the samples differently from the validation pass: fp32 rounding apart
+    assert payload["interval_calibration"]["offsets"] == [[pytest.approx(offset, abs=1e-5)]]
     expected = np.sort(np.stack([frames["raw"]["ph_q0.1"] - offset, frames["raw"]["ph_q0.5"],
                                  frames["raw"]["ph_q0.9"] + offset], axis=1), axis=1)
-    np.testing.assert_allclose(frames["calibrated"][LEVELS], expected, rtol=1e-6, atol=1e-6)
+    np.testing.assert_allclose(frames["calibrated"][LEVELS], expected, rtol=1e-5, atol=1e-5)
     np.testing.assert_array_equal(frames["calibrated"]["ph"], frames["raw"]["ph"])  # the median is not moved
     metrics = json.loads((folder / "metrics.json").read_text())["ph"]
-    assert metrics["interval_offsets"] == {"0.1-0.9": pytest.approx(offset)}
+    assert metrics["interval_offsets"] == {"0.1-0.9": pytest.approx(offset, abs=1e-5)}
 
 
 def test_no_conformal_keeps_the_intervals_as_trained(small_study_args, tiny_model, tmp_path):
