@@ -64,6 +64,9 @@ class DataConfig:
     max_bp: int = 150  # nucleotides kept per ASV (published AAM: 150)
     token_limit: int = 1024  # ASVs kept per sample, the most abundant first (published AAM: 1024)
     asv_sampling: str = "abundance"  # "abundance": the most abundant ASVs; "random": a new random subset each epoch (training only)
+    # None, or the least fraction f of its reads a training sample keeps: each epoch every training sample's
+    # reads are thinned anew, each read kept with probability f ~ U[rarefy, 1] (aam.data.dataset)
+    rarefy: float | None = None
 
 
 @dataclass
@@ -160,9 +163,14 @@ class TrainConfig:
     weight_decay: float = 0.01  # AdamW decoupled weight decay
     warmup_steps: int | None = None  # linear warmup steps; None = 5% of all steps (at least 1)
     max_grad_norm: float = 1.0  # gradient clipping by global norm; 0 = off
+    # 0 = off; else validate and save as model.pt the exponential moving average of the weights over steps,
+    # average <- decay * average + (1 - decay) * weights after each step (aam.training.averaging)
+    ema_decay: float = 0.0
     # stop after this many epochs without a better --best-metric; 0 = never stop early
     patience: int = resumable(5, "--patience")
-    best_metric: str = "mae"  # val_loss, or mae|rmse|r2|pearson of the first target, or <target>:<metric>
+    # val_loss, or mae|rmse|r2|pearson of the first target, or <target>:<metric>; last = the final epoch's
+    # model (no choice by the validation samples, no early stopping)
+    best_metric: str = "mae"
     seed: int = 42  # seeds the split, initialization, shuffling and dropout (CPU: bitwise repeatable per thread count)
     device: str = resumable("auto", "--device")  # auto (CUDA when present) | cpu | cuda
     # training steps: fp32 | bf16 (matrix products autocast to bf16) | auto (bf16 on CUDA, fp32 on the CPU)
@@ -170,6 +178,9 @@ class TrainConfig:
     num_workers: int = resumable(0, "--num-workers")  # DataLoader worker processes
     norm_batches: int = 64  # training batches (at most) used to recompute the ASV BatchNorm statistics after each epoch
     progress: bool = resumable(True, "--no-progress")  # tqdm bar per epoch
+    # quantile models: after training, move the quantile intervals by the conformal offsets fitted on the
+    # validation samples (aam.evaluation.conformal); stored in model.pt and applied by predict and cv
+    conformal: bool = True
 
 
 @dataclass
@@ -212,6 +223,8 @@ class RunConfig:
             raise UserError(f"--test-size must be in (0, 1); got {d.test_size}")
         _positive("--max-bp", d.max_bp)
         _positive("--token-limit", d.token_limit)
+        if d.rarefy is not None and not 0.0 < d.rarefy <= 1.0:
+            raise UserError(f"--rarefy must be in (0, 1]; got {d.rarefy}")
         if d.asv_sampling not in ("abundance", "random"):
             raise UserError(f"--asv-sampling must be abundance or random; got {d.asv_sampling!r}")
         if m.abundance not in ABUNDANCE_INPUTS:
@@ -244,6 +257,8 @@ class RunConfig:
                             ("--num-workers", t.num_workers)):
             if value < 0:
                 raise UserError(f"{flag} must be >= 0; got {value}")
+        if not 0.0 <= t.ema_decay < 1.0:
+            raise UserError(f"--ema-decay must be in [0, 1); got {t.ema_decay}")
         if t.warmup_steps is not None and t.warmup_steps < 0:
             raise UserError(f"--warmup-steps must be >= 0; got {t.warmup_steps}")
         if t.norm_batches < 0:
@@ -267,10 +282,12 @@ _PART_TYPES = {"data": DataConfig, "model": ModelConfig, "loss": LossConfig, "tr
 
 
 def _upgrade(values: dict[str, Any]) -> dict[str, Any]:
-    """A config dict of an earlier version in today's layout: --fused-kernels was train.fused_kernels, and
-    the model kept a copy of the quantile levels (the same as the resolved loss.quantiles)."""
+    """A config dict of an earlier version in today's layout: --fused-kernels was train.fused_kernels, the
+    model kept a copy of the quantile levels (the same as the resolved loss.quantiles), and runs saved before
+    the conformal interval calibration existed keep their intervals as trained."""
     values = {name: dict(part) for name, part in values.items()}
     model, train = values.setdefault("model", {}), values.setdefault("train", {})
+    train.setdefault("conformal", False)
     if "fused_kernels" in train:
         model.setdefault("use_kernels", train.pop("fused_kernels"))
     model.pop("quantiles", None)

@@ -45,6 +45,9 @@ DATA_FLAGS = [
     ("--token-limit", DataConfig, "token_limit", int, "ASVs kept per sample (most abundant first)"),
     ("--asv-sampling", DataConfig, "asv_sampling", str,
      "abundance (top ASVs) or random (a new random subset each training epoch)"),
+    ("--rarefy", DataConfig, "rarefy", float,
+     "augmentation: each training epoch, thin every training sample's reads anew to a random fraction "
+     "drawn uniformly from [RAREFY, 1], e.g. 0.1"),
 ]
 MODEL_FLAGS = [
     ("--embedding-dim", ModelConfig, "embedding_dim", int, "width of the model's vectors"),
@@ -99,9 +102,13 @@ TRAIN_FLAGS = [
     ("--weight-decay", TrainConfig, "weight_decay", float, "AdamW weight decay"),
     ("--warmup-steps", TrainConfig, "warmup_steps", int, "linear warmup steps (default: 5%% of all steps)"),
     ("--max-grad-norm", TrainConfig, "max_grad_norm", float, "gradient clipping norm (0 = off)"),
+    ("--ema-decay", TrainConfig, "ema_decay", float,
+     "validate and keep as model.pt an exponential moving average of the weights, updated after each step "
+     "with this decay, e.g. 0.95 (0 = off)"),
     ("--patience", TrainConfig, "patience", int, "early stopping: epochs without improvement (0 = off)"),
     ("--best-metric", TrainConfig, "best_metric", str,
-     "val_loss, or mae|rmse|r2|pearson of the first target, or <target>:<metric>"),
+     "val_loss, or mae|rmse|r2|pearson of the first target, or <target>:<metric>, or last (keep the final "
+     "epoch's model: no early stopping)"),
     ("--seed", TrainConfig, "seed", int,
      "random seed; on the CPU the same seed, data, flags and thread count give bitwise the same run"),
     ("--device", TrainConfig, "device", str, "auto | cpu | cuda"),
@@ -111,14 +118,17 @@ TRAIN_FLAGS = [
     ("--num-workers", TrainConfig, "num_workers", int, "data loader worker processes"),
 ]
 ALL_FLAGS = DATA_FLAGS + MODEL_FLAGS + LOSS_FLAGS + TRAIN_FLAGS
-# On/off switches: flag -> (dataclass, field set to True, help).
+# On/off switches: flag -> (dataclass, field, the value the flag sets, help).
 SWITCHES = [
-    ("--gradient-checkpointing", ModelConfig, "gradient_checkpointing",
+    ("--gradient-checkpointing", ModelConfig, "gradient_checkpointing", True,
      "recompute transformer blocks in backward (less memory, ~30%% slower)"),
-    ("--residual-regression-head", ModelConfig, "residual_regression_head",
+    ("--residual-regression-head", ModelConfig, "residual_regression_head", True,
      "head = Linear(x) + MLP(x) (needs --regressor-hidden-dims)"),
-    ("--fused-kernels", ModelConfig, "use_kernels",
+    ("--fused-kernels", ModelConfig, "use_kernels", True,
      "use the fused aam_kernels loss and MoE head (Triton on CUDA, CPU path on CPU)"),
+    ("--no-conformal", TrainConfig, "conformal", False,
+     "quantile models: keep the intervals as trained, without the conformal offsets fitted on the validation "
+     "samples after training"),
 ]
 
 
@@ -140,7 +150,7 @@ def add_flags(parser: argparse.ArgumentParser, groups) -> None:
 
 
 def add_switches(group) -> None:
-    for flag, _, name, text in SWITCHES:
+    for flag, _, name, _, text in SWITCHES:
         group.add_argument(flag, dest=name, action="store_true", help=text)
 
 
@@ -153,9 +163,9 @@ def given_changes(args: argparse.Namespace, flags=ALL_FLAGS) -> dict[str, dict]:
     for _, cls, name, _, _ in flags:
         if getattr(args, name, None) is not None:
             changes.setdefault(PART_OF[cls], {})[name] = getattr(args, name)
-    for _, cls, name, _ in SWITCHES:
+    for _, cls, name, value, _ in SWITCHES:
         if getattr(args, name, False):
-            changes.setdefault(PART_OF[cls], {})[name] = True
+            changes.setdefault(PART_OF[cls], {})[name] = value
     return changes
 
 

@@ -157,7 +157,7 @@ def _run_fold(config: RunConfig, cv: CVConfig, study: Study, groups: np.ndarray,
                          train=False, encoders=loaded.encoder)
     quantiles = loaded.config.loss.quantiles
     p = to_predictions(run_model(loaded.model, make_loader(dataset, config.train.batch_size, shuffle=False), device),
-                       loaded.scaler, quantiles)
+                       loaded.scaler, quantiles, loaded.calibration)
     predicted = reference_predictions(study, train_part, test_idx, cv.trees, seed, cv.n_jobs)
     predicted[AAM] = p.point
     frame = fold_frame([ids[i] for i in test_idx], repeat + 1, fold + 1, config.data.target_columns,

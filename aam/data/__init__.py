@@ -12,8 +12,8 @@ Public API (each module documents its part):
 - `CategoryEncoder`, `TargetScaler` (encoders.py): fitted on training samples, `to_dict`/`from_dict`.
 - `split_samples(study, test_size, seed, group_column=None) -> (train_idx, val_idx)`,
   `write_split(dir, study, train_idx, val_idx)`, `read_sample_list`, `positions_of` (split.py).
-- `AAMDataset(study, indices, *, max_bp, token_limit, asv_sampling, train, encoders, start_token, seed)`,
-  `collate`, `make_loader(dataset, batch_size, shuffle, seed, num_workers=0)` (dataset.py).
+- `AAMDataset(study, indices, *, max_bp, token_limit, asv_sampling, train, encoders, start_token, seed,
+  rarefy)`, `collate`, `make_loader(dataset, batch_size, shuffle, seed, num_workers=0)` (dataset.py).
 """
 
 from aam.data.batch import Batch

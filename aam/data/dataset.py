@@ -26,6 +26,7 @@ class SampleItem:
     position: int  # row in the dataset (0..len-1)
     features: np.ndarray  # int64 [n]: feature columns chosen for this sample, most abundant first
     counts: np.ndarray  # float64 [n]: their read counts
+    total: float  # the sample's reads over all its ASVs (kept or not), after any thinning
 
 
 class AAMDataset(Dataset):
@@ -34,6 +35,9 @@ class AAMDataset(Dataset):
     asv_sampling: "abundance" keeps each sample's top `token_limit` ASVs by count (ties by feature
     order); "random" draws `token_limit` of them uniformly without replacement, anew each epoch,
     from (seed, epoch, sample) -- in training only; evaluation (`train=False`) always uses the top ones.
+    rarefy: None, or in (0, 1]: in training only, each epoch every sample's reads are thinned anew (each read
+    kept with probability f, f drawn uniformly from [rarefy, 1] per sample and epoch, from (seed, epoch,
+    sample)); ASVs left without reads are dropped before the ASVs are chosen. Counts are rounded to whole reads.
     encoders: the CategoryEncoder fitted on the training samples; when None it is fitted here, which
     is only allowed for a training dataset (see `encoder` to reuse it).
     """
@@ -50,6 +54,7 @@ class AAMDataset(Dataset):
         encoders: CategoryEncoder | None = None,
         start_token: bool = False,
         seed: int = 0,
+        rarefy: float | None = None,
     ) -> None:
         if asv_sampling not in ("abundance", "random"):
             raise ValueError(f"asv_sampling must be 'abundance' or 'random', got {asv_sampling!r}")
@@ -57,7 +62,10 @@ class AAMDataset(Dataset):
             raise ValueError(f"token_limit must be >= 1, got {token_limit}")
         self.indices = np.arange(study.n_samples) if indices is None else np.asarray(indices, dtype=np.int64)
         self.sample_ids = [study.sample_ids[i] for i in self.indices]
+        if rarefy is not None and not 0.0 < rarefy <= 1.0:
+            raise ValueError(f"rarefy must be in (0, 1], got {rarefy}")
         self.token_limit, self.asv_sampling, self.train, self.seed = token_limit, asv_sampling, train, seed
+        self.rarefy = rarefy
         self.epoch = 0
         counts = study.counts[self.indices].tocsr()
         counts.sort_indices()
@@ -90,19 +98,35 @@ class AAMDataset(Dataset):
 
     def __getitem__(self, position: int) -> SampleItem:
         start, end = self._indptr[position], self._indptr[position + 1]
-        n = end - start
+        features, counts, total = self._features[start:end], self._counts[start:end], self._totals[position]
+        if self.rarefy is not None and self.train:
+            features, counts, total = self._thinned(position, features, counts)
+        n = len(features)
         if n <= self.token_limit:
-            pick = slice(start, end)
+            pick = slice(0, n)
         elif self.asv_sampling == "random" and self.train:
             # A uniform subset without replacement: the k smallest hash priorities of (seed, epoch, sample,
             # feature). Same draw in any worker or batch order; far cheaper than seeding a Generator per sample.
             base = _splitmix64(np.array([self.seed, self.epoch, int(self.indices[position])], dtype=np.uint64))
             salt = _splitmix64(base[:1] ^ _splitmix64(base[1:2] ^ base[2:]))  # [1]
-            priority = _splitmix64(self._features[start:end].astype(np.uint64) ^ salt)
-            pick = start + np.sort(np.argpartition(priority, self.token_limit)[: self.token_limit])
+            priority = _splitmix64(features.astype(np.uint64) ^ salt)
+            pick = np.sort(np.argpartition(priority, self.token_limit)[: self.token_limit])
         else:
-            pick = slice(start, start + self.token_limit)
-        return SampleItem(position, self._features[pick], self._counts[pick])
+            pick = slice(0, self.token_limit)
+        return SampleItem(position, features[pick], counts[pick], total)
+
+    def _thinned(self, position: int, features: np.ndarray, counts: np.ndarray
+                 ) -> tuple[np.ndarray, np.ndarray, float]:
+        """One sample's ASVs after binomial thinning of its reads (see `rarefy`), most abundant first; the
+        most abundant ASV keeps one read when the draw leaves none."""
+        rng = np.random.default_rng((self.seed, self.epoch, int(self.indices[position])))
+        fraction = rng.uniform(self.rarefy, 1.0)
+        kept = rng.binomial(np.rint(counts).astype(np.int64), fraction).astype(np.float64)
+        if len(kept) and not kept.any():
+            kept[0] = 1.0
+        order = np.argsort(-kept, kind="stable")  # ties keep the original (count, feature) order
+        order = order[kept[order] > 0]
+        return features[order], kept[order], float(kept.sum())
 
     def collate(self, items: Sequence[SampleItem]) -> Batch:
         return collate(items, self)
@@ -146,7 +170,8 @@ def collate(items: Sequence[SampleItem], dataset: AAMDataset) -> Batch:
     log_counts = np.zeros(mask.shape, dtype=np.float32)
     log_counts[mask] = np.log1p(counts)
     rel_abundance = np.zeros(mask.shape, dtype=np.float32)
-    rel_abundance[mask] = counts / np.repeat(dataset._totals[positions], lengths)
+    totals = np.fromiter((it.total for it in items), dtype=np.float64, count=len(items))
+    rel_abundance[mask] = counts / np.repeat(totals, lengths)
     return Batch(
         sample_ids=[dataset.sample_ids[p] for p in positions],
         asv_tokens=torch.from_numpy(dataset.tokens[distinct]),

@@ -3,7 +3,8 @@
 Public API:
 - `predict(model_path, table, sequences=None, metadata=None, device="auto") -> DataFrame` (inference.py).
 - `load_model(path)` (inference.py): the trained model with its config, target scaler and encoder.
-- `regression_metrics` (metrics.py); `run_baseline` (baseline.py).
+- `regression_metrics` (metrics.py); `run_baseline` (baseline.py); `IntervalCalibration` (conformal.py): the
+  conformal offsets of a quantile model's intervals, fitted on its validation samples after training.
 """
 
 from aam.evaluation.inference import load_model, predict

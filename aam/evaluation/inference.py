@@ -15,6 +15,7 @@ from aam.data.dataset import AAMDataset, make_loader
 from aam.data.encoders import CategoryEncoder, TargetScaler
 from aam.data.study import load_study
 from aam.errors import UserError
+from aam.evaluation.conformal import CALIBRATION_KEY, IntervalCalibration
 from aam.evaluation.labels import quantile_column
 from aam.evaluation.metrics import metrics_table
 from aam.models import AAMRegressor
@@ -116,10 +117,14 @@ class Predictions:
         return metrics_table(self.point, self.observed, target_columns, self.quantile_values, self.quantiles)
 
 
-def to_predictions(outputs: ModelOutputs, scaler: TargetScaler, quantiles: tuple[float, ...]) -> Predictions:
-    """Original units; `quantiles` are the levels of the model's Q outputs (`LossConfig.quantiles`)."""
+def to_predictions(outputs: ModelOutputs, scaler: TargetScaler, quantiles: tuple[float, ...],
+                   calibration: IntervalCalibration | None = None) -> Predictions:
+    """Original units; `quantiles` are the levels of the model's Q outputs (`LossConfig.quantiles`);
+    `calibration` moves the quantile intervals (the point prediction stays the model's own)."""
     point = inverse_scale(scaler, point_predictions(outputs.pred_z, quantiles))
     values = inverse_scale(scaler, outputs.pred_z) if quantiles else None
+    if values is not None and calibration is not None:
+        values = calibration.apply(values)
     return Predictions(outputs.sample_ids, point, values, outputs.targets.double().numpy(), quantiles)
 
 
@@ -130,6 +135,7 @@ class LoadedModel:
     scaler: TargetScaler
     encoder: CategoryEncoder | None
     checkpoint: dict
+    calibration: IntervalCalibration | None = None  # conformal interval offsets fitted after training
 
 
 def load_model(path: str | Path, device: torch.device | str = "cpu") -> LoadedModel:
@@ -143,10 +149,12 @@ def load_model(path: str | Path, device: torch.device | str = "cpu") -> LoadedMo
         model.load_state_dict(payload["model_state"])
         scaler = TargetScaler.from_dict(payload["target_scaler"])
         encoder = CategoryEncoder.from_dict(payload["category_encoder"]) if payload["category_encoder"] else None
+        calibration = payload.get(CALIBRATION_KEY)
+        calibration = IntervalCalibration.from_dict(calibration) if calibration is not None else None
     except (KeyError, RuntimeError, TypeError) as exc:
         raise UserError(f"{path}: checkpoint does not match this aam's model ({type(exc).__name__}: "
                         f"{str(exc).splitlines()[0]})") from None
-    return LoadedModel(model.to(device).eval(), config, scaler, encoder, payload)
+    return LoadedModel(model.to(device).eval(), config, scaler, encoder, payload, calibration)
 
 
 def predict(model_path: str | Path, table: str | Path, sequences: str | Path | None = None,
@@ -164,5 +172,6 @@ def predict(model_path: str | Path, table: str | Path, sequences: str | Path | N
     dataset = AAMDataset(study, max_bp=config.data.max_bp, token_limit=config.data.token_limit, train=False,
                          encoders=loaded.encoder)
     loader = make_loader(dataset, batch_size or config.train.batch_size, shuffle=False)
-    predictions = to_predictions(run_model(loaded.model, loader, dev), loaded.scaler, config.loss.quantiles)
+    predictions = to_predictions(run_model(loaded.model, loader, dev), loaded.scaler, config.loss.quantiles,
+                                 loaded.calibration)
     return predictions.frame(config.data.target_columns, with_observed=False)

@@ -103,16 +103,19 @@ def format_metrics(metrics: dict[str, dict]) -> list[str]:
 def best_metric_column(spec: str, target_columns) -> tuple[str, bool]:
     """`--best-metric` -> (history.tsv column, higher is better).
 
-    "val_loss"; "mae" (or rmse, r2, pearson) of the first target; "<target>:<metric>".
+    "val_loss"; "mae" (or rmse, r2, pearson) of the first target; "<target>:<metric>"; "last": the latest
+    epoch is always the best (the epoch column always rises), so training runs all --epochs.
     """
     from aam.errors import UserError
 
     if spec == "val_loss":
         return "val_loss", False
+    if spec == "last":
+        return "epoch", True
     target, _, metric = spec.rpartition(":")
     target = target or target_columns[0]
     if metric not in METRICS:
-        raise UserError(f"--best-metric {spec!r}: metric must be val_loss or one of {', '.join(METRICS)} "
+        raise UserError(f"--best-metric {spec!r}: metric must be val_loss, last or one of {', '.join(METRICS)} "
                         "(optionally as <target>:<metric>)")
     if target not in target_columns:
         raise UserError(f"--best-metric {spec!r}: '{target}' is not a target column ({', '.join(target_columns)})")

@@ -1,4 +1,5 @@
-"""The report files of a finished run: val_predictions.tsv, metrics.json and plots, from its best model."""
+"""The end of a finished run: the conformal interval calibration of a quantile model (stored in model.pt),
+then the report files val_predictions.tsv, metrics.json and plots, from its best model."""
 
 from __future__ import annotations
 
@@ -9,21 +10,35 @@ import torch
 from aam.data.dataset import make_loader
 from aam.data.prepared import PreparedData
 from aam.evaluation import outputs
+from aam.evaluation.conformal import CALIBRATION_KEY, IntervalCalibration
 from aam.evaluation.inference import load_model, run_model, to_predictions
 from aam.evaluation.metrics import MOE_KEY
 from aam.evaluation.moe_report import moe_metrics, report_column
-from aam.runtime.checkpoint import BEST_FILE
+from aam.runtime.checkpoint import BEST_FILE, save_checkpoint
 
 
 def write_reports(out: Path, data: PreparedData, history: list[dict], device: torch.device):
-    """val_predictions.tsv, metrics.json and plots from the best model (model.pt as saved)."""
+    """val_predictions.tsv, metrics.json and plots from the best model (model.pt as saved); first, for a
+    quantile model with `train.conformal`, the interval offsets fitted on the validation samples are stored
+    in model.pt, and the reports show the calibrated intervals."""
     loaded = load_model(out / BEST_FILE, device)
     columns = loaded.config.data.target_columns
     loader = make_loader(data.val_set, loaded.config.train.batch_size, shuffle=False)
     model_outputs = run_model(loaded.model, loader, device)
-    p = to_predictions(model_outputs, loaded.scaler, loaded.config.loss.quantiles)
+    quantiles = loaded.config.loss.quantiles
+    p = to_predictions(model_outputs, loaded.scaler, quantiles)
+    calibration = None
+    if quantiles and loaded.config.train.conformal:
+        calibrated = [t.kind == "quantile" for t in loaded.config.loss.target_losses(columns)]
+        calibration = IntervalCalibration.fit(p.quantile_values, p.observed, quantiles, calibrated)
+        save_checkpoint(out / BEST_FILE, {**loaded.checkpoint, CALIBRATION_KEY: calibration.to_dict()})
+        p = to_predictions(model_outputs, loaded.scaler, quantiles, calibration)
     outputs.write_tsv(out / "val_predictions.tsv", p.frame(columns, with_observed=True))
     metrics = p.metrics(columns)
+    if calibration is not None:
+        for t, name in enumerate(columns):
+            if calibration.calibrated[t]:
+                metrics[name]["interval_offsets"] = calibration.interval_offsets(t, quantiles)
     plots = outputs.plot_predictions(out / "plots", p, columns)
     if p.quantiles:
         plots.append(outputs.plot_calibration(out / "plots", metrics, p.quantiles))

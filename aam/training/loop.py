@@ -1,6 +1,7 @@
 """The epoch loop of a built run, with its checkpoints.
 
-Every epoch: train, validate, save `model.pt` when --best-metric improves, then `last.pt`
+Every epoch: train, validate (with --ema-decay, the weight average), save `model.pt` when --best-metric
+improves, then `last.pt`
 (weights, optimizer, scheduler, RNG states, progress, split), then history.tsv. A run resumed
 from last.pt reproduces the uninterrupted one: the loaders shuffle from (seed, epoch) and the
 global RNGs are restored, so epoch k+1 sees exactly what it would have seen. In a data-parallel
@@ -55,6 +56,7 @@ def fit(run: Run, out: Path, on_epoch_end: Callable[[int, dict], None] | None = 
                                                           "epoch": epoch, "metrics": result.metrics})
                 else:
                     state.bad_epochs += 1
+                trainer.training_weights()
                 if main:
                     save_checkpoint(out / LAST_FILE, {
                         **common, "model_state": model.state_dict(), "epoch": epoch, "trainer": trainer.state_dict(),

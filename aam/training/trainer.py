@@ -21,6 +21,7 @@ from aam.data.encoders import TargetScaler
 from aam.evaluation.inference import Predictions, run_model, to_predictions
 from aam.models import AAMRegressor
 from aam.runtime.device import autocast
+from aam.training.averaging import WeightAverage
 from aam.training.losses import RegressionLoss
 from aam.training.norm_statistics import recompute_norm_statistics
 from aam.training.router_loss import RouterLoss
@@ -120,6 +121,8 @@ class Trainer:
         total = max(1, config.epochs * steps_per_epoch)
         warmup = default_warmup_steps(total) if config.warmup_steps is None else config.warmup_steps
         self.scheduler = warmup_cosine(self.optimizer, warmup, total)
+        # the weights validated and saved as model.pt: an average over steps, or the training weights themselves
+        self.average = WeightAverage(model, config.ema_decay) if config.ema_decay > 0 else None
         self.stop = StopFlag()
         self.parallel = None  # a DataParallel in a torchrun run (see aam.training.data_parallel)
 
@@ -174,6 +177,8 @@ class Trainer:
             torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.config.max_grad_norm)
         self.optimizer.step()
         self.scheduler.step()
+        if self.average is not None:
+            self.average.update()
 
     def validate(self, loader) -> tuple[float, list[float], Predictions]:
         """Validation loss (one loss call over all samples) and predictions in original units."""
@@ -187,7 +192,11 @@ class Trainer:
         return loss.item(), column_means.tolist(), to_predictions(out, self.scaler, self.quantiles)
 
     def run_epoch(self, train_loader, val_loader, epoch: int) -> EpochResult:
+        """Train one epoch, then validate the weights model.pt would keep: with --ema-decay the model holds
+        the average from here until `training_weights()`."""
         train_loss, train_columns, train_router = self.train_epoch(train_loader, epoch)
+        if self.average is not None:
+            self.average.swap()
         recompute_norm_statistics(self.model, train_loader, self.device, self.config.norm_batches,
                                   self.config.precision)
         val_loss, val_columns, p = self.validate(val_loader)
@@ -198,12 +207,22 @@ class Trainer:
     def lr(self) -> float:
         return self.optimizer.param_groups[0]["lr"]
 
+    def training_weights(self) -> None:
+        """Put the training weights back after `run_epoch` validated the average (no-op without one)."""
+        if self.average is not None:
+            self.average.swap()
+
     def state_dict(self) -> dict[str, Any]:
-        return {"optimizer": self.optimizer.state_dict(), "scheduler": self.scheduler.state_dict()}
+        state = {"optimizer": self.optimizer.state_dict(), "scheduler": self.scheduler.state_dict()}
+        if self.average is not None:
+            state["weight_average"] = self.average.state_dict()
+        return state
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self.optimizer.load_state_dict(state["optimizer"])
         self.scheduler.load_state_dict(state["scheduler"])
+        if self.average is not None:
+            self.average.load_state_dict(state["weight_average"])
 
 
 def is_better(value: float, best: float | None, higher_is_better: bool) -> bool:

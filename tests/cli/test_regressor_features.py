@@ -1,13 +1,16 @@
-"""End to end: quantile regression with a residual head, fused vs reference loss, and
-each regressor-flag mistake as a one-line error."""
+"""End to end: quantile regression with a residual head, its conformal interval calibration, fused vs reference
+loss, and each regressor-flag mistake as a one-line error."""
 
 import json
+import math
 
 import numpy as np
 import pandas as pd
 import pytest
+import torch
 
 from aam.cli.main import main
+from aam.runtime.checkpoint import load_checkpoint
 
 QUANTILE_MODEL = ["--metadata-column", "ph", "--epochs", "10", "--loss-type", "quantile", "--quantiles", "0.1,0.5,0.9",
                   "--regressor-hidden-dims", "32", "--residual-regression-head"]
@@ -52,6 +55,39 @@ def test_predict_writes_the_quantile_columns_without_crossing(runs, small_study,
     assert (np.diff(predicted[LEVELS].to_numpy(), axis=1) >= 0).all()
     val = pd.read_csv(runs / "reference" / "val_predictions.tsv", sep="\t", index_col="sample_id")
     np.testing.assert_allclose(predicted.loc[val.index, LEVELS], val[LEVELS], rtol=1e-5, atol=1e-5)
+
+
+def test_the_interval_is_calibrated_on_the_validation_samples(runs, small_study, tmp_path):
+    """model.pt holds the conformal offset of the 0.1-0.9 interval: recomputed here from the model's own
+    quantiles on its validation samples (the ceil(0.8 (n + 1))-th smallest score); predict applies it."""
+    folder = runs / "reference"
+    payload = load_checkpoint(folder / "model.pt")
+    torch.save({k: v for k, v in payload.items() if k != "interval_calibration"}, tmp_path / "raw.pt")
+    frames = {}
+    for name, model in (("raw", tmp_path / "raw.pt"), ("calibrated", folder / "model.pt")):
+        assert main(["predict", "--model", str(model), "--table", str(small_study / "table.biom"), "--device", "cpu",
+                     "--output", str(tmp_path / f"{name}.tsv")]) == 0
+        frames[name] = pd.read_csv(tmp_path / f"{name}.tsv", sep="\t", index_col="sample_id")
+    val = (folder / "val_samples.txt").read_text().split()
+    observed = pd.read_csv(small_study / "metadata.tsv", sep="\t", index_col=0).loc[val, "ph"].to_numpy()
+    raw = frames["raw"].loc[val]
+    scores = np.sort(np.maximum(raw["ph_q0.1"] - observed, observed - raw["ph_q0.9"]))
+    offset = scores[math.ceil(0.8 * (len(val) + 1)) - 1]
+    # predict batches the samples differently from the validation pass: fp32 rounding apart
+    assert payload["interval_calibration"]["offsets"] == [[pytest.approx(offset, abs=1e-5)]]
+    expected = np.sort(np.stack([frames["raw"]["ph_q0.1"] - offset, frames["raw"]["ph_q0.5"],
+                                 frames["raw"]["ph_q0.9"] + offset], axis=1), axis=1)
+    np.testing.assert_allclose(frames["calibrated"][LEVELS], expected, rtol=1e-5, atol=1e-5)
+    np.testing.assert_array_equal(frames["calibrated"]["ph"], frames["raw"]["ph"])  # the median is not moved
+    metrics = json.loads((folder / "metrics.json").read_text())["ph"]
+    assert metrics["interval_offsets"] == {"0.1-0.9": pytest.approx(offset, abs=1e-5)}
+
+
+def test_no_conformal_keeps_the_intervals_as_trained(small_study_args, tiny_model, tmp_path):
+    assert main(["train", *small_study_args, *tiny_model, "--metadata-column", "ph", "--loss-type", "quantile",
+                 "--no-conformal", "--output-dir", str(tmp_path / "run")]) == 0
+    assert "interval_calibration" not in load_checkpoint(tmp_path / "run" / "model.pt")
+    assert "interval_offsets" not in json.loads((tmp_path / "run" / "metrics.json").read_text())["ph"]
 
 
 def test_fused_and_reference_runs_agree(runs):

@@ -51,15 +51,17 @@ def data(tmp_path_factory):
     return ["--table", str(folder / "table.biom"), "--metadata", str(folder / "metadata.tsv")]
 
 
-def test_sigkill_after_epoch_then_resume_equals_uninterrupted_run(data, tmp_path):
+@pytest.mark.parametrize("extra", [[], ["--ema-decay", "0.7", "--rarefy", "0.3"]], ids=["default", "ema-rarefy"])
+def test_sigkill_after_epoch_then_resume_equals_uninterrupted_run(data, tmp_path, extra):
     full, cut = tmp_path / "full", tmp_path / "cut"
-    assert aam("train", *data, *FLAGS, "--output-dir", str(full)).returncode == 0
-    killed = subprocess.run([sys.executable, "-c", KILLER, "2", "train", *data, *FLAGS, "--output-dir", str(cut)],
+    flags = [*FLAGS, *extra]
+    assert aam("train", *data, *flags, "--output-dir", str(full)).returncode == 0
+    killed = subprocess.run([sys.executable, "-c", KILLER, "2", "train", *data, *flags, "--output-dir", str(cut)],
                             env=ENV, capture_output=True, text=True)
     assert killed.returncode == -signal.SIGKILL
     assert load_checkpoint(cut / "last.pt")["epoch"] == 2
     assert not (cut / "metrics.json").exists()
-    resumed = aam("train", *data, *FLAGS, "--output-dir", str(cut), "--resume")
+    resumed = aam("train", *data, *flags, "--output-dir", str(cut), "--resume")
     assert resumed.returncode == 0, resumed.stderr
 
     for name in ("model.pt", "last.pt"):
@@ -67,6 +69,9 @@ def test_sigkill_after_epoch_then_resume_equals_uninterrupted_run(data, tmp_path
         assert a.keys() == b.keys()
         for key in a:
             assert torch.equal(a[key], b[key]), (name, key)
+    if extra:  # the weight average travels in last.pt
+        a, b = (load_checkpoint(run / "last.pt")["trainer"]["weight_average"] for run in (full, cut))
+        assert all(torch.equal(x, y) for x, y in zip(a, b, strict=True))
     h_full = pd.read_csv(full / "history.tsv", sep="\t").drop(columns="seconds")
     h_cut = pd.read_csv(cut / "history.tsv", sep="\t").drop(columns="seconds")
     pd.testing.assert_frame_equal(h_full, h_cut)

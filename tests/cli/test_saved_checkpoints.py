@@ -36,7 +36,7 @@ COMMON = ["--table", "data/table.biom", "--metadata", "data/metadata.tsv", "--em
           "--asv-layers", "1", "--sample-layers", "1", "--attention-heads", "2", "--token-limit", "32",
           "--max-bp", "60", "--epochs", "2", "--batch-size", "8", "--no-progress", "--device", "cpu",
           # the runs took these from the defaults of the version that wrote them; a resume must repeat them
-          "--dropout", "0.1", "--lr", "1e-4", "--patience", "10"]
+          "--dropout", "0.1", "--lr", "1e-4", "--patience", "10", "--no-conformal"]
 QUANTILE_FLAGS = ["--metadata-column", "ph,temperature", "--categorical-columns", "location", "--loss-type",
                   "quantile", "--quantiles", "0.9,0.1,0.5", "--loss-config", '{"temperature": "expectile"}',
                   "--categorical-loss-weights", "auto", "--output-dir", "quantile"]

@@ -10,8 +10,10 @@ import json
 import numpy as np
 import pandas as pd
 import pytest
+import torch
 
 from aam.cli.main import main
+from aam.runtime.checkpoint import load_checkpoint
 
 TARGETS = ["--metadata-column", "ph,temperature", "--categorical-columns", "location"]
 
@@ -80,3 +82,15 @@ def test_baseline_on_the_same_split(trained, tmp_path):
     assert (out / "val_samples.txt").read_text() == (trained / "val_samples.txt").read_text()
     metrics = json.loads((out / "metrics.json").read_text())
     assert set(metrics) == {"ph", "temperature"} and set(metrics["ph"]) == {"mae", "rmse", "r2", "pearson", "n"}
+
+
+def test_best_metric_last_keeps_the_final_epoch_and_never_stops_early(tiny_study_args, tiny_model, tmp_path):
+    out = tmp_path / "run"
+    assert main(["train", *tiny_study_args, *tiny_model, "--metadata-column", "ph", "--epochs", "4", "--patience", "1",
+                 "--lr", "0.05", "--best-metric", "last", "--output-dir", str(out)]) == 0
+    history = pd.read_csv(out / "history.tsv", sep="\t")
+    assert history["epoch"].tolist() == [1, 2, 3, 4]
+    best, last = (load_checkpoint(out / name) for name in ("model.pt", "last.pt"))
+    assert best["epoch"] == 4
+    for name, tensor in last["model_state"].items():
+        assert torch.equal(best["model_state"][name], tensor), name

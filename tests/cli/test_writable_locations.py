@@ -140,6 +140,10 @@ def test_predict_output_in_a_new_folder_is_made(data, trained, tmp_path, capsys)
     ("--weight-decay", "-0.1", "--weight-decay must be >= 0"),
     ("--huber-delta", "nan", "--huber-delta must be a finite number"),
     ("--quantiles", "0.1,nan", "--quantiles must lie strictly between 0 and 1; got 0.1,nan"),
+    ("--rarefy", "0", "--rarefy must be in (0, 1]; got 0.0"),
+    ("--rarefy", "1.5", "--rarefy must be in (0, 1]; got 1.5"),
+    ("--ema-decay", "1", "--ema-decay must be in [0, 1); got 1.0"),
+    ("--ema-decay", "-0.5", "--ema-decay must be in [0, 1); got -0.5"),
 ])
 def test_train_numbers_out_of_range(data, tmp_path, capsys, flag, value, fragment):
     out = tmp_path / "run"

@@ -66,6 +66,32 @@ def test_random_sampling_per_epoch_and_deterministic_evaluation():
         assert [evaluation[i].features.tolist() for i in range(10)] == top
 
 
+def test_rarefy_thins_reads_anew_each_epoch_in_training_only():
+    study = random_study(n=12, n_features=80)
+    full = AAMDataset(study, max_bp=8, token_limit=10_000, train=True, seed=3)
+    thinned = AAMDataset(study, max_bp=8, token_limit=10_000, train=True, seed=3, rarefy=0.2)
+    evaluation = AAMDataset(study, max_bp=8, token_limit=10_000, train=False, encoders=full.encoder, rarefy=0.2)
+    fractions = []
+    for epoch in range(200):
+        thinned.set_epoch(epoch)
+        for i in range(len(study.sample_ids)):
+            original = dict(zip(full[i].features.tolist(), full[i].counts))
+            item = thinned[i]
+            assert item.counts.min() >= 1 and (np.diff(item.counts) <= 0).all()  # no empty ASV, most abundant first
+            assert all(original[f] >= c for f, c in zip(item.features.tolist(), item.counts))  # reads only removed
+            assert item.total == item.counts.sum()  # every ASV kept: the total is theirs
+            fractions.append(item.total / full[i].total)
+    assert item.features.tolist() == thinned[i].features.tolist()  # same epoch: same draw
+    # f ~ U[0.2, 1] per sample and epoch, then binomial thinning: E[kept share] = 0.6
+    assert np.mean(fractions) == pytest.approx(0.6, abs=0.02)
+    assert min(fractions) > 0.1 and max(fractions) <= 1.0
+    for i in range(len(study.sample_ids)):
+        np.testing.assert_array_equal(evaluation[i].counts, full[i].counts)
+    whole = AAMDataset(study, max_bp=8, token_limit=10_000, train=True, seed=3, rarefy=1.0)
+    for i in range(len(study.sample_ids)):
+        np.testing.assert_array_equal(whole[i].counts, full[i].counts)
+
+
 def test_loader_shuffle_reproducible_per_epoch():
     study = random_study()
     ds = AAMDataset(study, max_bp=8, token_limit=16, train=True)

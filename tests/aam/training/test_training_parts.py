@@ -48,6 +48,7 @@ def test_best_metric_spec():
     assert best_metric_column("mae", ("ph", "t")) == ("ph_mae", False)
     assert best_metric_column("t:r2", ("ph", "t")) == ("t_r2", True)
     assert best_metric_column("val_loss", ("ph",)) == ("val_loss", False)
+    assert best_metric_column("last", ("ph",)) == ("epoch", True)
     with pytest.raises(UserError):
         best_metric_column("ph:auc", ("ph",))
 
