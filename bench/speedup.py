@@ -1,14 +1,20 @@
 """Side-by-side speed-up of this checkout's training step over an older commit, measured in one run.
 
     python -m bench.speedup --base 3c442fd --threads 1 2 --rounds 3 --demo-rounds 2
+    python -m bench.speedup --base 3c442fd --model default --threads 1 --rounds 5 --demo-rounds 0
+    python -m bench.speedup --base 3c442fd --threads 1 --rounds 0 --demo-rounds 2   # the demo only
 
 1. The base commit is exported with `git archive` into a temporary folder (the repository is not touched).
 2. Per thread count, two step servers (``bench/step_setup.py``: one with the base commit's ``aam``, one with
-   this checkout's) build the udca default model with the same seed on the same first udca batch; each
-   round asks the base, then the new one, for ``--steps`` training steps (forward, Huber loss, backward,
-   clipping, AdamW). Alternating keeps a shared, noisy CPU fair to both; the medians are reported.
-3. The floor: the step's Linear and attention FLOPs (``bench.step_flops``) at the fp32 matmul rate measured
-   in the same run with the same thread count (a 1,024^3 `torch.mm`, median of 5).
+   this checkout's) build a model with the same seed on the same first udca batch; each round asks the base,
+   then the new one, for ``--steps`` training steps (forward, Huber loss, backward, clipping, AdamW).
+   Alternating keeps a shared, noisy CPU fair to both; the medians are reported. ``--model published``: the
+   published model size on both sides (the same model, so the same arithmetic); ``--model default``: each
+   side's own ``ModelConfig()`` (two different models when the defaults changed in between: the speed a user
+   gets without setting any model flag), compared per sample. ``--rounds 0`` skips the steps.
+3. The floor of each side: its model's Linear, attention and pooling FLOPs on the batch (``bench.step_flops``)
+   at the fp32 matmul rate measured in the same run with the same thread count (a 1,024^3 `torch.mm`,
+   median of 5).
 4. ``--demo-rounds``: the whole `python -m aam demo --no-progress` command on one core (``taskset -c 0``,
    one thread), base then new, each round; wall time and the validation R^2 of both targets.
 """
@@ -24,6 +30,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from types import SimpleNamespace
 
 import torch
 
@@ -54,6 +61,7 @@ class StepServer:
         line = self.proc.stdout.readline()
         if not line.startswith("ready"):
             raise RuntimeError(f"step server in {tree} failed to start")
+        self.model = SimpleNamespace(**json.loads(line.removeprefix("ready")))  # the sizes step_flops reads
 
     def steps(self, n: int) -> list[float]:
         self.proc.stdin.write(f"step {n}\n")
@@ -80,13 +88,16 @@ def matmul_rate(threads: int, n: int = 1024, repeats: int = 5) -> float:
     return 2 * n**3 / statistics.median(times)
 
 
-def compare_steps(base: Path, threads: int, rounds: int, steps: int) -> dict:
-    from bench.step_flops import step_flops
-    from bench.step_setup import UDCA_BATCH, setup_batches
+SETUPS = {"published": "udca", "default": "udca-default"}
 
-    batches, config = setup_batches("udca", 1)
-    flops = step_flops(batches[0], config)["total"]
-    servers = {"base": StepServer(base, "udca", threads), "new": StepServer(ROOT, "udca", threads)}
+
+def compare_steps(base: Path, threads: int, rounds: int, steps: int, model: str) -> dict:
+    from bench.step_flops import step_flops
+    from bench.step_setup import UDCA_BATCH, load_udca_batches
+
+    batch = load_udca_batches(n=1)[0]
+    servers = {"base": StepServer(base, SETUPS[model], threads), "new": StepServer(ROOT, SETUPS[model], threads)}
+    flops = {name: step_flops(batch, server.model)["total"] for name, server in servers.items()}
     times: dict[str, list[float]] = {"base": [], "new": []}
     rates = []
     try:
@@ -100,10 +111,12 @@ def compare_steps(base: Path, threads: int, rounds: int, steps: int) -> dict:
     median = {name: statistics.median(t) for name, t in times.items()}
     rate = statistics.median(rates)
     return {
+        "model": model, "models": {name: vars(server.model) for name, server in servers.items()},
         "threads": threads, "samples_per_step": UDCA_BATCH, "step_s": median, "all_step_s": times,
         "samples_per_s": {name: UDCA_BATCH / t for name, t in median.items()},
         "speedup": median["base"] / median["new"], "flops_per_step": flops, "matmul_flops_per_s": rate,
-        "floor_s": flops / rate, "fraction_of_floor": {name: flops / rate / t for name, t in median.items()},
+        "floor_s": {name: f / rate for name, f in flops.items()},
+        "fraction_of_floor": {name: flops[name] / rate / t for name, t in median.items()},
     }
 
 
@@ -130,7 +143,9 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--base", default="3c442fd", help="commit to compare with")
     parser.add_argument("--threads", type=int, nargs="*", default=[1, 2])
-    parser.add_argument("--rounds", type=int, default=3, help="alternating rounds per thread count")
+    parser.add_argument("--model", choices=sorted(SETUPS), default="published",
+                        help="published: the published size on both sides; default: each side's ModelConfig()")
+    parser.add_argument("--rounds", type=int, default=3, help="alternating rounds per thread count; 0 = no steps")
     parser.add_argument("--steps", type=int, default=1, help="steps per server per round")
     parser.add_argument("--demo-rounds", type=int, default=1, help="0 = skip the demo comparison")
     parser.add_argument("--json", type=Path, help="also write the results here")
@@ -140,13 +155,15 @@ def main(argv: list[str] | None = None) -> None:
     result = {"base": args.base, "new": commit, "steps": [], "demo": None}
     with tempfile.TemporaryDirectory() as scratch:
         base = export_commit(args.base, Path(scratch))
-        for threads in args.threads:
-            row = compare_steps(base, threads, args.rounds, args.steps)
+        for threads in args.threads if args.rounds else []:
+            row = compare_steps(base, threads, args.rounds, args.steps, args.model)
             result["steps"].append(row)
-            print(f"udca step, {threads} thread(s): base {row['step_s']['base']:.2f} s, new {row['step_s']['new']:.2f} s"
-                  f" -> {row['speedup']:.2f}x; floor {row['floor_s']:.2f} s ({row['flops_per_step'] / 1e9:.0f} GFLOP at"
-                  f" {row['matmul_flops_per_s'] / 1e9:.0f} GFLOP/s): new at {row['fraction_of_floor']['new']:.0%} of"
-                  f" the floor, base at {row['fraction_of_floor']['base']:.0%}", flush=True)
+            models = "" if args.model == "published" else " (two different models: each commit's ModelConfig())"
+            print(f"udca step, {args.model} model{models}, {threads} thread(s): base {row['step_s']['base']:.3f} s, "
+                  f"new {row['step_s']['new']:.3f} s -> {row['speedup']:.2f}x samples/s; floor base "
+                  f"{row['floor_s']['base']:.3f} s, new {row['floor_s']['new']:.3f} s (at "
+                  f"{row['matmul_flops_per_s'] / 1e9:.1f} GFLOP/s): new at {row['fraction_of_floor']['new']:.0%} of "
+                  f"its floor, base at {row['fraction_of_floor']['base']:.0%}", flush=True)
         if args.demo_rounds:
             demo = compare_demo(base, args.demo_rounds, Path(scratch))
             result["demo"] = demo

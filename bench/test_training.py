@@ -6,12 +6,13 @@ throughput, and what encoding each distinct ASV once per batch saves on the real
   without one), each with the reference loss and with ``use_kernels`` (``--fused-kernels``: fused loss, MoE head).
 - ``test_loader_samples_per_second``: one epoch of ``make_loader`` batches (per-sample ASV selection and
   collate, no model) for both configurations.
-- ``test_udca_train_step_asv_dedup``: forward + backward of the default model on two udca batches.
+- ``test_udca_train_step_asv_dedup``: forward + backward of the published model size on two udca batches.
 - ``test_train_step_samples_per_second``: one training step (forward, Huber loss, backward, clipping, AdamW;
-  ``bench/step_setup.py``) of the udca published-size model (CPU, 1 and 2 threads), the demo model (CPU) and the
-  published-size model on the simulated default study (GPU, bf16 autocast; skipped without one), with the step's
-  Linear + attention FLOPs (``bench/step_flops.py``) and the fraction of an fp32 (CPU) or bf16 (GPU) matmul
-  rate measured in the same test at the same thread count.
+  ``bench/step_setup.py``) of the udca published-size model (``udca-published-*``, CPU, 1 and 2 threads), of
+  ``ModelConfig()`` on the same udca batches (``udca-default-*``, CPU, 1 and 2 threads), of the demo model
+  (CPU) and of the published-size model on the simulated default study (GPU, bf16 autocast; skipped without
+  one), with the step's Linear + attention + pooling FLOPs (``bench/step_flops.py``) and the fraction of an
+  fp32 (CPU) or bf16 (GPU) matmul rate measured in the same test at the same thread count.
 
 Needs the ``aam`` package and its dependencies (biom-format, scipy, ...); skipped where they are missing.
 Run on one core: ``taskset -c 0 python -m pytest bench/test_training.py --benchmark-only``.
@@ -186,8 +187,10 @@ def _step_case(case: StepCase):
 
 
 STEP_CASES = [_step_case(c) for c in (
-    StepCase("udca-default-1-thread", "udca_step_data", "cpu", 1),
-    StepCase("udca-default-2-threads", "udca_step_data", "cpu", 2),
+    StepCase("udca-published-1-thread", "udca_step_data", "cpu", 1),
+    StepCase("udca-published-2-threads", "udca_step_data", "cpu", 2),
+    StepCase("udca-default-1-thread", "udca_default_step_data", "cpu", 1),
+    StepCase("udca-default-2-threads", "udca_default_step_data", "cpu", 2),
     StepCase("demo", "demo_step_data", "cpu", 1),
     StepCase("simulated-default-bf16", "default_step_data", "cuda", 0, torch.bfloat16),
 )]
@@ -198,6 +201,14 @@ def udca_step_data():
     if not UDCA.exists():
         pytest.skip(f"real data not available: {UDCA}")
     return setup_batches("udca", n=2)
+
+
+@pytest.fixture(scope="module")
+def udca_default_step_data():
+    """The same udca batches for today's default model, `ModelConfig()`."""
+    if not UDCA.exists():
+        pytest.skip(f"real data not available: {UDCA}")
+    return setup_batches("udca-default", n=2)
 
 
 @pytest.fixture(scope="module")
