@@ -2,8 +2,8 @@
 
     python -m bench.explain_simulated OUT_DIR [--seed 0] [--epochs 25]
 
-Simulates the demo study (300 samples, 128 ASVs), trains the demo's model (ph and temperature, or
-`--targets`; location as a category), explains it on every sample, fits the random forest on the same
+Simulates the demo study (300 samples, 128 ASVs), trains a small model with one nucleotide layer (ph and
+temperature, or `--targets`; location as a category), explains it on every sample, fits the random forest on the same
 split, then prints:
 
 - the Spearman correlation over ASVs between AAM's mean |attribution| to pH and |Spearman(relative

@@ -1,8 +1,9 @@
 """Where one training step's time goes: `torch.profiler` over forward + loss + backward + AdamW step.
 
-Models: ``udca`` = the default model (embedding 128, 2 + 2 layers, 150 bp, up to 1,024 ASVs per sample) on
-the first batch of 8 samples of the real udca study (skipped with a message when the data folder is
-absent); ``demo`` = the `aam demo` model and data (simulated, 16 samples per batch).
+Models (``bench/step_setup.py``): ``udca`` = the published model size (embedding 128, 2 + 2 layers, 150 bp, up
+to 1,024 ASVs per sample) on the first batch of 8 samples of the real udca study (an error names the folder
+when it is absent); ``udca-default`` = ``ModelConfig()`` on the same batch; ``demo`` = the `aam demo` model and
+data (simulated, 16 samples per batch).
 
     OMP_NUM_THREADS=1 python -m bench.profile_step --model udca --threads 1
     python -m bench.profile_step --model demo --threads 1 --rows 25
@@ -34,7 +35,8 @@ def main(argv: list[str] | None = None) -> None:
                         help="bf16: the forward under bf16 autocast, as --precision bf16 trains")
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
-    step, batch = build_step(args.model, compile_model=args.compile, autocast_dtype=PRECISION_DTYPES[args.precision])
+    step, batch, _ = build_step(args.model, compile_model=args.compile,
+                                autocast_dtype=PRECISION_DTYPES[args.precision])
     step()  # warm-up: allocator, oneDNN primitives, compilation
     start = time.perf_counter()
     with profile(activities=[ProfilerActivity.CPU]) as prof:

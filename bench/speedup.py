@@ -2,17 +2,22 @@
 
     python -m bench.speedup --base 3c442fd --threads 1 2 --rounds 3 --demo-rounds 2
     python -m bench.speedup --base 3c442fd --threads 1 2 --rounds 3 --precision fp32 bf16 --demo-rounds 0
+    python -m bench.speedup --base 3c442fd --model default --threads 1 --rounds 5 --demo-rounds 0
+    python -m bench.speedup --base 3c442fd --threads 1 --rounds 0 --demo-rounds 2   # the demo only
 
 1. The base commit is exported with `git archive` into a temporary folder (the repository is not touched).
 2. Per thread count, step servers (``bench/step_setup.py``: one with the base commit's ``aam`` in fp32, one
    with this checkout's per ``--precision``: fp32, or bf16 = the forward under bf16 autocast as
-   ``--precision bf16`` runs it) build the udca default model with the same seed on the same first udca
-   batch; each round asks the base, then each new one, for ``--steps`` training steps (forward, Huber loss,
-   backward, clipping, AdamW). Alternating keeps a shared, noisy CPU fair to all; medians are reported.
-3. The floors: the step's Linear and attention FLOPs (``bench.step_flops``) at the fp32 matmul rate, and at
-   the bf16 rate, measured in the same run with the same thread count (a 1,024^3 `torch.mm`, median of 5);
-   "mixed" = the Linear FLOPs at the bf16 rate plus the attention FLOPs at the fp32 rate, the floor of a
-   bf16 step whose attention stays fp32.
+   ``--precision bf16`` runs it) build a model with the same seed on the same first udca batch; each round
+   asks the base, then each new one, for ``--steps`` training steps (forward, Huber loss, backward, clipping,
+   AdamW). Alternating keeps a shared, noisy CPU fair to all; medians are reported. ``--model published``:
+   the published model size on both sides (the same model, so the same arithmetic); ``--model default``:
+   each side's own ``ModelConfig()`` (two different models when the defaults changed in between: the speed a
+   user gets without setting any model flag), compared per sample. ``--rounds 0`` skips the steps.
+3. The floors of each side: its model's Linear, attention and pooling FLOPs on the batch
+   (``bench.step_flops``) at the fp32 matmul rate, and at the bf16 rate, measured in the same run with the
+   same thread count (a 1,024^3 `torch.mm`, median of 5); "mixed" = the Linear FLOPs at the bf16 rate plus
+   the rest at the fp32 rate, the floor of a bf16 step whose attention and poolings stay fp32.
 4. ``--demo-rounds``: the whole `python -m aam demo --no-progress` command on one core (``taskset -c 0``,
    one thread), base then new, each round; wall time and the validation R^2 of both targets.
 """
@@ -28,6 +33,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from types import SimpleNamespace
 
 import torch
 
@@ -59,6 +65,7 @@ class StepServer:
         line = self.proc.stdout.readline()
         if not line.startswith("ready"):
             raise RuntimeError(f"step server in {tree} failed to start")
+        self.model = SimpleNamespace(**json.loads(line.removeprefix("ready")))  # the sizes step_flops reads
 
     def steps(self, n: int) -> list[float]:
         self.proc.stdin.write(f"step {n}\n")
@@ -85,16 +92,20 @@ def matmul_rate(threads: int, n: int = 1024, repeats: int = 5, dtype: torch.dtyp
     return 2 * n**3 / statistics.median(times)
 
 
-def compare_steps(base: Path, threads: int, rounds: int, steps: int, precisions: list[str]) -> dict:
+SETUPS = {"published": "udca", "default": "udca-default"}
+
+
+def compare_steps(base: Path, threads: int, rounds: int, steps: int, model: str, precisions: list[str]) -> dict:
     """Servers "base" and "new" (fp32) or "new-<precision>" per precision, alternating; medians, floors."""
     from bench.step_flops import step_flops
-    from bench.step_setup import UDCA_BATCH, setup_batches
+    from bench.step_setup import UDCA_BATCH, load_udca_batches
 
-    batches, config = setup_batches("udca", 1)
-    flops = step_flops(batches[0], config)
-    servers = {"base": StepServer(base, "udca", threads)}
+    batch = load_udca_batches(n=1)[0]
+    setup = SETUPS[model]
+    servers = {"base": StepServer(base, setup, threads)}
     for precision in precisions:
-        servers["new" if precision == "fp32" else f"new-{precision}"] = StepServer(ROOT, "udca", threads, precision)
+        servers["new" if precision == "fp32" else f"new-{precision}"] = StepServer(ROOT, setup, threads, precision)
+    flops = {name: step_flops(batch, server.model) for name, server in servers.items()}
     times: dict[str, list[float]] = {name: [] for name in servers}
     rates: dict[str, list[float]] = {"fp32": [], "bf16": []}
     try:
@@ -108,15 +119,17 @@ def compare_steps(base: Path, threads: int, rounds: int, steps: int, precisions:
             server.close()
     median = {name: statistics.median(t) for name, t in times.items()}
     rate = {dtype: statistics.median(r) for dtype, r in rates.items()}
-    floors = {"fp32": flops["total"] / rate["fp32"], "bf16": flops["total"] / rate["bf16"],
-              "mixed": flops["linear"] / rate["bf16"] + flops["attention"] / rate["fp32"]}
+    floors = {"fp32": {name: f["total"] / rate["fp32"] for name, f in flops.items()},
+              "bf16": {name: f["total"] / rate["bf16"] for name, f in flops.items()},
+              "mixed": {name: f["linear"] / rate["bf16"] + (f["total"] - f["linear"]) / rate["fp32"]
+                        for name, f in flops.items()}}
     return {
+        "model": model, "models": {name: vars(server.model) for name, server in servers.items()},
         "threads": threads, "samples_per_step": UDCA_BATCH, "step_s": median, "all_step_s": times,
         "samples_per_s": {name: UDCA_BATCH / t for name, t in median.items()},
         "speedup": {name: median["base"] / t for name, t in median.items() if name != "base"},
-        "flops_per_step": flops["total"], "linear_flops_per_step": flops["linear"],
-        "attention_flops_per_step": flops["attention"], "matmul_flops_per_s": rate, "floor_s": floors,
-        "fraction_of_floor": {floor: {name: f / t for name, t in median.items()} for floor, f in floors.items()},
+        "flops_per_step": flops, "matmul_flops_per_s": rate, "floor_s": floors,
+        "fraction_of_floor": {floor: {name: f[name] / t for name, t in median.items()} for floor, f in floors.items()},
     }
 
 
@@ -141,21 +154,24 @@ def compare_demo(base: Path, rounds: int, scratch: Path) -> dict:
 
 def print_row(row: dict) -> None:
     rate, floor, share = row["matmul_flops_per_s"], row["floor_s"], row["fraction_of_floor"]
-    print(f"udca step, {row['threads']} thread(s), {row['flops_per_step'] / 1e9:.0f} GFLOP; 1,024^3 mm: fp32"
-          f" {rate['fp32'] / 1e9:.0f} GFLOP/s, bf16 {rate['bf16'] / 1e9:.0f} GFLOP/s; floors: fp32"
-          f" {floor['fp32']:.2f} s, bf16 {floor['bf16']:.2f} s, mixed (attention fp32) {floor['mixed']:.2f} s",
-          flush=True)
+    models = "" if row["model"] == "published" else " (two different models: each commit's ModelConfig())"
+    print(f"udca step, {row['model']} model{models}, {row['threads']} thread(s); 1,024^3 mm: fp32"
+          f" {rate['fp32'] / 1e9:.0f} GFLOP/s, bf16 {rate['bf16'] / 1e9:.0f} GFLOP/s", flush=True)
     for name, t in row["step_s"].items():
         speedup = f" -> {row['speedup'][name]:.2f}x base" if name in row["speedup"] else ""
-        print(f"  {name}: {t:.2f} s{speedup}; of the floor: fp32 {share['fp32'][name]:.0%}, bf16"
-              f" {share['bf16'][name]:.0%}, mixed {share['mixed'][name]:.0%}", flush=True)
+        print(f"  {name}: {t:.3f} s{speedup}; {row['flops_per_step'][name]['total'] / 1e9:.2f} GFLOP; floors:"
+              f" fp32 {floor['fp32'][name]:.3f} s ({share['fp32'][name]:.0%}), bf16 {floor['bf16'][name]:.3f} s"
+              f" ({share['bf16'][name]:.0%}), mixed {floor['mixed'][name]:.3f} s ({share['mixed'][name]:.0%})",
+              flush=True)
 
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--base", default="3c442fd", help="commit to compare with")
     parser.add_argument("--threads", type=int, nargs="*", default=[1, 2])
-    parser.add_argument("--rounds", type=int, default=3, help="alternating rounds per thread count")
+    parser.add_argument("--model", choices=sorted(SETUPS), default="published",
+                        help="published: the published size on both sides; default: each side's ModelConfig()")
+    parser.add_argument("--rounds", type=int, default=3, help="alternating rounds per thread count; 0 = no steps")
     parser.add_argument("--steps", type=int, default=1, help="steps per server per round")
     parser.add_argument("--precision", nargs="+", choices=("fp32", "bf16"), default=["fp32"],
                         help="precisions of this checkout's step (the base runs fp32)")
@@ -167,8 +183,8 @@ def main(argv: list[str] | None = None) -> None:
     result = {"base": args.base, "new": commit, "steps": [], "demo": None}
     with tempfile.TemporaryDirectory() as scratch:
         base = export_commit(args.base, Path(scratch))
-        for threads in args.threads:
-            row = compare_steps(base, threads, args.rounds, args.steps, args.precision)
+        for threads in args.threads if args.rounds else []:
+            row = compare_steps(base, threads, args.rounds, args.steps, args.model, args.precision)
             result["steps"].append(row)
             print_row(row)
         if args.demo_rounds:

@@ -10,13 +10,15 @@ the forward to bf16 as ``--precision bf16`` does (the attention then stays fp32 
 through ``aam.training.build_run``.
 
 Setups: ``udca`` = the published model size on the first ``UDCA_BATCH`` samples of the real udca study (shuffled
-with seed 0); ``demo`` = the `aam demo` model on one batch of the demo's simulated study;
+with seed 0); ``udca-default`` = ``ModelConfig()`` of the ``aam`` being run (its default model, whatever it was at
+that commit) on the same batches; ``demo`` = the `aam demo` model on one batch of the demo's simulated study;
 ``simulated-default`` = the published model size on a simulated study shaped like the default settings.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import json
 import sys
 import tempfile
 import time
@@ -26,7 +28,7 @@ import torch.nn.functional as F
 
 UDCA = Path(__file__).resolve().parents[1] / ".." / "shared" / "data" / "udca_gut"
 UDCA_BATCH = 8
-STEP_SETUPS = ("udca", "demo", "simulated-default")
+STEP_SETUPS = ("udca", "udca-default", "demo", "simulated-default")
 
 
 def load_udca_batches(data_dir: Path = UDCA, n: int = 1, batch_size: int = UDCA_BATCH):
@@ -86,12 +88,13 @@ def setup_batches(name: str, n: int = 1):
     """(batches, ModelConfig) of a named setup."""
     from aam.config import ModelConfig
 
-    if name == "udca":
+    if name in ("udca", "udca-default"):
         if not UDCA.exists():
             raise FileNotFoundError(f"the udca study is not available at {UDCA}")
         # the published model size spelled out: an older checkout's aam has no PUBLISHED_MODEL
         published = ModelConfig(embedding_dim=128, attention_heads=4, asv_layers=2, sample_layers=2, dropout=0.1)
-        return load_udca_batches(n=n), dataclasses.replace(published, n_targets=1)
+        model = published if name == "udca" else ModelConfig()
+        return load_udca_batches(n=n), dataclasses.replace(model, n_targets=1)
     if name == "demo":
         return demo_batches(n)
     if name == "simulated-default":
@@ -130,8 +133,8 @@ def make_step(model: torch.nn.Module, batches, lr: float = 1e-4, autocast_dtype:
 
 def build_step(name: str, n_batches: int = 1, compile_model: bool = False, seed: int = 0,
                autocast_dtype: torch.dtype | None = None):
-    """(step closure, first batch) for a named setup; the model is seeded with `seed`; `autocast_dtype` as
-    in `make_step`."""
+    """(step closure, first batch, ModelConfig) for a named setup; the model is seeded with `seed`;
+    `autocast_dtype` as in `make_step`."""
     from aam.models import AAMRegressor
 
     batches, config = setup_batches(name, n_batches)
@@ -139,17 +142,19 @@ def build_step(name: str, n_batches: int = 1, compile_model: bool = False, seed:
     model = AAMRegressor(config)
     if compile_model:
         model = torch.compile(model)
-    return make_step(model, batches, autocast_dtype=autocast_dtype), batches[0]
+    return make_step(model, batches, autocast_dtype=autocast_dtype), batches[0], config
 
 
 PRECISION_DTYPES = {"fp32": None, "bf16": torch.bfloat16}
 
 
 def serve(name: str, n_batches: int, precision: str = "fp32") -> None:
-    """Step server: "step N" on stdin -> N per-step seconds on one stdout line; EOF ends it."""
-    step, _ = build_step(name, n_batches, autocast_dtype=PRECISION_DTYPES[precision])
+    """Step server: "ready" and the model's sizes as JSON once built, then "step N" on stdin -> N per-step
+    seconds on one stdout line; EOF ends it."""
+    step, _, config = build_step(name, n_batches, autocast_dtype=PRECISION_DTYPES[precision])
     step()  # warm-up
-    print("ready", flush=True)
+    sizes = ("embedding_dim", "attention_heads", "asv_layers", "sample_layers", "feedforward_multiplier", "dropout")
+    print("ready", json.dumps({field: getattr(config, field) for field in sizes}), flush=True)
     for line in sys.stdin:
         count = int(line.split()[1])
         times = []

@@ -6,13 +6,14 @@ throughput, and what encoding each distinct ASV once per batch saves on the real
   without one), each with the reference loss and with ``use_kernels`` (``--fused-kernels``: fused loss, MoE head).
 - ``test_loader_samples_per_second``: one epoch of ``make_loader`` batches (per-sample ASV selection and
   collate, no model) for both configurations.
-- ``test_udca_train_step_asv_dedup``: forward + backward of the default model on two udca batches.
+- ``test_udca_train_step_asv_dedup``: forward + backward of the published model size on two udca batches.
 - ``test_train_step_samples_per_second``: one training step (forward, Huber loss, backward, clipping, AdamW;
-  ``bench/step_setup.py``) of the udca published-size model (CPU, 1 and 2 threads, fp32 and bf16 autocast as
-  ``--precision bf16`` runs it; bf16 skipped on a CPU without native bf16), the demo model (CPU) and the
-  published-size model on the simulated default study (GPU, bf16 autocast; skipped without one), with the step's
-  Linear + attention FLOPs (``bench/step_flops.py``) and the fraction of the matmul rate of the step's dtype
-  (fp32 or bf16) measured in the same test at the same thread count.
+  ``bench/step_setup.py``) of the udca published-size model (``udca-published-*``, CPU, 1 and 2 threads,
+  fp32 and bf16 autocast as ``--precision bf16`` runs it; bf16 skipped on a CPU without native bf16), of
+  ``ModelConfig()`` on the same udca batches (``udca-default-*``, CPU, 1 and 2 threads), of the demo model
+  (CPU) and of the published-size model on the simulated default study (GPU, bf16 autocast; skipped without
+  one), with the step's Linear + attention + pooling FLOPs (``bench/step_flops.py``) and the fraction of the
+  matmul rate of the step's dtype (fp32 or bf16) measured in the same test at the same thread count.
 
 Needs the ``aam`` package and its dependencies (biom-format, scipy, ...); skipped where they are missing.
 Run on one core: ``taskset -c 0 python -m pytest bench/test_training.py --benchmark-only``.
@@ -190,10 +191,12 @@ def _step_case(case: StepCase):
 
 
 STEP_CASES = [_step_case(c) for c in (
-    StepCase("udca-default-1-thread", "udca_step_data", "cpu", 1),
-    StepCase("udca-default-2-threads", "udca_step_data", "cpu", 2),
-    StepCase("udca-default-1-thread-bf16", "udca_step_data", "cpu", 1, torch.bfloat16),
-    StepCase("udca-default-2-threads-bf16", "udca_step_data", "cpu", 2, torch.bfloat16),
+    StepCase("udca-published-1-thread", "udca_step_data", "cpu", 1),
+    StepCase("udca-published-2-threads", "udca_step_data", "cpu", 2),
+    StepCase("udca-published-1-thread-bf16", "udca_step_data", "cpu", 1, torch.bfloat16),
+    StepCase("udca-published-2-threads-bf16", "udca_step_data", "cpu", 2, torch.bfloat16),
+    StepCase("udca-default-1-thread", "udca_default_step_data", "cpu", 1),
+    StepCase("udca-default-2-threads", "udca_default_step_data", "cpu", 2),
     StepCase("demo", "demo_step_data", "cpu", 1),
     StepCase("simulated-default-bf16", "default_step_data", "cuda", 0, torch.bfloat16),
 )]
@@ -204,6 +207,14 @@ def udca_step_data():
     if not UDCA.exists():
         pytest.skip(f"real data not available: {UDCA}")
     return setup_batches("udca", n=2)
+
+
+@pytest.fixture(scope="module")
+def udca_default_step_data():
+    """The same udca batches for today's default model, `ModelConfig()`."""
+    if not UDCA.exists():
+        pytest.skip(f"real data not available: {UDCA}")
+    return setup_batches("udca-default", n=2)
 
 
 @pytest.fixture(scope="module")

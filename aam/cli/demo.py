@@ -10,7 +10,7 @@ HELP = "simulate a small study and train a small model on it (CPU, a few minutes
 def add_parser(subparsers) -> None:
     parser = subparsers.add_parser("demo", help=HELP, description=HELP.capitalize() + ".")
     parser.add_argument("--output-dir", default="aam-demo", help="folder for the data and the run (default: aam-demo)")
-    parser.add_argument("--epochs", type=int, default=25, help="training epochs (default: 25)")
+    parser.add_argument("--epochs", type=int, default=40, help="training epochs (default: 40)")
     parser.add_argument("--overwrite", action="store_true", help="replace a previous demo in --output-dir")
     parser.add_argument("--no-progress", action="store_true", help="no progress bars")
     parser.set_defaults(run=run)

@@ -31,8 +31,25 @@ class ASVEncoder(nn.Module):
         tokens = tokens.long()
         mask = ensure_one_real(tokens != 0)  # [U, L]
         positions = torch.arange(tokens.shape[1], device=tokens.device)
+        if not self.stack.blocks:
+            return self.pooled_from_table(tokens, mask, positions)
         x = self.nucleotides(tokens) + self.positions(positions)  # [U, L, D]
         return self.pool(self.stack(x, mask), mask)
+
+    def pooled_from_table(self, tokens: torch.Tensor, mask: torch.Tensor, positions: torch.Tensor) -> torch.Tensor:
+        """`pooled` without nucleotide layers: a token's vector LN(nucleotide + position) then depends on the pair
+        alone, so the [V, L, D] table of all pairs is normalized and scored once, and each ASV's vector is its
+        softmax weights placed on the pairs it holds times the table ([U, V*L] @ [V*L, D]); no [U, L, D] tensor.
+        Same arithmetic as the general path, summed in another order. In fp32 under bf16 autocast too, as
+        `AttentionPooling` is: the ASV BatchNorm after it would magnify bf16 rounding."""
+        with torch.autocast(tokens.device.type, enabled=False):
+            vocab = torch.arange(self.nucleotides.num_embeddings, device=tokens.device)
+            table = self.stack.norm(self.nucleotides(vocab)[:, None, :] + self.positions(positions))  # [V, L, D]
+            holds = (tokens[:, None, :] == vocab[None, :, None]).to(table.dtype)  # [U, V, L]: one-hot over V
+            scores = (holds * self.pool.score(table).squeeze(-1)).sum(1)  # [U, L]
+            weights = torch.softmax(scores.masked_fill(~mask, float("-inf")), dim=-1)
+            u, v, length = holds.shape
+            return (holds * weights[:, None, :]).view(u, v * length) @ table.view(v * length, -1)
 
 
 class SampleEncoder(nn.Module):

@@ -117,7 +117,10 @@ class Trainer:
         self.mean = torch.tensor(scaler.mean, dtype=torch.float32, device=device)  # [T]
         self.std = torch.tensor(scaler.std, dtype=torch.float32, device=device)
         assert config.lr is not None, "the run builder resolves the default learning rate"
-        self.optimizer = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
+        # CPU: the fused AdamW updates every parameter in one pass; the default there runs a dozen small ops per
+        # parameter tensor, a tenth of a small model's step (docs/performance.md, "The demo").
+        self.optimizer = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay,
+                                           fused=True if device.type == "cpu" else None)
         total = max(1, config.epochs * steps_per_epoch)
         warmup = default_warmup_steps(total) if config.warmup_steps is None else config.warmup_steps
         self.scheduler = warmup_cosine(self.optimizer, warmup, total)
