@@ -16,7 +16,8 @@ def add_parser(subparsers) -> None:
         description=HELP[0].upper() + HELP[1:] + ". Integrated gradients per ASV, in target units: a sample's "
                     "attributions plus its baseline add up to its prediction.")
     parser.add_argument("--model", required=True, action="append",
-                        help="model.pt written by `aam train`; repeat to average several models (e.g. folds)")
+                        help="model.pt written by `aam train`, or an `aam cv` output folder (its finished fold "
+                             "models); repeat to average several models")
     parser.add_argument("--table", required=True, help="feature table: BIOM or QIIME 2 .qza")
     parser.add_argument("--sequences", help="FASTA or rep-seqs .qza, when feature IDs are not DNA")
     parser.add_argument("--metadata", help="metadata TSV: needed for categorical columns; target columns in it "
@@ -29,7 +30,8 @@ def add_parser(subparsers) -> None:
                         help=f"integration steps, each a forward and backward pass (default: {defaults.steps})")
     parser.add_argument("--reference", default=defaults.reference,
                         help="empty: attributions start from a sample with no reads; counts: from the same ASVs "
-                             f"with zero reads (default: {defaults.reference})")
+                             "with zero reads; mean: from every ASV replaced by the study's average ASV input "
+                             f"(default: {defaults.reference})")
     parser.add_argument("--sample", help="sample drawn as a waterfall (default: the first)")
     parser.add_argument("--device", default=defaults.device, help="auto | cpu | cuda (default: auto)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
@@ -48,7 +50,7 @@ def run(args: argparse.Namespace) -> int:
     explanation = run_explain(config, overwrite=args.overwrite)
     worst = abs(explanation.gap).max()
     print(f"explained {len(explanation.sample_ids)} samples ({', '.join(explanation.outputs)}) with "
-          f"{len(config.models)} model(s); largest |baseline + attributions - prediction| = {worst:.2g}")
+          f"{explanation.n_models} model(s); largest |baseline + attributions - prediction| = {worst:.2g}")
     print(f"wrote {args.output_dir}/asv_importance.tsv, attributions.tsv, samples.tsv"
           + (", taxon_importance.tsv" if args.taxonomy else "") + " and plots/")
     return 0

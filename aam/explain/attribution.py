@@ -1,8 +1,10 @@
 """Integrated gradients per ASV slot: how much each ASV moves a sample's prediction, in target units.
 
-The model reads each (sample, slot) as one input vector, x_i = asv_vector_i + count_embedding(log1p(count_i)),
-and sees nothing else of the ASV. Integrated gradients along the straight line from a reference
-x_i^0 to x_i gives, for every output y (a target's point prediction, or a quantile model's interval width),
+The model reads each (sample, slot) as one input vector, x_i = asv_vector_i + count_embedding(abundance_i)
+(abundance_i = log(1 + reads), or log(1 + reads per 10,000) for `--abundance relative`; see
+`AAMRegressor.abundance_input`), and sees nothing else of the ASV. Integrated gradients along the
+straight line from a reference x_i^0 to x_i gives, for every output y (a target's point prediction, or
+a quantile model's interval width),
 
     attribution_i = sum_d (x_i - x_i^0)_d * integral_0^1 dy/dx_i,d (x^0 + a (x - x^0)) da,
 
@@ -13,6 +15,10 @@ and the attributions of a sample sum to y(x) - y(x^0) (completeness), up to the 
   sample with no reads (with the sample's categorical values): the same number for every sample.
 - "counts": x^0 = asv_vector_i + count_embedding(0): every ASV keeps its sequence, reads start at zero,
   so attributions measure what the abundances add to a per-sample baseline.
+- "mean": x^0 = m for every real slot, m the mean slot input over all (sample, slot) pairs of the study
+  (`mean_slot_input`): every ASV starts as the study's average ASV. The sample encoder has no positions,
+  so a set of identical vectors gives the same output whatever its size: y(x^0) is one number for every
+  sample (with the sample's categorical values), the prediction for a sample of "average" ASVs.
 
 The model runs in eval mode (ASVBatchNorm uses running statistics, no dropout), so each sample's
 outputs depend on that sample alone: gradients of the batch sum are per-sample gradients, and a
@@ -31,7 +37,7 @@ from aam.data.encoders import TargetScaler
 from aam.models import AAMRegressor
 from aam.evaluation.inference import point_predictions
 
-REFERENCES = ("empty", "counts")
+REFERENCES = ("empty", "counts", "mean")
 # "empty": the nodes below EMPTY_KNEE share EMPTY_SHARE_BELOW of the steps (linear there); the rest are
 # log-spaced above it. Near a = 0 every LayerNorm input is a * x, and LayerNorm(a x) only moves while
 # a * std(x) is near sqrt(eps) (~3e-3): the output changes fastest at small a, which log spacing resolves.
@@ -43,7 +49,7 @@ def quadrature(steps: int, reference: str) -> tuple[np.ndarray, np.ndarray]:
     """Nodes a_k in (0, 1) and weights w_k with sum_k w_k g(a_k) ~ integral_0^1 g(a) da (float64 [steps])."""
     if reference not in REFERENCES:
         raise ValueError(f"reference must be one of {REFERENCES}; got {reference!r}")
-    if reference == "counts":
+    if reference != "empty":
         return _gauss_legendre(steps, 0.0, 1.0)
     below = max(1, int(round(steps * EMPTY_SHARE_BELOW)))
     above = steps - below
@@ -94,10 +100,11 @@ class BatchAttribution:
 class SlotInputs:
     """Runs `model` with chosen slot input vectors x [B, A, D] (and the batch's categories), through the
     model's own forward: the ASV encoder's output is replaced by the flattened x - count_embedding(0) and
-    every log count by 0, so the sample encoder's sum asv_vector + count_embedding(log count) equals x."""
+    every abundance by 0, so the sample encoder's sum asv_vector + count_embedding(abundance) equals x."""
 
     def __init__(self, model: AAMRegressor, batch: Batch):
         self.model, self.batch = model, batch
+        self.abundance = model.abundance_input(batch)  # [B, A]
         b, a = batch.asv_mask.shape
         self.index = torch.arange(b * a, device=batch.asv_mask.device).view(b, a)
         self.zeros = torch.zeros(b, a, device=batch.asv_mask.device)
@@ -105,15 +112,15 @@ class SlotInputs:
         with torch.no_grad():
             self.count_bias = self.count_embedding(torch.zeros(1, 1, device=batch.asv_mask.device))[0, 0]  # [D]
 
-    def count_embedding(self, log_counts: torch.Tensor) -> torch.Tensor:
+    def count_embedding(self, abundance: torch.Tensor) -> torch.Tensor:
         """[B, A] -> [B, A, D]: what the sample encoder adds to each ASV vector."""
-        return self.model.sample_encoder.counts(log_counts.unsqueeze(-1))
+        return self.model.sample_encoder.counts(abundance.unsqueeze(-1))
 
     @torch.no_grad()
     def real(self) -> torch.Tensor:
         """[B, A, D]: the slot inputs of the batch as the model sees them (padding rows included)."""
         vectors = self.model.asv_encoder(self.batch.asv_tokens)[self.batch.asv_index]
-        return vectors + self.count_embedding(self.batch.log_counts)
+        return vectors + self.count_embedding(self.abundance)
 
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
         """x [B, A, D] -> predictions [B, T, Q] (z-scored)."""
@@ -125,19 +132,35 @@ class SlotInputs:
             handle.remove()
 
 
+@torch.no_grad()
+def mean_slot_input(model: AAMRegressor, batches) -> torch.Tensor:
+    """[D]: the mean of the slot inputs x_i over every real (sample, slot) of `batches` (the "mean" reference)."""
+    total, n = None, 0
+    for batch in batches:
+        x = SlotInputs(model, batch).real()[batch.asv_mask]  # [n_real, D]
+        total = x.double().sum(0) if total is None else total + x.double().sum(0)
+        n += x.shape[0]
+    return (total / n).float()
+
+
 def attribute_batch(model: AAMRegressor, batch: Batch, scaler: TargetScaler, quantiles: tuple[float, ...],
-                    steps: int, reference: str = "empty") -> BatchAttribution:
+                    steps: int, reference: str = "empty", mean_input: torch.Tensor | None = None
+                    ) -> BatchAttribution:
     """Integrated gradients of every output for every sample and slot of `batch` (already on the model's
-    device); `steps` forward + backward passes of the sample encoder and head, fp32."""
+    device); `steps` forward + backward passes of the sample encoder and head, fp32. The "mean" reference
+    needs `mean_input` [D] (`mean_slot_input` over the study)."""
     assert not model.training, "explain in eval mode: batch statistics would couple the samples"
     nodes, weights = quadrature(steps, reference)
     run = SlotInputs(model, batch)
     x1 = run.real()
     if reference == "empty":
         x0 = torch.zeros_like(x1)
+    elif reference == "mean":
+        assert mean_input is not None, "the 'mean' reference needs mean_input"
+        x0 = mean_input.to(x1.dtype).expand_as(x1) * batch.asv_mask.unsqueeze(-1)  # padding stays 0
     else:
         with torch.no_grad():
-            x0 = x1 - run.count_embedding(batch.log_counts) + run.count_embedding(torch.zeros_like(batch.log_counts))
+            x0 = x1 - run.count_embedding(run.abundance) + run.count_embedding(torch.zeros_like(run.abundance))
     delta = x1 - x0  # [B, A, D]
     mask = batch.asv_mask.unsqueeze(-1)
     with torch.no_grad():

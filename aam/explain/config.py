@@ -7,7 +7,7 @@ from dataclasses import dataclass
 
 @dataclass
 class ExplainConfig:
-    models: tuple[str, ...] = ()  # checkpoints (model.pt); several are averaged (e.g. the folds of a cross-validation)
+    models: tuple[str, ...] = ()  # checkpoints (model.pt) or `aam cv` folders (their fold models); all are averaged
     table: str = ""  # feature table: BIOM or QIIME 2 .qza
     sequences: str | None = None  # FASTA or rep-seqs .qza, when feature IDs are not DNA
     metadata: str | None = None  # needed for categorical columns; its target columns add Spearman and ordering
@@ -15,7 +15,7 @@ class ExplainConfig:
     output_dir: str = ""  # folder for the tables and plots
     batch_size: int | None = None  # samples per batch; None = the training batch size
     steps: int = 64  # integration steps (forward + backward passes per batch)
-    reference: str = "empty"  # "empty": from a sample with no reads; "counts": from the same ASVs with zero reads
+    reference: str = "empty"  # "empty": no reads; "counts": the same ASVs with zero reads; "mean": the average ASV
     sample: str | None = None  # the sample drawn as a waterfall; None = the first
     device: str = "auto"  # auto | cpu | cuda
     progress: bool = True  # tqdm bar over batches
