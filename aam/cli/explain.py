@@ -30,8 +30,7 @@ def add_parser(subparsers) -> None:
                         help=f"integration steps, each a forward and backward pass (default: {defaults.steps})")
     parser.add_argument("--reference", default=defaults.reference,
                         help="empty: attributions start from a sample with no reads; counts: from the same ASVs "
-                             "with zero reads; mean: from every ASV replaced by the study's average ASV input "
-                             f"(default: {defaults.reference})")
+                             f"with zero reads (default: {defaults.reference})")
     parser.add_argument("--sample", help="sample drawn as a waterfall (default: the first)")
     parser.add_argument("--device", default=defaults.device, help="auto | cpu | cuda (default: auto)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")

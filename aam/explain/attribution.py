@@ -15,10 +15,6 @@ and the attributions of a sample sum to y(x) - y(x^0) (completeness), up to the 
   sample with no reads (with the sample's categorical values): the same number for every sample.
 - "counts": x^0 = asv_vector_i + count_embedding(0): every ASV keeps its sequence, reads start at zero,
   so attributions measure what the abundances add to a per-sample baseline.
-- "mean": x^0 = m for every real slot, m the mean slot input over all (sample, slot) pairs of the study
-  (`mean_slot_input`): every ASV starts as the study's average ASV. The sample encoder has no positions,
-  so a set of identical vectors gives the same output whatever its size: y(x^0) is one number for every
-  sample (with the sample's categorical values), the prediction for a sample of "average" ASVs.
 
 The model runs in eval mode (ASVBatchNorm uses running statistics, no dropout), so each sample's
 outputs depend on that sample alone: gradients of the batch sum are per-sample gradients, and a
@@ -37,7 +33,7 @@ from aam.data.encoders import TargetScaler
 from aam.models import AAMRegressor
 from aam.evaluation.inference import point_predictions
 
-REFERENCES = ("empty", "counts", "mean")
+REFERENCES = ("empty", "counts")
 # "empty": the nodes below EMPTY_KNEE share EMPTY_SHARE_BELOW of the steps (linear there); the rest are
 # log-spaced above it. Near a = 0 every LayerNorm input is a * x, and LayerNorm(a x) only moves while
 # a * std(x) is near sqrt(eps) (~3e-3): the output changes fastest at small a, which log spacing resolves.
@@ -49,7 +45,7 @@ def quadrature(steps: int, reference: str) -> tuple[np.ndarray, np.ndarray]:
     """Nodes a_k in (0, 1) and weights w_k with sum_k w_k g(a_k) ~ integral_0^1 g(a) da (float64 [steps])."""
     if reference not in REFERENCES:
         raise ValueError(f"reference must be one of {REFERENCES}; got {reference!r}")
-    if reference != "empty":
+    if reference == "counts":
         return _gauss_legendre(steps, 0.0, 1.0)
     below = max(1, int(round(steps * EMPTY_SHARE_BELOW)))
     above = steps - below
@@ -132,32 +128,16 @@ class SlotInputs:
             handle.remove()
 
 
-@torch.no_grad()
-def mean_slot_input(model: AAMRegressor, batches) -> torch.Tensor:
-    """[D]: the mean of the slot inputs x_i over every real (sample, slot) of `batches` (the "mean" reference)."""
-    total, n = None, 0
-    for batch in batches:
-        x = SlotInputs(model, batch).real()[batch.asv_mask]  # [n_real, D]
-        total = x.double().sum(0) if total is None else total + x.double().sum(0)
-        n += x.shape[0]
-    return (total / n).float()
-
-
 def attribute_batch(model: AAMRegressor, batch: Batch, scaler: TargetScaler, quantiles: tuple[float, ...],
-                    steps: int, reference: str = "empty", mean_input: torch.Tensor | None = None
-                    ) -> BatchAttribution:
+                    steps: int, reference: str = "empty") -> BatchAttribution:
     """Integrated gradients of every output for every sample and slot of `batch` (already on the model's
-    device); `steps` forward + backward passes of the sample encoder and head, fp32. The "mean" reference
-    needs `mean_input` [D] (`mean_slot_input` over the study)."""
+    device); `steps` forward + backward passes of the sample encoder and head, fp32."""
     assert not model.training, "explain in eval mode: batch statistics would couple the samples"
     nodes, weights = quadrature(steps, reference)
     run = SlotInputs(model, batch)
     x1 = run.real()
     if reference == "empty":
         x0 = torch.zeros_like(x1)
-    elif reference == "mean":
-        assert mean_input is not None, "the 'mean' reference needs mean_input"
-        x0 = mean_input.to(x1.dtype).expand_as(x1) * batch.asv_mask.unsqueeze(-1)  # padding stays 0
     else:
         with torch.no_grad():
             x0 = x1 - run.count_embedding(run.abundance) + run.count_embedding(torch.zeros_like(run.abundance))

@@ -15,7 +15,7 @@ class ExplainConfig:
     output_dir: str = ""  # folder for the tables and plots
     batch_size: int | None = None  # samples per batch; None = the training batch size
     steps: int = 64  # integration steps (forward + backward passes per batch)
-    reference: str = "empty"  # "empty": no reads; "counts": the same ASVs with zero reads; "mean": the average ASV
+    reference: str = "empty"  # "empty": from a sample with no reads; "counts": from the same ASVs with zero reads
     sample: str | None = None  # the sample drawn as a waterfall; None = the first
     device: str = "auto"  # auto | cpu | cuda
     progress: bool = True  # tqdm bar over batches

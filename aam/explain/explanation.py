@@ -18,7 +18,7 @@ from tqdm.auto import tqdm
 from aam.data.dataset import AAMDataset, make_loader
 from aam.data.study import Study
 from aam.errors import UserError
-from aam.explain.attribution import attribute_batch, mean_slot_input, output_names
+from aam.explain.attribution import attribute_batch, output_names
 from aam.evaluation.inference import LoadedModel
 
 
@@ -79,13 +79,10 @@ def _explain_one(loaded: LoadedModel, study: Study, device: torch.device, batch_
     dataset = AAMDataset(study, max_bp=config.data.max_bp, token_limit=config.data.token_limit, train=False,
                          encoders=loaded.encoder)
     model = loaded.model.to(device).eval()
-    loader = make_loader(dataset, batch_size or config.train.batch_size, shuffle=False)
-    mean_input = mean_slot_input(model, (b.to(device) for b in loader)) if reference == "mean" else None
     preds, bases, rows, cols, values = [], [], [], [], []
     start = 0
-    for batch in loader:
-        result = attribute_batch(model, batch.to(device), loaded.scaler, config.loss.quantiles, steps, reference,
-                                 mean_input)
+    for batch in make_loader(dataset, batch_size or config.train.batch_size, shuffle=False):
+        result = attribute_batch(model, batch.to(device), loaded.scaler, config.loss.quantiles, steps, reference)
         mask = batch.asv_mask.numpy()  # [B, A]
         slot_row, slot = np.nonzero(mask)
         # Feature column of each real slot: the dataset keeps each sample's ASVs as a prefix of its slots.

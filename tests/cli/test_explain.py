@@ -191,7 +191,7 @@ def test_bad_inputs_get_one_line_and_exit_2(point_run, small_study, small_study_
                 str(tmp_path / "c")], "categorical", "--metadata")
     user_error(["explain", *args, "--sample", "nope", "--output-dir", str(tmp_path / "d")], "--sample nope")
     user_error(["explain", *args, "--steps", "1", "--output-dir", str(tmp_path / "e")], "--steps")
-    user_error(["explain", *args, "--reference", "median", "--output-dir", str(tmp_path / "e")], "--reference")
+    user_error(["explain", *args, "--reference", "mean", "--output-dir", str(tmp_path / "e")], "--reference")
     busy = tmp_path / "busy"
     busy.mkdir()
     (busy / "keep.txt").write_text("mine")

@@ -7,7 +7,7 @@ import torch
 
 from aam.data.batch import Batch
 from aam.data.dataset import AAMDataset, make_loader
-from aam.explain.attribution import attribute_batch, mean_slot_input, output_names, quadrature
+from aam.explain.attribution import attribute_batch, output_names, quadrature
 from aam.explain.explanation import explain_study
 from aam.evaluation.inference import point_predictions
 
@@ -16,7 +16,7 @@ from explain_fixtures import MAX_BP, TOKEN_LIMIT, tiny_model
 CPU = torch.device("cpu")
 
 
-@pytest.mark.parametrize("reference", ["empty", "counts", "mean"])
+@pytest.mark.parametrize("reference", ["empty", "counts"])
 def test_quadrature_integrates_smooth_functions(reference):
     nodes, weights = quadrature(64, reference)
     assert np.all((nodes > 0) & (nodes < 1))
@@ -84,36 +84,6 @@ def test_empty_reference_baseline_is_the_prediction_for_a_sample_without_reads(s
     for code in codes.unique():
         same = result.baseline[codes == code, 0]
         assert torch.allclose(same, same[0].expand_as(same), atol=1e-6)
-
-
-def test_mean_reference_starts_every_sample_from_the_average_asv(study):
-    loaded = tiny_model(study)
-    batches, _ = _batch(study, loaded, None, 7)
-    # the study's average slot input, from the model's own encoders over every real slot
-    with torch.no_grad():
-        slots = [(loaded.model.encode_asvs(b.asv_tokens, b.asv_index, b.asv_mask)
-                  + loaded.model.sample_encoder.counts(b.log_counts.unsqueeze(-1)))[b.asv_mask] for b in batches]
-    expected = torch.cat(slots).double().mean(0)
-    mean_input = mean_slot_input(loaded.model, batches)
-    np.testing.assert_allclose(mean_input.double(), expected, rtol=1e-5, atol=1e-6)
-    # samples of different sizes (sample i keeps its 24 - 3 i most abundant ASVs) ...
-    batch = batches[0]
-    keep = torch.arange(batch.asv_mask.shape[1])[None, :] < (24 - 3 * torch.arange(len(batch)))[:, None]
-    batch = Batch(batch.sample_ids, batch.asv_tokens, batch.asv_index * keep, batch.asv_mask & keep,
-                  batch.log_counts * keep, batch.rel_abundance * keep, batch.targets, batch.categories)
-    assert batch.asv_mask.sum(1).unique().numel() == len(batch)
-    result = attribute_batch(loaded.model, batch, loaded.scaler, (), 24, "mean", mean_input)
-    point, _ = _forward_units(loaded, batch)
-    spread = float(point.max() - point.min())
-    assert spread > 0.05
-    np.testing.assert_allclose(result.baseline[:, 0] + result.attribution[..., 0].sum(1), point,
-                               atol=1e-4 * max(1.0, spread))
-    # ... start from one baseline per location: a set of identical ASV vectors, whatever its size
-    codes = batch.categories[:, 0]
-    assert codes.unique().numel() < len(batch)
-    for code in codes.unique():
-        same = result.baseline[codes == code, 0]
-        assert torch.allclose(same, same[0].expand_as(same), atol=1e-5)
 
 
 def test_absent_asvs_get_zero_and_batches_do_not_matter(study):
