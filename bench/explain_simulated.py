@@ -1,10 +1,14 @@
 """Do `aam explain`'s rankings find the microbes that respond to pH? Checked on the simulated study.
 
-    python -m bench.explain_simulated OUT_DIR [--seed 0] [--epochs 25]
+    python -m bench.explain_simulated OUT_DIR [--seed 0] [--epochs 25] [--reference empty|counts]
+                                      [--model-seed S] [--models N | --cv-folds K]
 
-Simulates the demo study (300 samples, 128 ASVs), trains a small model with one nucleotide layer (ph and
-temperature, or `--targets`; location as a category), explains it on every sample, fits the random forest on the same
-split, then prints:
+Simulates the demo study (300 samples, 128 ASVs), trains a small model with one nucleotide layer (ph and temperature, or
+`--targets`; location as a category), explains it on every sample, fits the random forest on the same
+split, then prints the figures below. `--model-seed S` seeds the model (and the split: default 0);
+`--models N` trains N such models (seeds S .. S+N-1) and explains their average; `--cv-folds K` runs
+`aam cv` with the same model and explains the cross-validation folder (its K fold models averaged). The
+forest is always fitted on the first model's split.
 
 - the Spearman correlation over ASVs between AAM's mean |attribution| to pH and |Spearman(relative
   abundance, pH)| of each ASV (computed here with scipy, from the table and metadata alone), and the same
@@ -47,15 +51,29 @@ def abundance_response(folder: Path) -> pd.Series:
     return relative.apply(lambda column: abs(spearmanr(column, ph).statistic))
 
 
-def main_(out: Path, seed: int, epochs: int, targets: str, reference: str) -> dict:
+def with_seed(flags: list[str], seed: int) -> list[str]:
+    flags = list(flags)
+    flags[flags.index("--seed") + 1] = str(seed)
+    return flags
+
+
+def main_(out: Path, seed: int, epochs: int, targets: str, reference: str, models: int = 1,
+          cv_folds: int = 0, model_seed: int = 0) -> dict:
     data, run, explained, forest = out / "data", out / "run", out / "explain", out / "forest"
-    steps = [["simulate", "--output-dir", str(data), "--samples", "300", "--features", "128", "--seed", str(seed)],
-             ["train", "--table", str(data / "table.biom"), "--metadata", str(data / "metadata.tsv"),
-              "--output-dir", str(run), "--epochs", str(epochs), "--metadata-column", targets, *TRAIN_FLAGS],
-             ["explain", "--model", str(run / "model.pt"), "--table", str(data / "table.biom"),
-              "--metadata", str(data / "metadata.tsv"), "--output-dir", str(explained), "--device", "cpu",
-              "--reference", reference, "--no-progress"],
-             ["baseline", "--train-dir", str(run), "--output-dir", str(forest)]]
+    table = ["--table", str(data / "table.biom"), "--metadata", str(data / "metadata.tsv")]
+    model_flags = ["--epochs", str(epochs), "--metadata-column", targets]
+    runs = [run] + [out / f"run_seed{k}" for k in range(1, models)]
+    steps = [["simulate", "--output-dir", str(data), "--samples", "300", "--features", "128", "--seed", str(seed)]]
+    steps += [["train", *table, "--output-dir", str(r), *model_flags, *with_seed(TRAIN_FLAGS, model_seed + k)]
+              for k, r in enumerate(runs)]
+    explained_models = [str(r / "model.pt") for r in runs]
+    if cv_folds:
+        steps.append(["cv", *table, "--output-dir", str(out / "cv"), "--folds", str(cv_folds), "--trees", "100",
+                      *model_flags, *with_seed(TRAIN_FLAGS, model_seed)])
+        explained_models = [str(out / "cv")]
+    steps += [["explain", *[a for m in explained_models for a in ("--model", m)], *table,
+               "--output-dir", str(explained), "--device", "cpu", "--reference", reference, "--no-progress"],
+              ["baseline", "--train-dir", str(run), "--output-dir", str(forest)]]
     for argv in steps:
         if main(argv) != 0:
             raise SystemExit(f"aam {argv[0]} failed")
@@ -83,7 +101,7 @@ def main_(out: Path, seed: int, epochs: int, targets: str, reference: str) -> di
         "spearman_response_vs_prevalence": spearmanr(response[ids], aam.loc[ids, "prevalence"]).statistic,
         "spearman_aam_vs_mean_relative_abundance": spearmanr(aam.loc[ids, "mean_abs_attribution_ph"],
                                                              aam.loc[ids, "mean_relative_abundance"]).statistic,
-        "validation_mae_ph": {"aam": json.loads((run / "metrics.json").read_text())["ph"]["mae"],
+        "validation_mae_ph": {"aam_first_model": json.loads((run / "metrics.json").read_text())["ph"]["mae"],
                               "random_forest": json.loads((forest / "metrics.json").read_text())["ph"]["mae"]},
     }
     (out / "summary.json").write_text(json.dumps(summary, indent=1) + "\n")
@@ -97,5 +115,9 @@ if __name__ == "__main__":
     parser.add_argument("--epochs", type=int, default=25)
     parser.add_argument("--targets", default="ph,temperature", help="--metadata-column of the model")
     parser.add_argument("--reference", default="empty", help="--reference of aam explain")
+    parser.add_argument("--model-seed", type=int, default=0, help="--seed of the (first) model")
+    parser.add_argument("--models", type=int, default=1, help="models trained (seeds S .. S+N-1) and averaged")
+    parser.add_argument("--cv-folds", type=int, default=0, help="explain an `aam cv` folder of this many folds")
     args = parser.parse_args()
-    print(json.dumps(main_(args.out, args.seed, args.epochs, args.targets, args.reference), indent=1))
+    print(json.dumps(main_(args.out, args.seed, args.epochs, args.targets, args.reference, args.models,
+                           args.cv_folds, args.model_seed), indent=1))

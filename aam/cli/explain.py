@@ -16,7 +16,8 @@ def add_parser(subparsers) -> None:
         description=HELP[0].upper() + HELP[1:] + ". Integrated gradients per ASV, in target units: a sample's "
                     "attributions plus its baseline add up to its prediction.")
     parser.add_argument("--model", required=True, action="append",
-                        help="model.pt written by `aam train`; repeat to average several models (e.g. folds)")
+                        help="model.pt written by `aam train`, or an `aam cv` output folder (its finished fold "
+                             "models); repeat to average several models")
     parser.add_argument("--table", required=True, help="feature table: BIOM or QIIME 2 .qza")
     parser.add_argument("--sequences", help="FASTA or rep-seqs .qza, when feature IDs are not DNA")
     parser.add_argument("--metadata", help="metadata TSV: needed for categorical columns; target columns in it "
@@ -48,7 +49,7 @@ def run(args: argparse.Namespace) -> int:
     explanation = run_explain(config, overwrite=args.overwrite)
     worst = abs(explanation.gap).max()
     print(f"explained {len(explanation.sample_ids)} samples ({', '.join(explanation.outputs)}) with "
-          f"{len(config.models)} model(s); largest |baseline + attributions - prediction| = {worst:.2g}")
+          f"{explanation.n_models} model(s); largest |baseline + attributions - prediction| = {worst:.2g}")
     print(f"wrote {args.output_dir}/asv_importance.tsv, attributions.tsv, samples.tsv"
           + (", taxon_importance.tsv" if args.taxonomy else "") + " and plots/")
     return 0

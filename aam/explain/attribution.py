@@ -1,8 +1,10 @@
 """Integrated gradients per ASV slot: how much each ASV moves a sample's prediction, in target units.
 
-The model reads each (sample, slot) as one input vector, x_i = asv_vector_i + count_embedding(log1p(count_i)),
-and sees nothing else of the ASV. Integrated gradients along the straight line from a reference
-x_i^0 to x_i gives, for every output y (a target's point prediction, or a quantile model's interval width),
+The model reads each (sample, slot) as one input vector, x_i = asv_vector_i + count_embedding(abundance_i)
+(abundance_i = log(1 + reads), or log(1 + reads per 10,000) for `--abundance relative`; see
+`AAMRegressor.abundance_input`), and sees nothing else of the ASV. Integrated gradients along the
+straight line from a reference x_i^0 to x_i gives, for every output y (a target's point prediction, or
+a quantile model's interval width),
 
     attribution_i = sum_d (x_i - x_i^0)_d * integral_0^1 dy/dx_i,d (x^0 + a (x - x^0)) da,
 
@@ -94,10 +96,11 @@ class BatchAttribution:
 class SlotInputs:
     """Runs `model` with chosen slot input vectors x [B, A, D] (and the batch's categories), through the
     model's own forward: the ASV encoder's output is replaced by the flattened x - count_embedding(0) and
-    every log count by 0, so the sample encoder's sum asv_vector + count_embedding(log count) equals x."""
+    every abundance by 0, so the sample encoder's sum asv_vector + count_embedding(abundance) equals x."""
 
     def __init__(self, model: AAMRegressor, batch: Batch):
         self.model, self.batch = model, batch
+        self.abundance = model.abundance_input(batch)  # [B, A]
         b, a = batch.asv_mask.shape
         self.index = torch.arange(b * a, device=batch.asv_mask.device).view(b, a)
         self.zeros = torch.zeros(b, a, device=batch.asv_mask.device)
@@ -105,15 +108,15 @@ class SlotInputs:
         with torch.no_grad():
             self.count_bias = self.count_embedding(torch.zeros(1, 1, device=batch.asv_mask.device))[0, 0]  # [D]
 
-    def count_embedding(self, log_counts: torch.Tensor) -> torch.Tensor:
+    def count_embedding(self, abundance: torch.Tensor) -> torch.Tensor:
         """[B, A] -> [B, A, D]: what the sample encoder adds to each ASV vector."""
-        return self.model.sample_encoder.counts(log_counts.unsqueeze(-1))
+        return self.model.sample_encoder.counts(abundance.unsqueeze(-1))
 
     @torch.no_grad()
     def real(self) -> torch.Tensor:
         """[B, A, D]: the slot inputs of the batch as the model sees them (padding rows included)."""
         vectors = self.model.asv_encoder(self.batch.asv_tokens)[self.batch.asv_index]
-        return vectors + self.count_embedding(self.batch.log_counts)
+        return vectors + self.count_embedding(self.abundance)
 
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
         """x [B, A, D] -> predictions [B, T, Q] (z-scored)."""
@@ -137,7 +140,7 @@ def attribute_batch(model: AAMRegressor, batch: Batch, scaler: TargetScaler, qua
         x0 = torch.zeros_like(x1)
     else:
         with torch.no_grad():
-            x0 = x1 - run.count_embedding(batch.log_counts) + run.count_embedding(torch.zeros_like(batch.log_counts))
+            x0 = x1 - run.count_embedding(run.abundance) + run.count_embedding(torch.zeros_like(run.abundance))
     delta = x1 - x0  # [B, A, D]
     mask = batch.asv_mask.unsqueeze(-1)
     with torch.no_grad():

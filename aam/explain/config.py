@@ -7,7 +7,7 @@ from dataclasses import dataclass
 
 @dataclass
 class ExplainConfig:
-    models: tuple[str, ...] = ()  # checkpoints (model.pt); several are averaged (e.g. the folds of a cross-validation)
+    models: tuple[str, ...] = ()  # checkpoints (model.pt) or `aam cv` folders (their fold models); all are averaged
     table: str = ""  # feature table: BIOM or QIIME 2 .qza
     sequences: str | None = None  # FASTA or rep-seqs .qza, when feature IDs are not DNA
     metadata: str | None = None  # needed for categorical columns; its target columns add Spearman and ordering

@@ -73,10 +73,13 @@ class AAMRegressor(nn.Module):
             pred = self.head(x)
         return (pred, routing) if return_routing else pred
 
-    def forward_batch(self, batch: Batch, per_slot: bool = False, return_routing: bool = False):
-        abundance = batch.log_counts
+    def abundance_input(self, batch: Batch) -> torch.Tensor:
+        """[B, A]: what the count embedding reads per slot: log(1 + reads), or with `abundance="relative"`
+        log(1 + reads per 10,000), so a typical sample's values stay on the scale of log(1 + reads)."""
         if self.config.abundance == "relative":
-            # per 10,000 reads, so a typical sample's values stay on the scale of log(1 + reads)
-            abundance = torch.log1p(1e4 * batch.rel_abundance)
-        return self(batch.asv_tokens, batch.asv_index, batch.asv_mask, abundance, batch.categories, per_slot,
-                    return_routing)
+            return torch.log1p(1e4 * batch.rel_abundance)
+        return batch.log_counts
+
+    def forward_batch(self, batch: Batch, per_slot: bool = False, return_routing: bool = False):
+        return self(batch.asv_tokens, batch.asv_index, batch.asv_mask, self.abundance_input(batch), batch.categories,
+                    per_slot, return_routing)

@@ -2,6 +2,7 @@
 file, agreement with `aam predict`, taxonomy in both formats, and each bad input -> one line, exit 2."""
 
 import hashlib
+import json
 import zipfile
 
 import numpy as np
@@ -34,10 +35,17 @@ def quantile_run(small_study_args, tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
+def cv_run(small_study_args, tmp_path_factory):
+    """A 3-fold `aam cv` folder of one-epoch models."""
+    out = tmp_path_factory.mktemp("explain_cv") / "cv"
+    assert main(["cv", *small_study_args, "--metadata-column", "ph", "--epochs", "1", "--folds", "3", "--trees", "10",
+                 "--output-dir", str(out), *TINY]) == 0
+    return out
+
+
+@pytest.fixture(scope="module")
 def taxonomy_tsv(small_study, tmp_path_factory):
     """Genus per simulated clade; the last 5 features are left out of the file (unassigned)."""
-    import json
-
     truth = json.loads((small_study / "truth.json").read_text())
     features = _feature_ids(small_study)
     rows = [f"{f}\td__Bacteria; p__Simulata; g__Clade{c}\t0.95" for f, c in
@@ -122,6 +130,32 @@ def test_baseline_writes_forest_importances(point_run, tmp_path):
     assert {"feature_id", "sequence", "impurity_importance_ph", "permutation_importance_temperature",
             "prevalence", "mean_relative_abundance", "spearman_ph"} <= set(table.columns)
     assert table["impurity_importance_ph"].sum() == pytest.approx(1.0)
+
+
+def test_explain_a_cv_folder_averages_its_fold_models(cv_run, small_study_args, tmp_path, capsys, user_error):
+    out = tmp_path / "explain"
+    assert main(["explain", "--model", str(cv_run), *small_study_args, "--output-dir", str(out), "--device", "cpu",
+                 "--no-progress"]) == 0
+    assert "with 3 model(s)" in capsys.readouterr().out
+    folds = sorted(str(p) for p in (cv_run / "folds").glob("*/model.pt"))
+    assert len(folds) == 3 and json.loads((out / "explain.json").read_text())["models"] == folds
+    # the explained predictions are those of `aam predict` on the same folder (its own ensemble code)
+    assert main(["predict", "--model", str(cv_run), *small_study_args, "--device", "cpu",
+                 "--output", str(tmp_path / "pred.tsv")]) == 0
+    samples = pd.read_csv(out / "samples.tsv", sep="\t", index_col="sample_id")
+    predicted = pd.read_csv(tmp_path / "pred.tsv", sep="\t", index_col="sample_id")
+    np.testing.assert_allclose(samples["ph"], predicted.loc[samples.index, "ph"], rtol=1e-4, atol=1e-4)
+    long = pd.read_csv(out / "attributions.tsv", sep="\t")
+    sums = long.groupby("sample_id")["attribution"].sum()
+    np.testing.assert_allclose(samples.loc[sums.index, "ph_baseline"] + sums, samples.loc[sums.index, "ph"],
+                               atol=0.01 * (samples["ph"].max() - samples["ph"].min()))
+    # a cross-validation folder without a finished fold: one line, exit 2, nothing written
+    unfinished = tmp_path / "unfinished"
+    unfinished.mkdir()
+    (unfinished / "cv_config.json").write_text((cv_run / "cv_config.json").read_text())
+    user_error(["explain", "--model", str(unfinished), *small_study_args, "--output-dir", str(tmp_path / "none")],
+               f"--model {unfinished}", "no finished fold models")
+    assert not (tmp_path / "none").exists()
 
 
 def _hashed_table(study, folder):

@@ -30,7 +30,7 @@ def study(sim_folder):
                       categorical_columns=("location",), require_targets=False)
 
 
-def tiny_model(study, quantiles=(), categorical=True, seed=0, moe_experts=0) -> LoadedModel:
+def tiny_model(study, quantiles=(), categorical=True, seed=0, moe_experts=0, abundance="reads") -> LoadedModel:
     """An untrained model with non-trivial BatchNorm statistics (set from the study's ASVs)."""
     torch.manual_seed(seed)
     columns = ("location",) if categorical else ()
@@ -38,7 +38,7 @@ def tiny_model(study, quantiles=(), categorical=True, seed=0, moe_experts=0) -> 
     model_config = ModelConfig(embedding_dim=16, attention_heads=2, asv_layers=1, sample_layers=1, dropout=0.0,
                                max_bp=MAX_BP, n_targets=1, n_quantiles=max(1, len(quantiles)),
                                category_cardinalities=tuple(encoder.cardinalities) if encoder else (),
-                               moe_experts=moe_experts)
+                               moe_experts=moe_experts, abundance=abundance)
     config = RunConfig(data=DataConfig(target_columns=("ph",), categorical_columns=columns, max_bp=MAX_BP,
                                        token_limit=TOKEN_LIMIT), model=model_config,
                        loss=LossConfig("quantile", quantiles=tuple(quantiles)) if quantiles else LossConfig())

@@ -58,6 +58,18 @@ def test_attributions_plus_baseline_equal_the_prediction(study, reference, steps
     assert torch.all(result.attribution[~batch.asv_mask] == 0)
 
 
+@pytest.mark.parametrize("reference", ["empty", "counts"])
+def test_a_relative_abundance_model_is_explained_through_its_own_input(study, reference):
+    loaded = tiny_model(study, abundance="relative")
+    (batch, *_), _ = _batch(study, loaded, None, 8)
+    result = attribute_batch(loaded.model, batch, loaded.scaler, (), 96, reference)
+    point, _ = _forward_units(loaded, batch)  # forward_batch reads log(1 + reads per 10,000), not log(1 + reads)
+    np.testing.assert_allclose(result.prediction[:, 0], point, rtol=1e-5, atol=1e-5)
+    spread = float(point.max() - point.min())
+    np.testing.assert_allclose(result.baseline[:, 0] + result.attribution[..., 0].sum(1), point,
+                               atol=2e-3 * max(1.0, spread))
+
+
 def test_empty_reference_baseline_is_the_prediction_for_a_sample_without_reads(study):
     loaded = tiny_model(study)
     (batch, *_), _ = _batch(study, loaded, None, 5)
