@@ -73,12 +73,15 @@ def train(config: RunConfig, *, resume: bool = False, overwrite: bool = False,
             with repeatable(resolve_device(config.train.device)):
                 run = build_run(config, resume_from=last)
                 state = run.progress
-                if main:
-                    _start_outputs(run, out, resume)
-                try:
-                    interrupted = fit(run, out, on_epoch_end)
-                except NonFiniteLoss as bad:
-                    raise _non_finite_error(bad, out, state.epoch, state.best_epoch) from None
+                # from the first file written on, SIGINT/SIGTERM only set the flag that fit() stops on, so a
+                # run stopped before its first checkpoint still removes what it wrote
+                with run.trainer.stop.installed():
+                    if main:
+                        _start_outputs(run, out, resume)
+                    try:
+                        interrupted = fit(run, out, on_epoch_end)
+                    except NonFiniteLoss as bad:
+                        raise _non_finite_error(bad, out, state.epoch, state.best_epoch) from None
         if state.epoch == 0 or not main:
             if main:
                 remove_start_files(out)
