@@ -1,7 +1,7 @@
 """Do `aam explain`'s rankings find the microbes that respond to pH? Checked on the simulated study.
 
     python -m bench.explain_simulated OUT_DIR [--seed 0] [--epochs 25] [--reference empty|counts]
-                                      [--model-seed S] [--models N | --cv-folds K]
+                                      [--model-seed S] [--models N | --cv-folds K] [--train-flags "..."]
 
 Simulates the demo study (300 samples, 128 ASVs), trains a small model with one nucleotide layer (ph and temperature, or
 `--targets`; location as a category), explains it on every sample, fits the random forest on the same
@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import shlex
 from pathlib import Path
 
 import pandas as pd
@@ -58,18 +59,19 @@ def with_seed(flags: list[str], seed: int) -> list[str]:
 
 
 def main_(out: Path, seed: int, epochs: int, targets: str, reference: str, models: int = 1,
-          cv_folds: int = 0, model_seed: int = 0) -> dict:
+          cv_folds: int = 0, model_seed: int = 0, train_flags: str = "") -> dict:
     data, run, explained, forest = out / "data", out / "run", out / "explain", out / "forest"
     table = ["--table", str(data / "table.biom"), "--metadata", str(data / "metadata.tsv")]
     model_flags = ["--epochs", str(epochs), "--metadata-column", targets]
+    extra = shlex.split(train_flags)  # after TRAIN_FLAGS, so that a repeated flag overrides its default
     runs = [run] + [out / f"run_seed{k}" for k in range(1, models)]
     steps = [["simulate", "--output-dir", str(data), "--samples", "300", "--features", "128", "--seed", str(seed)]]
-    steps += [["train", *table, "--output-dir", str(r), *model_flags, *with_seed(TRAIN_FLAGS, model_seed + k)]
+    steps += [["train", *table, "--output-dir", str(r), *model_flags, *with_seed(TRAIN_FLAGS, model_seed + k), *extra]
               for k, r in enumerate(runs)]
     explained_models = [str(r / "model.pt") for r in runs]
     if cv_folds:
         steps.append(["cv", *table, "--output-dir", str(out / "cv"), "--folds", str(cv_folds), "--trees", "100",
-                      *model_flags, *with_seed(TRAIN_FLAGS, model_seed)])
+                      *model_flags, *with_seed(TRAIN_FLAGS, model_seed), *extra])
         explained_models = [str(out / "cv")]
     steps += [["explain", *[a for m in explained_models for a in ("--model", m)], *table,
                "--output-dir", str(explained), "--device", "cpu", "--reference", reference, "--no-progress"],
@@ -118,6 +120,7 @@ if __name__ == "__main__":
     parser.add_argument("--model-seed", type=int, default=0, help="--seed of the (first) model")
     parser.add_argument("--models", type=int, default=1, help="models trained (seeds S .. S+N-1) and averaged")
     parser.add_argument("--cv-folds", type=int, default=0, help="explain an `aam cv` folder of this many folds")
+    parser.add_argument("--train-flags", default="", help="extra `aam train` flags, e.g. \"--token-limit 64\"")
     args = parser.parse_args()
     print(json.dumps(main_(args.out, args.seed, args.epochs, args.targets, args.reference, args.models,
-                           args.cv_folds, args.model_seed), indent=1))
+                           args.cv_folds, args.model_seed, args.train_flags), indent=1))
