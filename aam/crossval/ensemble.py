@@ -7,7 +7,6 @@ from pathlib import Path
 import pandas as pd
 
 from aam.crossval.run import fold_model_paths
-from aam.errors import UserError
 from aam.evaluation.inference import predict
 
 
@@ -17,8 +16,6 @@ def predict_ensemble(cv_dir: str | Path, table: str | Path, sequences: str | Pat
     """(predictions, number of models): every column of `predict` averaged over the finished fold models
     (quantile columns level by level, in original units)."""
     paths = fold_model_paths(cv_dir)
-    if not paths:
-        raise UserError(f"--model {cv_dir}: no finished fold models in this cross-validation folder")
     frames = [predict(p, table, sequences, metadata, device, batch_size) for p in paths]
     values = sum(f.drop(columns="sample_id") for f in frames) / len(frames)
     return pd.concat([frames[0][["sample_id"]], values], axis=1), len(frames)

@@ -70,9 +70,13 @@ def fold_name(repeat: int, fold: int) -> str:
 
 
 def fold_model_paths(output_dir: str | Path) -> list[Path]:
-    """The model.pt of every finished fold of a cross-validation folder (an ensemble)."""
+    """The model.pt of every finished fold of a cross-validation folder (an ensemble); a folder without a
+    finished fold is the user's error (given as --model)."""
     folder = Path(output_dir) / FOLDS_DIR
-    return sorted(p / BEST_FILE for p in folder.glob("repeat*_fold*") if (p / TEST_FILE).is_file())
+    paths = sorted(p / BEST_FILE for p in folder.glob("repeat*_fold*") if (p / TEST_FILE).is_file())
+    if not paths:
+        raise UserError(f"--model {output_dir}: no finished fold models in this cross-validation folder")
+    return paths
 
 
 def is_cv_dir(path: str | Path) -> bool:

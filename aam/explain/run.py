@@ -74,10 +74,7 @@ def model_paths(models) -> list[Path]:
     paths = []
     for model in models:
         if is_cv_dir(model):
-            folds = fold_model_paths(model)
-            if not folds:
-                raise UserError(f"--model {model}: no finished fold models in this cross-validation folder")
-            paths += folds
+            paths += fold_model_paths(model)
         else:
             paths.append(Path(model))
     return paths
