@@ -67,6 +67,8 @@ class DataConfig:
     # None, or the least fraction f of its reads a training sample keeps: each epoch every training sample's
     # reads are thinned anew, each read kept with probability f ~ U[rarefy, 1] (aam.data.dataset)
     rarefy: float | None = None
+    # probability that a training sample loses each of its ASVs, drawn anew each epoch (aam.data.dataset)
+    asv_dropout: float = 0.0
 
 
 @dataclass
@@ -225,6 +227,8 @@ class RunConfig:
         _positive("--token-limit", d.token_limit)
         if d.rarefy is not None and not 0.0 < d.rarefy <= 1.0:
             raise UserError(f"--rarefy must be in (0, 1]; got {d.rarefy}")
+        if not 0.0 <= d.asv_dropout < 1.0:
+            raise UserError(f"--asv-dropout must be in [0, 1); got {d.asv_dropout}")
         if d.asv_sampling not in ("abundance", "random"):
             raise UserError(f"--asv-sampling must be abundance or random; got {d.asv_sampling!r}")
         if m.abundance not in ABUNDANCE_INPUTS:

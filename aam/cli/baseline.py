@@ -27,7 +27,8 @@ def add_parser(subparsers) -> None:
                              "0 = impurity importance only (default: 5)")
     parser.add_argument("--overwrite", action="store_true", help="replace a previous baseline in --output-dir")
     add_flags(parser, [("data (as for aam train)", [f for f in DATA_FLAGS if f[2] not in ("max_bp", "token_limit",
-                                                                                          "asv_sampling", "rarefy")])])
+                                                                                          "asv_sampling", "rarefy",
+                                                                                          "asv_dropout")])])
     parser.set_defaults(run=run)
 
 

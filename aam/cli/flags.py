@@ -48,6 +48,8 @@ DATA_FLAGS = [
     ("--rarefy", DataConfig, "rarefy", float,
      "augmentation: each training epoch, thin every training sample's reads anew to a random fraction "
      "drawn uniformly from [RAREFY, 1], e.g. 0.1"),
+    ("--asv-dropout", DataConfig, "asv_dropout", float,
+     "regularization: each training epoch, every training sample loses each of its ASVs with this probability"),
 ]
 MODEL_FLAGS = [
     ("--embedding-dim", ModelConfig, "embedding_dim", int, "width of the model's vectors"),

@@ -38,6 +38,10 @@ class AAMDataset(Dataset):
     rarefy: None, or in (0, 1]: in training only, each epoch every sample's reads are thinned anew (each read
     kept with probability f, f drawn uniformly from [rarefy, 1] per sample and epoch, from (seed, epoch,
     sample)); ASVs left without reads are dropped before the ASVs are chosen. Counts are rounded to whole reads.
+    asv_dropout: in training only, each epoch every sample loses each of its ASVs with this probability
+    (independently, from (seed, epoch, sample, feature); the most abundant survivor is kept when none is)
+    before the ASVs are chosen; its reads still count in the sample's total. The model then cannot lean on
+    any one ASV of a group whose abundances move together, so it spreads its use over the group.
     encoders: the CategoryEncoder fitted on the training samples; when None it is fitted here, which
     is only allowed for a training dataset (see `encoder` to reuse it).
     """
@@ -55,6 +59,7 @@ class AAMDataset(Dataset):
         start_token: bool = False,
         seed: int = 0,
         rarefy: float | None = None,
+        asv_dropout: float = 0.0,
     ) -> None:
         if asv_sampling not in ("abundance", "random"):
             raise ValueError(f"asv_sampling must be 'abundance' or 'random', got {asv_sampling!r}")
@@ -65,7 +70,9 @@ class AAMDataset(Dataset):
         if rarefy is not None and not 0.0 < rarefy <= 1.0:
             raise ValueError(f"rarefy must be in (0, 1], got {rarefy}")
         self.token_limit, self.asv_sampling, self.train, self.seed = token_limit, asv_sampling, train, seed
-        self.rarefy = rarefy
+        if not 0.0 <= asv_dropout < 1.0:
+            raise ValueError(f"asv_dropout must be in [0, 1), got {asv_dropout}")
+        self.rarefy, self.asv_dropout = rarefy, asv_dropout
         self.epoch = 0
         counts = study.counts[self.indices].tocsr()
         counts.sort_indices()
@@ -101,19 +108,31 @@ class AAMDataset(Dataset):
         features, counts, total = self._features[start:end], self._counts[start:end], self._totals[position]
         if self.rarefy is not None and self.train:
             features, counts, total = self._thinned(position, features, counts)
+        if self.asv_dropout and self.train and len(features) > 1:
+            # priority / 2^64 is uniform on [0, 1): keep the ASVs whose draw clears the dropout rate.
+            keep = self._priority(position, features, 1) >= np.uint64(self.asv_dropout * 2.0**64)
+            keep[0] |= not keep.any()
+            features, counts = features[keep], counts[keep]
         n = len(features)
         if n <= self.token_limit:
             pick = slice(0, n)
         elif self.asv_sampling == "random" and self.train:
-            # A uniform subset without replacement: the k smallest hash priorities of (seed, epoch, sample,
-            # feature). Same draw in any worker or batch order; far cheaper than seeding a Generator per sample.
-            base = _splitmix64(np.array([self.seed, self.epoch, int(self.indices[position])], dtype=np.uint64))
-            salt = _splitmix64(base[:1] ^ _splitmix64(base[1:2] ^ base[2:]))  # [1]
-            priority = _splitmix64(features.astype(np.uint64) ^ salt)
+            # A uniform subset without replacement: the k smallest hash priorities. Same draw in any worker
+            # or batch order; far cheaper than seeding a Generator per sample.
+            priority = self._priority(position, features, 0)
             pick = np.sort(np.argpartition(priority, self.token_limit)[: self.token_limit])
         else:
             pick = slice(0, self.token_limit)
         return SampleItem(position, features[pick], counts[pick], total)
+
+    def _priority(self, position: int, features: np.ndarray, stream: int) -> np.ndarray:
+        """uint64 [n]: a hash of (seed, epoch, sample, feature), one independent stream per use."""
+        key = np.array([self.seed, self.epoch, int(self.indices[position])], dtype=np.uint64)
+        base = _splitmix64(key)
+        salt = _splitmix64(base[:1] ^ _splitmix64(base[1:2] ^ base[2:]))  # [1]
+        if stream:
+            salt = _splitmix64(salt ^ np.uint64(stream))
+        return _splitmix64(features.astype(np.uint64) ^ salt)
 
     def _thinned(self, position: int, features: np.ndarray, counts: np.ndarray
                  ) -> tuple[np.ndarray, np.ndarray, float]:

@@ -57,6 +57,6 @@ def prepare_data(config: DataConfig, seed: int, split: tuple[list[str], list[str
     scaler = TargetScaler.fit(study.target_columns, study.targets[train_idx])
     options = dict(max_bp=config.max_bp, token_limit=config.token_limit, encoders=encoder, seed=seed)
     train_set = AAMDataset(study, train_idx, asv_sampling=config.asv_sampling, train=True, rarefy=config.rarefy,
-                           **options)
+                           asv_dropout=config.asv_dropout, **options)
     val_set = AAMDataset(study, val_idx, train=False, **options)
     return PreparedData(study, train_idx, val_idx, encoder, scaler, train_set, val_set)
