@@ -142,6 +142,8 @@ def test_predict_output_in_a_new_folder_is_made(data, trained, tmp_path, capsys)
     ("--quantiles", "0.1,nan", "--quantiles must lie strictly between 0 and 1; got 0.1,nan"),
     ("--rarefy", "0", "--rarefy must be in (0, 1]; got 0.0"),
     ("--rarefy", "1.5", "--rarefy must be in (0, 1]; got 1.5"),
+    ("--asv-dropout", "1", "--asv-dropout must be in [0, 1); got 1.0"),
+    ("--asv-dropout", "-0.1", "--asv-dropout must be in [0, 1); got -0.1"),
     ("--ema-decay", "1", "--ema-decay must be in [0, 1); got 1.0"),
     ("--ema-decay", "-0.5", "--ema-decay must be in [0, 1); got -0.5"),
 ])

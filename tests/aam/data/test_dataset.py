@@ -92,6 +92,46 @@ def test_rarefy_thins_reads_anew_each_epoch_in_training_only():
         np.testing.assert_array_equal(whole[i].counts, full[i].counts)
 
 
+def test_asv_dropout_drops_asvs_anew_each_epoch_in_training_only():
+    study = random_study(n=12, n_features=80)
+    full = AAMDataset(study, max_bp=8, token_limit=10_000, train=True, seed=3)
+    dropped = AAMDataset(study, max_bp=8, token_limit=10_000, train=True, seed=3, asv_dropout=0.7)
+    evaluation = AAMDataset(study, max_bp=8, token_limit=10_000, train=False, encoders=full.encoder, asv_dropout=0.7)
+    kept, offered, draws = 0, 0, []
+    for epoch in range(100):
+        dropped.set_epoch(epoch)
+        for i in range(len(study.sample_ids)):
+            original = dict(zip(full[i].features.tolist(), full[i].counts))
+            item = dropped[i]
+            assert len(item.features) >= 1 and set(item.features.tolist()) <= set(original)
+            assert [original[f] for f in item.features.tolist()] == item.counts.tolist()  # reads as they were
+            assert (np.diff(item.counts) <= 0).all()  # still most abundant first
+            assert item.total == full[i].total  # dropped ASVs' reads stay in the relative-abundance total
+            if len(original) > 1:
+                kept += len(item.features)
+                offered += len(original)
+            draws.append(tuple(item.features.tolist()))
+    assert item.features.tolist() == dropped[i].features.tolist()  # same epoch: same draw
+    # each ASV kept with probability 0.3 (a sample left empty keeps its top ASV: rare at these sizes)
+    assert kept / offered == pytest.approx(0.3, abs=0.02)
+    assert len(set(draws)) > 0.9 * len(draws)  # a new draw per sample and epoch
+    for i in range(len(study.sample_ids)):
+        np.testing.assert_array_equal(evaluation[i].features, full[i].features)
+
+
+def test_asv_dropout_keeps_the_top_asv_when_every_asv_is_drawn_out():
+    study = random_study(n=30, n_features=8)
+    full = AAMDataset(study, max_bp=8, token_limit=10_000, train=True, seed=0)
+    dropped = AAMDataset(study, max_bp=8, token_limit=10_000, train=True, seed=0, asv_dropout=0.99)
+    lone = 0
+    for i in range(len(study.sample_ids)):
+        item = dropped[i]
+        assert len(item.features) >= 1
+        if len(full[i].features) > 1 and len(item.features) == 1 and item.features[0] == full[i].features[0]:
+            lone += 1
+    assert lone > 0
+
+
 def test_loader_shuffle_reproducible_per_epoch():
     study = random_study()
     ds = AAMDataset(study, max_bp=8, token_limit=16, train=True)
