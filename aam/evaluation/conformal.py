@@ -66,14 +66,19 @@ class IntervalCalibration:
         n = [int((~np.isnan(observed[:, t])).sum()) if calibrated[t] else 0 for t in range(values.shape[1])]
         return cls(pairs, offsets, list(calibrated), n)
 
-    def apply(self, values: np.ndarray) -> np.ndarray:
-        """[N, T, Q] quantiles -> calibrated copy: each pair moved apart by its offset, then sorted per sample."""
-        out = np.array(values, dtype=np.float64, copy=True)
+    def shifts(self, n_levels: int) -> np.ndarray:
+        """[T, Q] float64: what calibration adds to each level before sorting (-offset at a pair's lower
+        level, +offset at its upper one, 0 elsewhere)."""
+        out = np.zeros((len(self.offsets), n_levels))
         for t, target_offsets in enumerate(self.offsets):
             for (i, j), offset in zip(self.pairs, target_offsets):
-                out[:, t, i] -= offset
-                out[:, t, j] += offset
-        return np.sort(out, axis=-1)
+                out[t, i] -= offset
+                out[t, j] += offset
+        return out
+
+    def apply(self, values: np.ndarray) -> np.ndarray:
+        """[N, T, Q] quantiles -> calibrated copy: each pair moved apart by its offset, then sorted per sample."""
+        return np.sort(np.asarray(values, dtype=np.float64) + self.shifts(values.shape[-1]), axis=-1)
 
     def interval_offsets(self, t: int, quantiles: tuple[float, ...]) -> dict[str, float]:
         """{"<lo>-<hi>": offset} of target t (its metrics.json entry)."""

@@ -4,7 +4,7 @@ The model reads each (sample, slot) as one input vector, x_i = asv_vector_i + co
 (abundance_i = log(1 + reads), or log(1 + reads per 10,000) for `--abundance relative`; see
 `AAMRegressor.abundance_input`), and sees nothing else of the ASV. Integrated gradients along the
 straight line from a reference x_i^0 to x_i gives, for every output y (a target's point prediction, or
-a quantile model's interval width),
+a quantile model's interval width, calibrated as `aam predict` reports it),
 
     attribution_i = sum_d (x_i - x_i^0)_d * integral_0^1 dy/dx_i,d (x^0 + a (x - x^0)) da,
 
@@ -31,6 +31,7 @@ import torch
 from aam.data.batch import Batch
 from aam.data.encoders import TargetScaler
 from aam.models import AAMRegressor
+from aam.evaluation.conformal import IntervalCalibration
 from aam.evaluation.inference import point_predictions
 
 REFERENCES = ("empty", "counts")
@@ -63,19 +64,34 @@ def _gauss_legendre(n: int, lo: float, hi: float) -> tuple[np.ndarray, np.ndarra
 
 
 def output_names(target_columns, quantiles: tuple[float, ...]) -> list[str]:
-    """One output per target (`<t>`: point prediction), plus `<t>_width` (highest - lowest quantile)."""
+    """One output per target (`<t>`: point prediction), plus `<t>_width` (highest - lowest quantile, after
+    the model's conformal calibration when it has one: see `output_values`)."""
     names = list(target_columns)
     if len(quantiles) > 1:
         names += [f"{t}_width" for t in target_columns]
     return names
 
 
-def output_values(pred_z: torch.Tensor, scaler: TargetScaler, quantiles: tuple[float, ...]) -> torch.Tensor:
-    """[B, T, Q] z-scored predictions -> [B, K] outputs in target units (see `output_names`)."""
+def output_values(pred_z: torch.Tensor, scaler: TargetScaler, quantiles: tuple[float, ...],
+                  calibration: IntervalCalibration | None = None) -> torch.Tensor:
+    """[B, T, Q] z-scored predictions -> [B, K] outputs in target units (see `output_names`).
+
+    With a `calibration`, the width is the one `aam predict` reports: the highest minus the lowest level
+    after each pair is moved apart by its offset and the levels sorted, max_q(v_q + s_q) - min_q(v_q + s_q)
+    (v: the model's levels, s: `IntervalCalibration.shifts`). While the outermost levels stay the extremes
+    this is the model's own width plus twice the outermost offset, a constant that the baseline takes up;
+    where the shifts reorder the levels it is still the exact width, piecewise linear in v: completeness
+    holds, but the quadrature resolves a kink (two levels trading places along the path) less well, which
+    `BatchAttribution.gap` shows.
+    """
     std = torch.as_tensor(scaler.std, dtype=pred_z.dtype, device=pred_z.device)  # [T]
     mean = torch.as_tensor(scaler.mean, dtype=pred_z.dtype, device=pred_z.device)
     # point_predictions is linear in pred_z (the median between levels is interpolated), so exact to differentiate
     point = point_predictions(pred_z, quantiles) * std + mean
+    if len(quantiles) > 1 and calibration is not None:
+        shifts = torch.as_tensor(calibration.shifts(len(quantiles)), dtype=pred_z.dtype, device=pred_z.device)
+        levels = pred_z * std[:, None] + shifts  # [B, T, Q] in target units, less the mean
+        return torch.cat([point, levels.amax(-1) - levels.amin(-1)], dim=1)
     if len(quantiles) > 1:
         return torch.cat([point, (pred_z[..., -1] - pred_z[..., 0]) * std], dim=1)
     return point
@@ -129,9 +145,11 @@ class SlotInputs:
 
 
 def attribute_batch(model: AAMRegressor, batch: Batch, scaler: TargetScaler, quantiles: tuple[float, ...],
-                    steps: int, reference: str = "empty") -> BatchAttribution:
+                    steps: int, reference: str = "empty",
+                    calibration: IntervalCalibration | None = None) -> BatchAttribution:
     """Integrated gradients of every output for every sample and slot of `batch` (already on the model's
-    device); `steps` forward + backward passes of the sample encoder and head, fp32."""
+    device); `steps` forward + backward passes of the sample encoder and head, fp32. `calibration`: the
+    model's conformal offsets, which the width output includes (`output_values`)."""
     assert not model.training, "explain in eval mode: batch statistics would couple the samples"
     nodes, weights = quadrature(steps, reference)
     run = SlotInputs(model, batch)
@@ -144,13 +162,13 @@ def attribute_batch(model: AAMRegressor, batch: Batch, scaler: TargetScaler, qua
     delta = x1 - x0  # [B, A, D]
     mask = batch.asv_mask.unsqueeze(-1)
     with torch.no_grad():
-        prediction = output_values(run(x1), scaler, quantiles).double()
-        baseline = output_values(run(x0), scaler, quantiles).double()
+        prediction = output_values(run(x1), scaler, quantiles, calibration).double()
+        baseline = output_values(run(x0), scaler, quantiles, calibration).double()
     k = prediction.shape[1]
     total = torch.zeros(*x1.shape[:2], k, dtype=torch.float64, device=x1.device)  # [B, A, K]
     for a, w in zip(nodes.tolist(), weights.tolist()):
         x = (x0 + a * delta).requires_grad_(True)
-        y = output_values(run(x), scaler, quantiles)  # [B, K]
+        y = output_values(run(x), scaler, quantiles, calibration)  # [B, K]
         for j in range(k):
             (grad,) = torch.autograd.grad(y[:, j].sum(), x, retain_graph=j + 1 < k)
             total[..., j] += w * (grad * delta * mask).sum(-1).double()

@@ -25,7 +25,7 @@ from aam.evaluation.inference import LoadedModel
 @dataclass
 class Explanation:
     sample_ids: list[str]
-    outputs: list[str]  # K output names: targets, then `<target>_width` for quantile models
+    outputs: list[str]  # K output names: targets, then `<target>_width` (calibrated) for quantile models
     prediction: np.ndarray  # float64 [N, K] in target units (mean over models)
     baseline: np.ndarray  # float64 [N, K]: the outputs at the reference input (mean over models)
     attributions: list[sp.csr_matrix]  # K x float64 [N, F] over the study's features (mean over models)
@@ -54,7 +54,7 @@ def explain_study(models: list[LoadedModel], study: Study, device: torch.device,
                   steps: int = 64, reference: str = "empty", progress: bool = True) -> Explanation:
     """Integrated-gradients attributions (see `aam.explain.attribution`) of every sample of `study`,
     averaged over `models` (each model's attributions sum to its own prediction, so their mean sums
-    to the mean prediction)."""
+    to the mean prediction; each model's widths include its own conformal calibration)."""
     assert models
     check_compatible(models)
     config = models[0].config
@@ -82,7 +82,8 @@ def _explain_one(loaded: LoadedModel, study: Study, device: torch.device, batch_
     preds, bases, rows, cols, values = [], [], [], [], []
     start = 0
     for batch in make_loader(dataset, batch_size or config.train.batch_size, shuffle=False):
-        result = attribute_batch(model, batch.to(device), loaded.scaler, config.loss.quantiles, steps, reference)
+        result = attribute_batch(model, batch.to(device), loaded.scaler, config.loss.quantiles, steps, reference,
+                                 loaded.calibration)
         mask = batch.asv_mask.numpy()  # [B, A]
         slot_row, slot = np.nonzero(mask)
         # Feature column of each real slot: the dataset keeps each sample's ASVs as a prefix of its slots.

@@ -27,10 +27,18 @@ def point_run(small_study_args, tmp_path_factory):
 @pytest.fixture(scope="module")
 def quantile_run(small_study_args, tmp_path_factory):
     out = tmp_path_factory.mktemp("explain_quantile") / "run"
-    # explain reads the model's own quantiles; the conformal offset that predict adds is a constant, which
-    # moves the width but no attribution, so the run keeps its intervals as trained to compare them with predict
+    # intervals kept as trained: explain's width is the model's own highest minus lowest quantile
     assert main(["train", *small_study_args, "--metadata-column", "ph", "--loss-type", "quantile",
                  "--quantiles", "0.1,0.5,0.9", "--epochs", "2", "--no-conformal", "--output-dir", str(out), *TINY]) == 0
+    return out
+
+
+@pytest.fixture(scope="module")
+def conformal_run(small_study_args, tmp_path_factory):
+    """A quantile model whose intervals were calibrated after training (the default)."""
+    out = tmp_path_factory.mktemp("explain_conformal") / "run"
+    assert main(["train", *small_study_args, "--metadata-column", "ph", "--loss-type", "quantile",
+                 "--quantiles", "0.1,0.5,0.9", "--epochs", "2", "--output-dir", str(out), *TINY]) == 0
     return out
 
 
@@ -120,6 +128,24 @@ def test_explain_quantile_model_gives_median_and_width(quantile_run, small_study
     assert {"mean_abs_attribution_ph_width", "mean_attribution_ph_width"} <= set(asvs.columns)
     assert "spearman_ph" in asvs.columns and asvs["spearman_ph"].isna().all()  # no metadata given
     assert (out / "plots/waterfall_sample_000_ph_width.png").is_file()
+
+
+def test_explained_width_of_a_calibrated_model_is_the_width_predict_reports(conformal_run, small_study, tmp_path):
+    table = ["--table", str(small_study / "table.biom"), "--device", "cpu"]
+    out = tmp_path / "explain"
+    assert main(["explain", "--model", str(conformal_run / "model.pt"), *table, "--output-dir", str(out),
+                 "--no-progress"]) == 0
+    assert main(["predict", "--model", str(conformal_run / "model.pt"), *table, "--output", str(tmp_path / "p.tsv")]) == 0
+    samples = pd.read_csv(out / "samples.tsv", sep="\t", index_col="sample_id")
+    predicted = pd.read_csv(tmp_path / "p.tsv", sep="\t", index_col="sample_id").loc[samples.index]
+    offset = json.loads((conformal_run / "metrics.json").read_text())["ph"]["interval_offsets"]["0.1-0.9"]
+    assert abs(offset) > 0.01  # the calibration moved the intervals, so ignoring it would show
+    np.testing.assert_allclose(samples["ph_width"], predicted["ph_q0.9"] - predicted["ph_q0.1"], atol=1e-4)
+    np.testing.assert_allclose(samples["ph"], predicted["ph_q0.5"], atol=1e-4)
+    long = pd.read_csv(out / "attributions.tsv", sep="\t")
+    sums = long[long["output"] == "ph_width"].groupby("sample_id")["attribution"].sum()
+    np.testing.assert_allclose(samples.loc[sums.index, "ph_width_baseline"] + sums, samples.loc[sums.index, "ph_width"],
+                               atol=0.01 * max(np.ptp(samples["ph_width"]), 0.1))
 
 
 def test_baseline_writes_forest_importances(point_run, tmp_path):

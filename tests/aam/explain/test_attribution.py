@@ -9,7 +9,8 @@ from aam.data.batch import Batch
 from aam.data.dataset import AAMDataset, make_loader
 from aam.explain.attribution import attribute_batch, output_names, quadrature
 from aam.explain.explanation import explain_study
-from aam.evaluation.inference import point_predictions
+from aam.evaluation.conformal import IntervalCalibration
+from aam.evaluation.inference import point_predictions, run_model, to_predictions
 
 from explain_fixtures import MAX_BP, TOKEN_LIMIT, tiny_model
 
@@ -113,6 +114,59 @@ def test_quantile_model_explains_median_and_interval_width(study):
     np.testing.assert_allclose(result.prediction[:, 1], width, atol=1e-5)
     assert torch.all(width > 0)
     np.testing.assert_allclose(result.baseline + result.attribution.sum(1), result.prediction, atol=1e-4)
+
+
+def _calibrated(pairs, offsets):
+    """A one-target calibration with the given offsets (target units) for the given level pairs."""
+    return IntervalCalibration(pairs, [list(offsets)], [True], [50])
+
+
+def _predict_widths(loaded, batch, calibration):
+    """Highest minus lowest calibrated quantile through `aam predict`'s own path (run_model, to_predictions)."""
+    p = to_predictions(run_model(loaded.model, [batch], CPU), loaded.scaler, loaded.config.loss.quantiles, calibration)
+    return p.quantile_values[:, 0, -1] - p.quantile_values[:, 0, 0]
+
+
+def test_calibrated_width_is_predicts_and_its_offset_goes_into_the_baseline(study):
+    quantiles = (0.1, 0.5, 0.9)
+    loaded = tiny_model(study, quantiles=quantiles)
+    (batch, *_), _ = _batch(study, loaded, None, 8)
+    calibration = _calibrated([(0, 2)], [0.7])
+    plain = attribute_batch(loaded.model, batch, loaded.scaler, quantiles, 24, "counts")
+    result = attribute_batch(loaded.model, batch, loaded.scaler, quantiles, 24, "counts", calibration)
+    np.testing.assert_allclose(result.prediction[:, 1], _predict_widths(loaded, batch, calibration), atol=1e-5)
+    np.testing.assert_allclose(result.prediction[:, 1], plain.prediction[:, 1] + 1.4, atol=1e-5)
+    # the levels keep their order on the whole path, so the offset is a constant: same attributions
+    np.testing.assert_allclose(result.baseline[:, 1], plain.baseline[:, 1] + 1.4, atol=1e-5)
+    np.testing.assert_allclose(result.attribution, plain.attribution, atol=1e-6)
+    np.testing.assert_allclose(result.prediction[:, 0], plain.prediction[:, 0], atol=1e-6)  # the median is not moved
+    np.testing.assert_allclose(result.gap, 0, atol=1e-4)
+
+
+def test_calibrated_width_stays_exact_where_a_negative_offset_reorders_the_levels(study):
+    quantiles = (0.1, 0.25, 0.5, 0.75, 0.9)
+    loaded = tiny_model(study, quantiles=quantiles)
+    (batch, *_), _ = _batch(study, loaded, None, 8)
+    # the outer pair moves inwards past the inner pair, which moves apart: the inner levels become the ends
+    calibration = _calibrated([(0, 4), (1, 3)], [-3.0, 1.0])
+    result = attribute_batch(loaded.model, batch, loaded.scaler, quantiles, 48, "counts", calibration)
+    expected = _predict_widths(loaded, batch, calibration)
+    np.testing.assert_allclose(result.prediction[:, 1], expected, atol=1e-5)
+    plain = attribute_batch(loaded.model, batch, loaded.scaler, quantiles, 2, "counts")
+    assert np.abs(expected - (plain.prediction[:, 1].numpy() - 6.0)).min() > 0.1  # not the width plus a constant
+    np.testing.assert_allclose(result.baseline[:, 1] + result.attribution[..., 1].sum(1), result.prediction[:, 1],
+                               atol=1e-3 * max(1.0, float(np.ptp(expected))))
+
+
+def test_averaged_models_each_apply_their_own_calibration(study):
+    quantiles = (0.1, 0.5, 0.9)
+    first, second = tiny_model(study, quantiles, seed=0), tiny_model(study, quantiles, seed=1)
+    first.calibration, second.calibration = _calibrated([(0, 2)], [0.5]), _calibrated([(0, 2)], [1.5])
+    both = explain_study([first, second], study, CPU, batch_size=8, steps=16, reference="counts", progress=False)
+    (batch, *_), _ = _batch(study, first, None, study.n_samples)
+    expected = (_predict_widths(first, batch, first.calibration) + _predict_widths(second, batch, second.calibration)) / 2
+    np.testing.assert_allclose(both.prediction[:, 1], expected, atol=1e-5)
+    np.testing.assert_allclose(both.gap, 0, atol=1e-4)
 
 
 def test_mixture_of_experts_head_is_explained(study):
