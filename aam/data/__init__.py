@@ -13,7 +13,7 @@ Public API (each module documents its part):
 - `split_samples(study, test_size, seed, group_column=None) -> (train_idx, val_idx)`,
   `write_split(dir, study, train_idx, val_idx)`, `read_sample_list`, `positions_of` (split.py).
 - `AAMDataset(study, indices, *, max_bp, token_limit, asv_sampling, train, encoders, start_token, seed,
-  rarefy)`, `collate`, `make_loader(dataset, batch_size, shuffle, seed, num_workers=0)` (dataset.py).
+  rarefy, asv_dropout)`, `collate`, `make_loader(dataset, batch_size, shuffle, seed, num_workers=0)` (dataset.py).
 """
 
 from aam.data.batch import Batch

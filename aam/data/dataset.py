@@ -39,9 +39,9 @@ class AAMDataset(Dataset):
     kept with probability f, f drawn uniformly from [rarefy, 1] per sample and epoch, from (seed, epoch,
     sample)); ASVs left without reads are dropped before the ASVs are chosen. Counts are rounded to whole reads.
     asv_dropout: in training only, each epoch every sample loses each of its ASVs with this probability
-    (independently, from (seed, epoch, sample, feature); the most abundant survivor is kept when none is)
-    before the ASVs are chosen; its reads still count in the sample's total. The model then cannot lean on
-    any one ASV of a group whose abundances move together, so it spreads its use over the group.
+    (independently, from (seed, epoch, sample, feature); when none is left, the most abundant one is kept)
+    before the ASVs are chosen; the dropped ASVs' reads still count in the sample's total. The model then
+    cannot lean on a few ASVs of a group whose abundances move together and learns to use the others too.
     encoders: the CategoryEncoder fitted on the training samples; when None it is fitted here, which
     is only allowed for a training dataset (see `encoder` to reuse it).
     """
