@@ -159,7 +159,7 @@ class TrainConfig:
     output_dir: str = resumable("")  # where checkpoints, predictions, metrics and plots go
     # maximum number of passes over the training samples (the cosine decay spans them); more on resume
     # stretch the cosine schedule from the current step to the new total
-    epochs: int = resumable(20, "--epochs (not fewer than done)")
+    epochs: int = resumable(100, "--epochs (not fewer than done)")
     batch_size: int = 16  # samples per step
     lr: float | None = None  # peak AdamW learning rate (after warmup); None = default_lr(embedding_dim)
     weight_decay: float = 0.01  # AdamW decoupled weight decay
