@@ -4,7 +4,8 @@ Files written to `output_dir`:
 - `samples.tsv`: per sample and output, the prediction, the baseline and the completeness gap;
 - `attributions.tsv`: per sample, output and ASV the model saw, its attribution (target units);
 - `asv_importance.tsv`, and `taxon_importance.tsv` with a taxonomy (see `aam.explain.importance`);
-- `explain.json`: method, steps, reference, models and the largest completeness gap;
+- `explain.json`: method, steps, reference, models, the largest completeness gap and, for a quantile
+  model, per model whether its widths include conformal offsets (`width_conformal`);
 - `plots/`: top ASVs (and taxa) per output, an abundance heatmap per target, one sample's waterfall.
 """
 
@@ -94,11 +95,14 @@ def explain_into(out: Path, config: ExplainConfig) -> Explanation:
         raise UserError(f"--sample {config.sample} is not a sample of {config.table} with reads")
     explanation = explain_study(models, study, device, config.batch_size, config.steps, config.reference,
                                 config.progress)
-    write_outputs(out, config, study, explanation, taxonomy)
+    calibrated = [m.calibration is not None for m in models] if len(run.loss.quantiles) > 1 else None
+    write_outputs(out, config, study, explanation, taxonomy, calibrated)
     return explanation
 
 
-def write_outputs(out: Path, config: ExplainConfig, study: Study, e: Explanation, taxonomy: Taxonomy | None) -> None:
+def write_outputs(out: Path, config: ExplainConfig, study: Study, e: Explanation, taxonomy: Taxonomy | None,
+                  width_calibrated: list[bool] | None = None) -> None:
+    """`width_calibrated`: for a quantile model, per model whether its widths include conformal offsets."""
     gap = e.gap
     spread = np.ptp(e.prediction, axis=0) if len(e.prediction) > 1 else np.ones(len(e.outputs))
     worst = np.abs(gap).max(axis=0)
@@ -126,6 +130,7 @@ def write_outputs(out: Path, config: ExplainConfig, study: Study, e: Explanation
         "method": "integrated gradients over each ASV's input vector (sequence + log-count embedding)",
         "reference": config.reference, "steps": config.steps, "models": list(config.models),
         "outputs": e.outputs, "samples": len(e.sample_ids),
+        **({"width_conformal": width_calibrated} if width_calibrated is not None else {}),
         "max_abs_gap": {name: float(g) for name, g in zip(e.outputs, worst)}})
     write_plots(out / "plots", config, study, e, asvs, taxa, abundance)
 

@@ -128,6 +128,7 @@ def test_explain_quantile_model_gives_median_and_width(quantile_run, small_study
     assert {"mean_abs_attribution_ph_width", "mean_attribution_ph_width"} <= set(asvs.columns)
     assert "spearman_ph" in asvs.columns and asvs["spearman_ph"].isna().all()  # no metadata given
     assert (out / "plots/waterfall_sample_000_ph_width.png").is_file()
+    assert json.loads((out / "explain.json").read_text())["width_conformal"] == [False]  # --no-conformal
 
 
 def test_explained_width_of_a_calibrated_model_is_the_width_predict_reports(conformal_run, small_study, tmp_path):
@@ -142,6 +143,7 @@ def test_explained_width_of_a_calibrated_model_is_the_width_predict_reports(conf
     assert abs(offset) > 0.01  # the calibration moved the intervals, so ignoring it would show
     np.testing.assert_allclose(samples["ph_width"], predicted["ph_q0.9"] - predicted["ph_q0.1"], atol=1e-4)
     np.testing.assert_allclose(samples["ph"], predicted["ph_q0.5"], atol=1e-4)
+    assert json.loads((out / "explain.json").read_text())["width_conformal"] == [True]
     long = pd.read_csv(out / "attributions.tsv", sep="\t")
     sums = long[long["output"] == "ph_width"].groupby("sample_id")["attribution"].sum()
     np.testing.assert_allclose(samples.loc[sums.index, "ph_width_baseline"] + sums, samples.loc[sums.index, "ph_width"],
