@@ -66,11 +66,19 @@ def test_random_sampling_per_epoch_and_deterministic_evaluation():
         assert [evaluation[i].features.tolist() for i in range(10)] == top
 
 
+def plain_augmented_evaluation(study: Study, **augmentation):
+    """Every ASV of every sample, seed 3: a plain training dataset, one with `augmentation`, and an evaluation
+    dataset given the same `augmentation` (which it must ignore)."""
+    options = dict(max_bp=8, token_limit=10_000)
+    full = AAMDataset(study, train=True, seed=3, **options)
+    augmented = AAMDataset(study, train=True, seed=3, **options, **augmentation)
+    evaluation = AAMDataset(study, train=False, encoders=full.encoder, **options, **augmentation)
+    return full, augmented, evaluation
+
+
 def test_rarefy_thins_reads_anew_each_epoch_in_training_only():
     study = random_study(n=12, n_features=80)
-    full = AAMDataset(study, max_bp=8, token_limit=10_000, train=True, seed=3)
-    thinned = AAMDataset(study, max_bp=8, token_limit=10_000, train=True, seed=3, rarefy=0.2)
-    evaluation = AAMDataset(study, max_bp=8, token_limit=10_000, train=False, encoders=full.encoder, rarefy=0.2)
+    full, thinned, evaluation = plain_augmented_evaluation(study, rarefy=0.2)
     fractions = []
     for epoch in range(200):
         thinned.set_epoch(epoch)
@@ -94,9 +102,7 @@ def test_rarefy_thins_reads_anew_each_epoch_in_training_only():
 
 def test_asv_dropout_drops_asvs_anew_each_epoch_in_training_only():
     study = random_study(n=12, n_features=80)
-    full = AAMDataset(study, max_bp=8, token_limit=10_000, train=True, seed=3)
-    dropped = AAMDataset(study, max_bp=8, token_limit=10_000, train=True, seed=3, asv_dropout=0.7)
-    evaluation = AAMDataset(study, max_bp=8, token_limit=10_000, train=False, encoders=full.encoder, asv_dropout=0.7)
+    full, dropped, evaluation = plain_augmented_evaluation(study, asv_dropout=0.7)
     kept, offered, draws = 0, 0, []
     for epoch in range(100):
         dropped.set_epoch(epoch)
