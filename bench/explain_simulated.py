@@ -1,7 +1,8 @@
 """Do `aam explain`'s rankings find the microbes that respond to pH? Checked on the simulated study.
 
-    python -m bench.explain_simulated OUT_DIR [--seed 0] [--epochs 25] [--reference empty|counts]
-                                      [--model-seed S] [--models N | --cv-folds K] [--train-flags "..."]
+    python -m bench.explain_simulated OUT_DIR [--seed 0] [--epochs 25] [--method cohort|integrated-gradients]
+                                      [--reference empty|counts] [--model-seed S] [--models N | --cv-folds K]
+                                      [--train-flags "..."]
 
 Simulates the demo study (300 samples, 128 ASVs), trains a small model with one nucleotide layer (ph and temperature, or
 `--targets`; location as a category), explains it on every sample, fits the random forest on the same
@@ -17,7 +18,10 @@ forest is always fitted on the first model's split.
 - how many of AAM's top 20 ASVs are among the forest's top 20 by permutation importance;
 - the mean |Spearman(relative abundance, pH)| of the top 20 ASVs of each ranking, of all ASVs, and of the
   20 ASVs with the largest value (the best any ranking can reach);
-- how the response and AAM's ranking relate to prevalence and abundance.
+- how the response and AAM's ranking relate to prevalence and abundance;
+- with `--method cohort`, the same Spearman correlation for cohort Shapley values (same settings) of two
+  other sets of predictions: the forest's (fitted on the split's training samples, predicting every sample)
+  and the observed pH itself, which show how much of the ranking the study's data alone decides.
 
 Writes OUT_DIR/summary.json. Takes a few minutes on one CPU core.
 """
@@ -33,6 +37,7 @@ import pandas as pd
 from scipy.stats import spearmanr
 
 from aam.cli.main import main
+from aam.explain.config import ExplainConfig
 
 TRAIN_FLAGS = ["--categorical-columns", "location", "--embedding-dim", "32",
                "--attention-heads", "4", "--asv-layers", "1", "--sample-layers", "1", "--dropout", "0",
@@ -58,8 +63,33 @@ def with_seed(flags: list[str], seed: int) -> list[str]:
     return flags
 
 
+def cohort_spearman(folder: Path, train_dir: Path, response: pd.Series) -> dict[str, float]:
+    """Spearman(mean |cohort Shapley value| to ph, response) for the forest's predictions and for observed ph."""
+    import numpy as np
+
+    from aam.data.study import load_study
+    from aam.evaluation.baseline import fit_forests, relative_abundance
+    from aam.explain.cohort import cohort_shapley
+
+    study = load_study(str(folder / "table.biom"), None, str(folder / "metadata.tsv"), target_columns=["ph"])
+    x = relative_abundance(study.counts)
+    position = {s: k for k, s in enumerate(study.sample_ids)}
+    train = np.array([position[s] for s in (train_dir / "train_samples.txt").read_text().split()])
+    _, forest = next(fit_forests(study, x, train, n_estimators=100, seed=0))
+    players = [x[s].indices for s in range(study.n_samples)]
+    no_categories = np.zeros((study.n_samples, 0), dtype=object)
+    defaults = ExplainConfig()
+    out = {}
+    for name, values in (("forest", forest.predict(x)), ("observed_ph", study.targets[:, 0])):
+        result = cohort_shapley(values[:, None], x, players, no_categories, defaults.similarity_ratio,
+                                defaults.permutations, defaults.seed)
+        importance = pd.Series(np.asarray(abs(result.attributions[0]).mean(axis=0)).ravel(), study.feature_ids)
+        out[name] = spearmanr(importance[response.index], response).statistic
+    return out
+
+
 def main_(out: Path, seed: int, epochs: int, targets: str, reference: str, models: int = 1,
-          cv_folds: int = 0, model_seed: int = 0, train_flags: str = "") -> dict:
+          cv_folds: int = 0, model_seed: int = 0, train_flags: str = "", method: str = "cohort") -> dict:
     data, run, explained, forest = out / "data", out / "run", out / "explain", out / "forest"
     table = ["--table", str(data / "table.biom"), "--metadata", str(data / "metadata.tsv")]
     model_flags = ["--epochs", str(epochs), "--metadata-column", targets]
@@ -74,7 +104,8 @@ def main_(out: Path, seed: int, epochs: int, targets: str, reference: str, model
                       *model_flags, *with_seed(TRAIN_FLAGS, model_seed), *extra])
         explained_models = [str(out / "cv")]
     steps += [["explain", *[a for m in explained_models for a in ("--model", m)], *table,
-               "--output-dir", str(explained), "--device", "cpu", "--reference", reference, "--no-progress"],
+               "--output-dir", str(explained), "--device", "cpu", "--method", method, "--reference", reference,
+               "--no-progress"],
               ["baseline", "--train-dir", str(run), "--output-dir", str(forest)]]
     for argv in steps:
         if main(argv) != 0:
@@ -83,6 +114,7 @@ def main_(out: Path, seed: int, epochs: int, targets: str, reference: str, model
     aam = pd.read_csv(explained / "asv_importance.tsv", sep="\t", index_col="feature_id")
     rf = pd.read_csv(forest / "asv_importance.tsv", sep="\t", index_col="feature_id")
     ids = response.dropna().index
+    response = response[ids]
     top_aam = set(aam["mean_abs_attribution_ph"].nlargest(TOP).index)
     top_rf = set(rf["permutation_importance_ph"].nlargest(TOP).index)
     summary = {
@@ -90,6 +122,7 @@ def main_(out: Path, seed: int, epochs: int, targets: str, reference: str, model
         "spearman_aam_vs_response": spearmanr(aam.loc[ids, "mean_abs_attribution_ph"], response[ids]).statistic,
         "spearman_aam_present_vs_response": spearmanr(aam.loc[ids, "mean_abs_attribution_present_ph"],
                                                       response[ids], nan_policy="omit").statistic,
+        "method": method,
         "spearman_rf_permutation_vs_response": spearmanr(rf.loc[ids, "permutation_importance_ph"],
                                                          response[ids]).statistic,
         "spearman_rf_impurity_vs_response": spearmanr(rf.loc[ids, "impurity_importance_ph"], response[ids]).statistic,
@@ -106,6 +139,8 @@ def main_(out: Path, seed: int, epochs: int, targets: str, reference: str, model
         "validation_mae_ph": {"aam_first_model": json.loads((run / "metrics.json").read_text())["ph"]["mae"],
                               "random_forest": json.loads((forest / "metrics.json").read_text())["ph"]["mae"]},
     }
+    if method == "cohort":
+        summary["spearman_cohort_vs_response_of"] = cohort_spearman(data, run, response)
     (out / "summary.json").write_text(json.dumps(summary, indent=1) + "\n")
     return summary
 
@@ -116,11 +151,12 @@ if __name__ == "__main__":
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--epochs", type=int, default=25)
     parser.add_argument("--targets", default="ph,temperature", help="--metadata-column of the model")
-    parser.add_argument("--reference", default="empty", help="--reference of aam explain")
+    parser.add_argument("--method", default=ExplainConfig().method, help="--method of aam explain")
+    parser.add_argument("--reference", default="empty", help="--reference of aam explain (integrated gradients)")
     parser.add_argument("--model-seed", type=int, default=0, help="--seed of the (first) model")
     parser.add_argument("--models", type=int, default=1, help="models trained (seeds S .. S+N-1) and averaged")
     parser.add_argument("--cv-folds", type=int, default=0, help="explain an `aam cv` folder of this many folds")
     parser.add_argument("--train-flags", default="", help="extra `aam train` flags, e.g. \"--token-limit 64\"")
     args = parser.parse_args()
     print(json.dumps(main_(args.out, args.seed, args.epochs, args.targets, args.reference, args.models,
-                           args.cv_folds, args.model_seed, args.train_flags), indent=1))
+                           args.cv_folds, args.model_seed, args.train_flags, args.method), indent=1))

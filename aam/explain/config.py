@@ -14,8 +14,13 @@ class ExplainConfig:
     taxonomy: str | None = None  # FeatureData[Taxonomy] .qza or TSV with 'Feature ID' and 'Taxon'
     output_dir: str = ""  # folder for the tables and plots
     batch_size: int | None = None  # samples per batch; None = the training batch size
-    steps: int = 64  # integration steps (forward + backward passes per batch)
-    reference: str = "empty"  # "empty": from a sample with no reads; "counts": from the same ASVs with zero reads
+    method: str = "cohort"  # "cohort": cohort Shapley values; "integrated-gradients"
+    permutations: int = 128  # cohort: orders of the players sampled per sample
+    similarity_ratio: float = 2.0  # cohort: abundances within this factor of each other count as similar
+    seed: int = 0  # cohort: seeds the sampled orders
+    steps: int = 64  # integrated gradients: integration steps (forward + backward passes per batch)
+    reference: str = "empty"  # integrated gradients: "empty": from a sample with no reads; "counts": from the
+    # same ASVs with zero reads
     sample: str | None = None  # the sample drawn as a waterfall; None = the first
     device: str = "auto"  # auto | cpu | cuda
     progress: bool = True  # tqdm bar over batches

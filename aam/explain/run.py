@@ -4,7 +4,7 @@ Files written to `output_dir`:
 - `samples.tsv`: per sample and output, the prediction, the baseline and the completeness gap;
 - `attributions.tsv`: per sample, output and ASV the model saw, its attribution (target units);
 - `asv_importance.tsv`, and `taxon_importance.tsv` with a taxonomy (see `aam.explain.importance`);
-- `explain.json`: method, steps, reference, models, the largest completeness gap and, for a quantile
+- `explain.json`: the method and its settings, models, the largest completeness gap and, for a quantile
   model, per model whether its widths include conformal offsets (`width_conformal`);
 - `plots/`: top ASVs (and taxa) per output, an abundance heatmap per target, one sample's waterfall.
 """
@@ -25,7 +25,7 @@ from aam.errors import UserError
 from aam.explain import plots
 from aam.explain.attribution import REFERENCES
 from aam.explain.config import ExplainConfig
-from aam.explain.explanation import Explanation, explain_study
+from aam.explain.explanation import METHODS, Explanation, explain_study
 from aam.explain.importance import asv_table, taxon_table
 from aam.explain.taxonomy import Taxonomy, read_taxonomy
 from aam.evaluation.baseline import relative_abundance
@@ -39,6 +39,13 @@ log = logging.getLogger("aam.explain")
 TOP = 20  # rows in the bar charts and the heatmap
 WATERFALL = 15  # largest attributions drawn one by one in the waterfall
 GAP_WARNING = 0.01  # warn when a completeness gap exceeds this fraction of the predictions' spread
+# cohort: below this many samples, cohorts are too coarse for attributions to mean much
+COHORT_FEW_SAMPLES = 30
+METHOD_TEXT = {
+    "cohort": "cohort Shapley values: the mean prediction of the samples similar to the sample on a set of its "
+              "ASVs (relative abundance within similarity_ratio) and categorical values",
+    "integrated-gradients": "integrated gradients over each ASV's input vector (sequence + log-count embedding)",
+}
 
 
 def check_config(config: ExplainConfig, overwrite: bool) -> Path:
@@ -50,6 +57,12 @@ def check_config(config: ExplainConfig, overwrite: bool) -> Path:
         raise UserError("give an output folder (--output-dir)")
     if config.batch_size is not None and config.batch_size < 1:
         raise UserError(f"--batch-size must be >= 1; got {config.batch_size}")
+    if config.method not in METHODS:
+        raise UserError(f"--method must be one of {', '.join(METHODS)}; got {config.method!r}")
+    if config.permutations < 2:
+        raise UserError(f"--permutations must be >= 2; got {config.permutations}")
+    if not config.similarity_ratio > 1:
+        raise UserError(f"--similarity-ratio must be > 1; got {config.similarity_ratio}")
     if config.reference not in REFERENCES:
         raise UserError(f"--reference must be one of {', '.join(REFERENCES)}; got {config.reference!r}")
     if config.steps < 2:
@@ -93,8 +106,10 @@ def explain_into(out: Path, config: ExplainConfig) -> Explanation:
     taxonomy = read_taxonomy(config.taxonomy, study.feature_ids) if config.taxonomy else None
     if config.sample is not None and config.sample not in study.sample_ids:
         raise UserError(f"--sample {config.sample} is not a sample of {config.table} with reads")
-    explanation = explain_study(models, study, device, config.batch_size, config.steps, config.reference,
-                                config.progress)
+    if config.method == "cohort" and study.n_samples < COHORT_FEW_SAMPLES:
+        log.warning("cohort attributions compare the %d samples of %s with each other: explain a whole study "
+                    "(or use --method integrated-gradients for a few samples)", study.n_samples, config.table)
+    explanation = explain_study(models, study, device, config)
     calibrated = [m.calibration is not None for m in models] if len(run.loss.quantiles) > 1 else None
     write_outputs(out, config, study, explanation, taxonomy, calibrated)
     return explanation
@@ -126,9 +141,12 @@ def write_outputs(out: Path, config: ExplainConfig, study: Study, e: Explanation
         taxa = taxon_table(study.feature_ids, abundance, study.targets, study.target_columns, e.attributions,
                            e.outputs, taxonomy)
         write_tsv(out / "taxon_importance.tsv", taxa)
+    settings = {"permutations": config.permutations, "similarity_ratio": config.similarity_ratio,
+                "seed": config.seed} if config.method == "cohort" else \
+        {"reference": config.reference, "steps": config.steps}
     write_json(out / "explain.json", {
-        "method": "integrated gradients over each ASV's input vector (sequence + log-count embedding)",
-        "reference": config.reference, "steps": config.steps, "models": list(config.models),
+        "method": config.method, "method_description": METHOD_TEXT[config.method], **settings,
+        "models": list(config.models),
         "outputs": e.outputs, "samples": len(e.sample_ids),
         **({"width_conformal": width_calibrated} if width_calibrated is not None else {}),
         "max_abs_gap": {name: float(g) for name, g in zip(e.outputs, worst)}})
@@ -179,7 +197,8 @@ def write_plots(folder: Path, config: ExplainConfig, study: Study, e: Explanatio
                                         abundance[rows][:, cols].toarray(), [label[f] for f in top["feature_id"]],
                                         order_values[rows], order_name))
     i = e.sample_ids.index(config.sample) if config.sample is not None else 0
-    start = "no reads" if config.reference == "empty" else "zero counts"
+    start = "mean prediction" if config.method == "cohort" else \
+        "no reads" if config.reference == "empty" else "zero counts"
     for k, name in enumerate(e.outputs):
         row = e.attributions[k].getrow(i)
         order = np.argsort(-np.abs(row.data), kind="stable")

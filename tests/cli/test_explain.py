@@ -69,12 +69,14 @@ def _feature_ids(study):
     return list(biom.load_table(str(study / "table.biom")).ids("observation"))
 
 
+@pytest.mark.parametrize("method", ["cohort", "integrated-gradients"])
 def test_explain_point_model_with_categories_and_taxonomy(point_run, small_study, small_study_args, taxonomy_tsv,
-                                                          tmp_path, capsys):
+                                                          tmp_path, capsys, method):
     out = tmp_path / "explain"
     assert main(["explain", "--model", str(point_run / "model.pt"), *small_study_args, "--taxonomy",
                  str(taxonomy_tsv), "--output-dir", str(out), "--batch-size", "9", "--device", "cpu",
-                 "--sample", "sample_005", "--no-progress"]) == 0
+                 "--sample", "sample_005", "--method", method, "--no-progress"]) == 0
+    assert json.loads((out / "explain.json").read_text())["method"] == method
     for name in ("samples.tsv", "attributions.tsv", "asv_importance.tsv", "taxon_importance.tsv", "explain.json",
                  "plots/top_asvs_ph.png", "plots/top_taxa_temperature.png", "plots/heatmap_ph.png",
                  "plots/waterfall_sample_005_ph.png"):
@@ -222,6 +224,10 @@ def test_bad_inputs_get_one_line_and_exit_2(point_run, small_study, small_study_
     user_error(["explain", *args, "--sample", "nope", "--output-dir", str(tmp_path / "d")], "--sample nope")
     user_error(["explain", *args, "--steps", "1", "--output-dir", str(tmp_path / "e")], "--steps")
     user_error(["explain", *args, "--reference", "mean", "--output-dir", str(tmp_path / "e")], "--reference")
+    user_error(["explain", *args, "--method", "lime", "--output-dir", str(tmp_path / "e")], "--method")
+    user_error(["explain", *args, "--permutations", "1", "--output-dir", str(tmp_path / "e")], "--permutations")
+    user_error(["explain", *args, "--similarity-ratio", "1", "--output-dir", str(tmp_path / "e")],
+               "--similarity-ratio")
     busy = tmp_path / "busy"
     busy.mkdir()
     (busy / "keep.txt").write_text("mine")

@@ -8,6 +8,7 @@ import torch
 from aam.data.batch import Batch
 from aam.data.dataset import AAMDataset, make_loader
 from aam.explain.attribution import attribute_batch, output_names, quadrature
+from aam.explain.config import ExplainConfig
 from aam.explain.explanation import explain_study
 from aam.evaluation.conformal import IntervalCalibration
 from aam.evaluation.inference import point_predictions, run_model, to_predictions
@@ -15,6 +16,11 @@ from aam.evaluation.inference import point_predictions, run_model, to_prediction
 from explain_fixtures import MAX_BP, TOKEN_LIMIT, tiny_model
 
 CPU = torch.device("cpu")
+
+
+def ig(batch_size, steps, reference="empty") -> ExplainConfig:
+    return ExplainConfig(method="integrated-gradients", batch_size=batch_size, steps=steps, reference=reference,
+                         progress=False)
 
 
 @pytest.mark.parametrize("reference", ["empty", "counts"])
@@ -89,8 +95,8 @@ def test_empty_reference_baseline_is_the_prediction_for_a_sample_without_reads(s
 
 def test_absent_asvs_get_zero_and_batches_do_not_matter(study):
     loaded = tiny_model(study)
-    one = explain_study([loaded], study, CPU, batch_size=1, steps=32, progress=False)
-    seven = explain_study([loaded], study, CPU, batch_size=7, steps=32, progress=False)
+    one = explain_study([loaded], study, CPU, ig(1, 32))
+    seven = explain_study([loaded], study, CPU, ig(7, 32))
     a1, a7 = one.attributions[0].toarray(), seven.attributions[0].toarray()
     np.testing.assert_allclose(a1, a7, atol=2e-5)
     np.testing.assert_allclose(one.prediction, seven.prediction, atol=1e-5)
@@ -162,7 +168,7 @@ def test_averaged_models_each_apply_their_own_calibration(study):
     quantiles = (0.1, 0.5, 0.9)
     first, second = tiny_model(study, quantiles, seed=0), tiny_model(study, quantiles, seed=1)
     first.calibration, second.calibration = _calibrated([(0, 2)], [0.5]), _calibrated([(0, 2)], [1.5])
-    both = explain_study([first, second], study, CPU, batch_size=8, steps=16, reference="counts", progress=False)
+    both = explain_study([first, second], study, CPU, ig(8, 16, "counts"))
     (batch, *_), _ = _batch(study, first, None, study.n_samples)
     expected = (_predict_widths(first, batch, first.calibration) + _predict_widths(second, batch, second.calibration)) / 2
     np.testing.assert_allclose(both.prediction[:, 1], expected, atol=1e-5)
@@ -179,8 +185,8 @@ def test_mixture_of_experts_head_is_explained(study):
 
 def test_averaging_models_averages_their_attributions(study):
     first, second = tiny_model(study, seed=0), tiny_model(study, seed=1)
-    both = explain_study([first, second], study, CPU, batch_size=8, steps=16, reference="counts", progress=False)
-    each = [explain_study([m], study, CPU, batch_size=8, steps=16, reference="counts", progress=False)
+    both = explain_study([first, second], study, CPU, ig(8, 16, "counts"))
+    each = [explain_study([m], study, CPU, ig(8, 16, "counts"))
             for m in (first, second)]
     np.testing.assert_allclose(both.attributions[0].toarray(),
                                (each[0].attributions[0].toarray() + each[1].attributions[0].toarray()) / 2, atol=1e-9)
