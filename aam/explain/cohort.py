@@ -28,12 +28,17 @@ from __future__ import annotations
 
 import itertools
 import math
+import sys
 from dataclasses import dataclass
 
 import numpy as np
 import scipy.sparse as sp
+from tqdm.auto import tqdm
 
-# Orders evaluated together: a chunk holds [chunk, samples, players] int32 positions.
+# Positions of an order checked for every sample at once; a sample alike on all of them (rare: the cohort
+# has usually shrunk to the sample itself by then) is checked on the rest of the order separately.
+HEAD = 16
+# Orders checked together: a chunk holds [chunk, HEAD, samples] booleans.
 CHUNK_ELEMENTS = 1 << 24
 
 
@@ -63,6 +68,28 @@ def orders(n_players: int, permutations: int, rng: np.random.Generator) -> np.nd
     return np.stack([o for first in half for o in (first, first[::-1])])
 
 
+def first_failures(differs: np.ndarray, order: np.ndarray, position: np.ndarray) -> np.ndarray:
+    """int64 [P, N]: per order, the position of the first player each sample differs on (M if none).
+
+    differs [N, M] bool; order, position [P, M] (position[p, order[p, k]] = k)."""
+    n, m = differs.shape
+    p = order.shape[0]
+    head = min(m, HEAD)
+    by_player = np.ascontiguousarray(differs.T)  # [M, N]
+    first_fail = np.empty((p, n), dtype=np.int64)
+    chunk = max(1, CHUNK_ELEMENTS // max(1, n * head))
+    for start in range(0, p, chunk):
+        block = by_player[order[start:start + chunk, :head]]  # [c, head, N]: differs on the k-th player?
+        first = block.argmax(axis=1)  # [c, N]: the first True, or 0 where there is none
+        hit = np.take_along_axis(block, first[:, None, :], axis=1)[:, 0]
+        first_fail[start:start + chunk] = np.where(hit, first, m)
+        if head < m:
+            q, j = np.nonzero(~hit)  # alike on the whole head: look along the rest of the order
+            q = q + start
+            first_fail[q, j] = np.where(differs[j], position[q], m).min(axis=-1)
+    return first_fail
+
+
 def sample_shapley(sim: np.ndarray, values: np.ndarray, own: np.ndarray, order: np.ndarray) -> np.ndarray:
     """Shapley values of one sample's players averaged over the given orders.
 
@@ -79,12 +106,7 @@ def sample_shapley(sim: np.ndarray, values: np.ndarray, own: np.ndarray, order: 
     p = order.shape[0]
     position = np.empty_like(order)
     np.put_along_axis(position, order, np.arange(m)[None, :], axis=1)  # [P, M]: where each player comes
-    differs = ~sim
-    first_fail = np.empty((p, n), dtype=np.int64)
-    chunk = max(1, CHUNK_ELEMENTS // max(1, n * m))
-    for start in range(0, p, chunk):
-        pos = position[start:start + chunk, None, :].astype(np.int32)  # [c, 1, M]
-        first_fail[start:start + chunk] = np.where(differs[None], pos, m).min(axis=-1)  # [c, N]
+    first_fail = first_failures(~sim, order, position)  # [P, N]
     flat = (first_fail + np.arange(p)[:, None] * (m + 1)).ravel()
     counts = np.bincount(flat, minlength=p * (m + 1)).reshape(p, m + 1)
     # suffix sums over k: members after k players = samples with first_fail >= k
@@ -104,10 +126,11 @@ def sample_shapley(sim: np.ndarray, values: np.ndarray, own: np.ndarray, order: 
 
 def cohort_shapley(values: np.ndarray, abundance: sp.csr_matrix, players: list[np.ndarray],
                    categories: np.ndarray, ratio: float = 2.0, permutations: int = 128,
-                   seed: int = 0) -> CohortAttribution:
+                   seed: int = 0, progress: bool = False) -> CohortAttribution:
     """values [N, K]: the predictions; abundance [N, F]: relative abundances; players[s]: the feature
     columns of s that the model saw (each with abundance > 0); categories [N, C]: the categorical values
-    (object; None is a value of its own). `permutations` orders are sampled per sample, seeded by `seed`."""
+    (object; None is a value of its own). `permutations` orders are sampled per sample, seeded by `seed`;
+    `progress`: a bar over the samples."""
     values = np.asarray(values, dtype=np.float64)
     n, k = values.shape
     n_cat = categories.shape[1]
@@ -118,7 +141,7 @@ def cohort_shapley(values: np.ndarray, abundance: sp.csr_matrix, players: list[n
     rng = np.random.default_rng(seed)
     rows, cols, data = [], [], []
     categorical = np.zeros((n, n_cat, k))
-    for s in range(n):
+    for s in tqdm(range(n), desc="cohort", unit="sample", file=sys.stderr, disable=not progress):
         columns = np.asarray(players[s], dtype=np.int64)
         assert len(columns) > 0, "every sample explained has reads, so the model saw at least one ASV"
         sim = np.concatenate([similar(abundance, s, columns, log_ratio), codes == codes[s]], axis=1)

@@ -92,7 +92,7 @@ def explain_study(models: list[LoadedModel], study: Study, device: torch.device,
     bar.close()
     if config.method == "cohort":
         result = cohort_shapley(prediction, relative_abundance(study.counts), players, study.categories,
-                                config.similarity_ratio, config.permutations, config.seed)
+                                config.similarity_ratio, config.permutations, config.seed, config.progress)
         attributions = result.attributions
         baseline = result.mean[None, :] + result.categorical.sum(axis=1)
     return Explanation(list(study.sample_ids), names, prediction, baseline, attributions, len(models))

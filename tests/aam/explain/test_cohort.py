@@ -10,7 +10,7 @@ import scipy.sparse as sp
 import torch
 
 from aam.explain.attribution import attribute_batch
-from aam.explain.cohort import cohort_shapley, orders
+from aam.explain.cohort import HEAD, cohort_shapley, first_failures, orders
 from aam.explain.config import ExplainConfig
 from aam.explain.explanation import explain_study
 from aam.data.dataset import AAMDataset, make_loader
@@ -155,6 +155,20 @@ def test_orders_are_all_orders_or_antithetic_pairs():
     for first, second in zip(sampled[::2], sampled[1::2]):
         np.testing.assert_array_equal(second, first[::-1])
         assert sorted(first) == list(range(6))
+
+
+@pytest.mark.parametrize("players", [5, HEAD, 3 * HEAD + 1])
+def test_first_failures_match_a_plain_search_along_each_order(players):
+    """Many samples alike on the first HEAD positions of an order, so the search past them runs too."""
+    rng = np.random.default_rng(players)
+    differs = rng.random((60, players)) < 0.03
+    differs[0] = False  # the sample itself
+    order = orders(players, 40, rng)
+    position = np.argsort(order, axis=1)
+    want = np.array([[next((k for k in range(players) if differs[j, order[q, k]]), players) for j in range(60)]
+                     for q in range(len(order))])
+    assert (want >= min(players, HEAD)).sum() > 60  # the search past the head is exercised
+    np.testing.assert_array_equal(first_failures(differs, order, position), want)
 
 
 def _model_outputs(loaded, study):
