@@ -60,14 +60,16 @@ def check_compatible(models: list[LoadedModel]) -> None:
 
 
 def explain_study(models: list[LoadedModel], study: Study, device: torch.device,
-                  config: ExplainConfig = ExplainConfig()) -> Explanation:
+                  config: ExplainConfig | None = None) -> Explanation:
     """Attributions of every sample of `study` by `config.method`, for the mean of `models`' outputs
     (each model's widths include its own conformal calibration).
 
     Integrated gradients: each model's attributions sum to its own prediction, so their mean sums to the
     mean prediction. Cohort: the Shapley values of the mean prediction, whose players are the ASVs any
-    of the models saw (the largest `token_limit`'s slots, which hold the others')."""
+    of the models saw (the largest `token_limit`'s slots, which hold the others'). `config`: None = the
+    defaults."""
     assert models
+    config = config or ExplainConfig()
     if config.method not in METHODS:
         raise ValueError(f"method must be one of {METHODS}; got {config.method!r}")
     check_compatible(models)

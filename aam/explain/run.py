@@ -197,8 +197,10 @@ def write_plots(folder: Path, config: ExplainConfig, study: Study, e: Explanatio
                                         abundance[rows][:, cols].toarray(), [label[f] for f in top["feature_id"]],
                                         order_values[rows], order_name))
     i = e.sample_ids.index(config.sample) if config.sample is not None else 0
-    start = "mean prediction" if config.method == "cohort" else \
-        "no reads" if config.reference == "empty" else "zero counts"
+    if config.method == "cohort":
+        start = "mean prediction + categories" if study.categorical_columns else "mean prediction"
+    else:
+        start = "no reads" if config.reference == "empty" else "zero counts"
     for k, name in enumerate(e.outputs):
         row = e.attributions[k].getrow(i)
         order = np.argsort(-np.abs(row.data), kind="stable")
