@@ -45,7 +45,7 @@ def plain_first_failures(differs: np.ndarray, position: np.ndarray) -> np.ndarra
 @pytest.mark.parametrize("search", ["shipped", "plain"])
 def test_first_failures_one_sample(benchmark, study, search):
     _, abundance, players = study
-    differs = ~similar(abundance, 0, players[0], np.log(RATIO))  # [1,000, 120]
+    differs = ~similar(sp.csc_matrix(abundance), 0, players[0], np.log(RATIO))  # [1,000, 120]
     order = orders(PER_SAMPLE, PERMUTATIONS, np.random.default_rng(1))
     position = np.argsort(order, axis=1)
     if search == "shipped":

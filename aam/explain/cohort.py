@@ -49,9 +49,10 @@ class CohortAttribution:
     mean: np.ndarray  # float64 [K]: v({}), the mean prediction over the explained samples
 
 
-def similar(abundance: sp.csr_matrix, s: int, columns: np.ndarray, log_ratio: float) -> np.ndarray:
+def similar(abundance: sp.csc_matrix, s: int, columns: np.ndarray, log_ratio: float) -> np.ndarray:
     """bool [N, len(columns)]: which samples hold each of s's ASVs `columns` at a relative abundance within a
-    factor exp(log_ratio) of s's (s itself is always similar)."""
+    factor exp(log_ratio) of s's (s itself is always similar). `abundance` by columns: each sample reads
+    only its own ASVs' columns."""
     block = abundance[:, columns].toarray()  # [N, m]
     own = block[s]
     with np.errstate(divide="ignore"):
@@ -113,8 +114,7 @@ def sample_shapley(sim: np.ndarray, values: np.ndarray, own: np.ndarray, order: 
     members = counts[:, ::-1].cumsum(axis=1)[:, ::-1]  # [P, M+1], >= 1 (the sample itself)
     phi = np.zeros((m, k))
     for out in range(k):
-        sums = np.bincount(flat, weights=np.repeat(values[:, out][None, :], p, axis=0).ravel(),
-                           minlength=p * (m + 1)).reshape(p, m + 1)
+        sums = np.bincount(flat, weights=np.tile(values[:, out], p), minlength=p * (m + 1)).reshape(p, m + 1)
         v = sums[:, ::-1].cumsum(axis=1)[:, ::-1] / members  # [P, M+1]: v after k players
         step = np.diff(v, axis=1)  # [P, M]: the gain of the player at each position
         phi[:, out] = np.take_along_axis(step, position, axis=1).mean(axis=0)
@@ -134,7 +134,7 @@ def cohort_shapley(values: np.ndarray, abundance: sp.csr_matrix, players: list[n
     values = np.asarray(values, dtype=np.float64)
     n, k = values.shape
     n_cat = categories.shape[1]
-    abundance = sp.csr_matrix(abundance, dtype=np.float64)
+    abundance = sp.csc_matrix(abundance, dtype=np.float64)
     codes = np.stack([np.unique(categories[:, c].astype(str), return_inverse=True)[1].ravel()
                       for c in range(n_cat)], axis=1) if n_cat else np.zeros((n, 0), dtype=np.int64)
     log_ratio = float(np.log(ratio))
