@@ -180,6 +180,11 @@ class TrainConfig:
     num_workers: int = resumable(0, "--num-workers")  # DataLoader worker processes
     norm_batches: int = 64  # training batches (at most) used to recompute the ASV BatchNorm statistics after each epoch
     progress: bool = resumable(True, "--no-progress")  # tqdm bar per epoch
+    # encoder.pt of `aam pretrain`: the model's ASV and sample encoders start from its weights and the model
+    # takes its dimensions (aam.pretrain.encoder_file); None = random initialization
+    pretrained_encoder: str | None = None
+    freeze_encoder: bool = False  # keep the pretrained encoders' weights fixed: train the head (and embeddings)
+    encoder_lr_scale: float = 1.0  # the encoders' peak learning rate = this x --lr (the head's)
     # quantile models: after training, move the quantile intervals by the conformal offsets fitted on the
     # validation samples (aam.evaluation.conformal); stored in model.pt and applied by predict and cv
     conformal: bool = True
@@ -261,6 +266,10 @@ class RunConfig:
                             ("--num-workers", t.num_workers)):
             if value < 0:
                 raise UserError(f"{flag} must be >= 0; got {value}")
+        if not t.encoder_lr_scale > 0:
+            raise UserError(f"--encoder-lr-scale must be > 0; got {t.encoder_lr_scale}")
+        if t.freeze_encoder and not t.pretrained_encoder:
+            raise UserError("--freeze-encoder needs --pretrained-encoder (the encoder to keep fixed)")
         if not 0.0 <= t.ema_decay < 1.0:
             raise UserError(f"--ema-decay must be in [0, 1); got {t.ema_decay}")
         if t.warmup_steps is not None and t.warmup_steps < 0:

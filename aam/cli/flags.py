@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+from pathlib import Path
 
 from aam.config import LOSS_TYPES, DataConfig, LossConfig, ModelConfig, RunConfig, TrainConfig
 
@@ -118,6 +119,10 @@ TRAIN_FLAGS = [
      "training steps: fp32, bf16 (matrix products in bf16, weights and loss fp32; needs CUDA or a CPU with "
      "native bf16) or auto (bf16 on CUDA, fp32 on the CPU)"),
     ("--num-workers", TrainConfig, "num_workers", int, "data loader worker processes"),
+    ("--pretrained-encoder", TrainConfig, "pretrained_encoder", str,
+     "encoder.pt of aam pretrain: the model's encoders start from it and take its dimensions"),
+    ("--encoder-lr-scale", TrainConfig, "encoder_lr_scale", float,
+     "the encoders' learning rate as a multiple of --lr (e.g. 0.1 to move a pretrained encoder slowly)"),
 ]
 ALL_FLAGS = DATA_FLAGS + MODEL_FLAGS + LOSS_FLAGS + TRAIN_FLAGS
 # On/off switches: flag -> (dataclass, field, the value the flag sets, help).
@@ -128,6 +133,8 @@ SWITCHES = [
      "head = Linear(x) + MLP(x) (needs --regressor-hidden-dims)"),
     ("--fused-kernels", ModelConfig, "use_kernels", True,
      "use the fused aam_kernels loss and MoE head (Triton on CUDA, CPU path on CPU)"),
+    ("--freeze-encoder", TrainConfig, "freeze_encoder", True,
+     "keep the --pretrained-encoder's weights fixed: train only the head and categorical embeddings"),
     ("--no-conformal", TrainConfig, "conformal", False,
      "quantile models: keep the intervals as trained, without the conformal offsets fitted on the validation "
      "samples after training"),
@@ -173,6 +180,12 @@ def given_changes(args: argparse.Namespace, flags=ALL_FLAGS) -> dict[str, dict]:
 
 def config_from_args(args: argparse.Namespace, flags=ALL_FLAGS) -> RunConfig:
     """The run config of the parsed flags; the dataclasses parse and check what they hold (UserError)."""
+    from aam.pretrain.encoder_file import apply_encoder_config
+
     changes = given_changes(args, flags)
-    changes.setdefault("train", {})["progress"] = not getattr(args, "no_progress", False)
-    return RunConfig(*(cls(**changes.get(part, {})) for cls, part in PART_OF.items()))
+    train = changes.setdefault("train", {})
+    train["progress"] = not getattr(args, "no_progress", False)
+    if train.get("pretrained_encoder"):
+        train["pretrained_encoder"] = str(Path(train["pretrained_encoder"]).resolve())
+    config = RunConfig(*(cls(**changes.get(part, {})) for cls, part in PART_OF.items()))
+    return apply_encoder_config(config, {**changes.get("data", {}), **changes.get("model", {})})

@@ -15,7 +15,7 @@ from aam.errors import UserError
 from aam.runtime.distributed import ReportedElsewhere, is_main_process, rank
 
 # Each module exposes `add_parser(subparsers)` and `run(args) -> int`.
-COMMANDS = ("inspect", "simulate", "train", "cv", "predict", "demo", "baseline", "explain")
+COMMANDS = ("inspect", "simulate", "pretrain", "train", "cv", "predict", "demo", "baseline", "explain")
 
 
 class Parser(argparse.ArgumentParser):

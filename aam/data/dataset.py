@@ -227,13 +227,15 @@ def make_loader(
     num_workers: int = 0,
     drop_last: bool = False,
     pin_memory: bool = False,
+    collate_fn=None,
 ) -> DataLoader:
-    """DataLoader yielding `Batch`; call `dataset.set_epoch(e)` before each epoch to reshuffle and redraw."""
+    """DataLoader yielding `Batch` (or what `collate_fn`, default `dataset.collate`, makes of a list of
+    items); call `dataset.set_epoch(e)` before each epoch to reshuffle and redraw."""
     return DataLoader(
         dataset,
         batch_size=batch_size,
         sampler=EpochSampler(dataset, shuffle, seed),
-        collate_fn=dataset.collate,
+        collate_fn=collate_fn or dataset.collate,
         num_workers=num_workers,
         drop_last=drop_last,
         pin_memory=pin_memory,

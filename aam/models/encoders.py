@@ -33,8 +33,15 @@ class ASVEncoder(nn.Module):
         positions = torch.arange(tokens.shape[1], device=tokens.device)
         if not self.stack.blocks:
             return self.pooled_from_table(tokens, mask, positions)
-        x = self.nucleotides(tokens) + self.positions(positions)  # [U, L, D]
-        return self.pool(self.stack(x, mask), mask)
+        return self.pool(self.token_states(tokens), mask)
+
+    def token_states(self, tokens: torch.Tensor) -> torch.Tensor:
+        """The nucleotide transformer's output per position: tokens [U, L] -> [U, L, D] (layers > 0 only;
+        pretraining predicts masked nucleotides from it)."""
+        tokens = tokens.long()
+        mask = ensure_one_real(tokens != 0)
+        positions = torch.arange(tokens.shape[1], device=tokens.device)
+        return self.stack(self.nucleotides(tokens) + self.positions(positions), mask)
 
     def pooled_from_table(self, tokens: torch.Tensor, mask: torch.Tensor, positions: torch.Tensor) -> torch.Tensor:
         """`pooled` without nucleotide layers: a token's vector LN(nucleotide + position) then depends on the pair

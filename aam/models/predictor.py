@@ -74,12 +74,16 @@ class AAMRegressor(nn.Module):
         return (pred, routing) if return_routing else pred
 
     def abundance_input(self, batch: Batch) -> torch.Tensor:
-        """[B, A]: what the count embedding reads per slot: log(1 + reads), or with `abundance="relative"`
-        log(1 + reads per 10,000), so a typical sample's values stay on the scale of log(1 + reads)."""
-        if self.config.abundance == "relative":
-            return torch.log1p(1e4 * batch.rel_abundance)
-        return batch.log_counts
+        return abundance_input(self.config.abundance, batch)
 
     def forward_batch(self, batch: Batch, per_slot: bool = False, return_routing: bool = False):
         return self(batch.asv_tokens, batch.asv_index, batch.asv_mask, self.abundance_input(batch), batch.categories,
                     per_slot, return_routing)
+
+
+def abundance_input(abundance: str, batch: Batch) -> torch.Tensor:
+    """[B, A]: what the count embedding reads per slot: log(1 + reads), or with `abundance="relative"`
+    log(1 + reads per 10,000), so a typical sample's values stay on the scale of log(1 + reads)."""
+    if abundance == "relative":
+        return torch.log1p(1e4 * batch.rel_abundance)
+    return batch.log_counts

@@ -21,10 +21,12 @@ from aam.data.prepared import PreparedData, prepare_data
 from aam.data.sharding import make_sharded_loader
 from aam.evaluation.metrics import best_metric_column
 from aam.models import AAMRegressor
+from aam.pretrain.encoder_file import load_encoder_weights
 from aam.runtime import distributed
 from aam.runtime.checkpoint import set_rng_state
 from aam.runtime.device import compute_dtype, resolve_device
 from aam.training.data_parallel import DataParallel
+from aam.training.param_groups import freeze_encoders
 from aam.training.losses import LossPlan, RegressionLoss, plan_loss
 from aam.training.resume import check_resumable
 from aam.training.router_loss import RouterLoss
@@ -83,6 +85,10 @@ def _build(config: RunConfig, device: torch.device | str | None, split, resume_f
 
     torch.manual_seed(config.train.seed)  # initialization; shuffles and ASV draws use (seed, epoch)
     model = AAMRegressor(config.model).to(device)
+    if config.train.pretrained_encoder and resume_from is None:
+        load_encoder_weights(model, config.train.pretrained_encoder)
+    if config.train.freeze_encoder:
+        freeze_encoders(model)
     loss = RegressionLoss(plan.columns(), n_quantiles=plan.n_quantiles, use_kernels=config.model.use_kernels)
     weights = category_weight_tables(config.loss.categorical_loss_weights, data.encoder, data.train_set.categories)
     pin = device.type == "cuda"

@@ -23,6 +23,7 @@ from aam.models import AAMRegressor
 from aam.runtime.device import autocast
 from aam.training.averaging import WeightAverage
 from aam.training.losses import RegressionLoss
+from aam.training.param_groups import parameter_groups
 from aam.training.norm_statistics import recompute_norm_statistics
 from aam.training.router_loss import RouterLoss
 from aam.training.schedule import default_warmup_steps, warmup_cosine
@@ -119,7 +120,8 @@ class Trainer:
         assert config.lr is not None, "the run builder resolves the default learning rate"
         # CPU: the fused AdamW updates every parameter in one pass; the default there runs a dozen small ops per
         # parameter tensor, a tenth of a small model's step (docs/performance.md, "The demo").
-        self.optimizer = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay,
+        self.optimizer = torch.optim.AdamW(parameter_groups(model, config.lr, config.encoder_lr_scale),
+                                           lr=config.lr, weight_decay=config.weight_decay,
                                            fused=True if device.type == "cpu" else None)
         total = max(1, config.epochs * steps_per_epoch)
         warmup = default_warmup_steps(total) if config.warmup_steps is None else config.warmup_steps

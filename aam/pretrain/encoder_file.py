@@ -1,0 +1,69 @@
+"""`encoder.pt`: the encoders `aam pretrain` trained, with the model settings they need, and how a
+regression run starts from them (`aam train --pretrained-encoder`).
+
+An encoder fixes the model's dimensions, its abundance input and the nucleotides per ASV (`max_bp`); a
+run that starts from it takes them from the file, and a flag that sets one of them otherwise is an error.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from aam.config import ModelConfig, RunConfig
+from aam.errors import UserError
+from aam.runtime.checkpoint import load_checkpoint, save_checkpoint
+
+ENCODER_FILE = "encoder.pt"
+KIND = "aam-encoder"
+# ModelConfig fields an encoder fixes, with the flag that sets each
+FIXED = {"embedding_dim": "--embedding-dim", "attention_heads": "--attention-heads", "asv_layers": "--asv-layers",
+         "sample_layers": "--sample-layers", "feedforward_multiplier": None, "abundance": "--abundance",
+         "max_bp": "--max-bp"}
+
+
+def save_encoder(path: Path, model: ModelConfig, state: dict[str, torch.Tensor], extra: dict[str, Any]) -> None:
+    settings = {name: getattr(model, name) for name in FIXED}
+    save_checkpoint(path, {"kind": KIND, "model": settings, "encoder_state": state, **extra})
+
+
+def read_encoder(path: str | Path) -> dict[str, Any]:
+    """The encoder file's payload; UserError naming the file when it is not one."""
+    payload = load_checkpoint(path)
+    if payload.get("kind") != KIND:
+        raise UserError(f"--pretrained-encoder {path} is not an encoder written by aam pretrain (a model "
+                        f"checkpoint? use the {ENCODER_FILE} of an aam pretrain output folder)")
+    return payload
+
+
+def apply_encoder_config(config: RunConfig, given: dict[str, Any]) -> RunConfig:
+    """`config` with the model settings of its --pretrained-encoder. `given`: {field: value} of the model and
+    data flags the user set; one that contradicts the encoder is an error naming the flag."""
+    path = config.train.pretrained_encoder
+    if path is None:
+        return config
+    settings = read_encoder(path)["model"]
+    for name, flag in FIXED.items():
+        if flag and name in given and given[name] != settings[name]:
+            raise UserError(f"{flag} {given[name]} contradicts the pretrained encoder {path} ({flag} "
+                            f"{settings[name]}); leave {flag} out, the encoder sets it")
+    model = dataclasses.replace(config.model, **{k: v for k, v in settings.items() if k != "max_bp"})
+    data = dataclasses.replace(config.data, max_bp=settings["max_bp"])
+    return dataclasses.replace(config, model=model, data=data)
+
+
+def load_encoder_weights(model: torch.nn.Module, path: str | Path) -> None:
+    """Copy the encoder file's weights into `model`'s two encoders (shapes must match the file's settings)."""
+    state = read_encoder(path)["encoder_state"]
+    own = {k for k in model.state_dict() if k.startswith(("asv_encoder.", "sample_encoder."))}
+    if set(state) != own:
+        raise UserError(f"--pretrained-encoder {path}: its weights do not fit this model (run with the settings "
+                        "the encoder was pretrained with)")
+    try:
+        model.load_state_dict(state, strict=False)
+    except RuntimeError as exc:
+        raise UserError(f"--pretrained-encoder {path}: its weights do not fit this model "
+                        f"({str(exc).splitlines()[-1].strip()})") from None
