@@ -90,12 +90,16 @@ class ModelConfig:
     moe_experts: int = 0  # 0 = one regression head; E >= 2 = a mixture of E heads of the kind above
     moe_top_k: int = 2  # experts per sample; = moe_experts for a soft (dense) mixture
     moe_routing: str = "learned"  # "learned" (router on the sample vector) or a categorical column (+ a per-level bias)
+    # a learned vector per ASV that at least this many training samples hold, added to its sequence vector
+    # (aam.models.identity); 0 = off, each ASV is what its sequence encodes
+    asv_identity: int = 0
     use_kernels: bool = False  # --fused-kernels: aam_kernels loss and MoE head (Triton on CUDA, CPU path on CPU)
     # Filled from the data, not by the user: vocabulary of the categorical embeddings and output shape.
     max_bp: int = derived(150)  # positions of the nucleotide embedding (copied from DataConfig)
     n_targets: int = derived(1)
     n_quantiles: int = derived(1)  # outputs per target: len(LossConfig.quantiles), 1 for a point output
     category_cardinalities: tuple[int, ...] = derived(())  # levels per categorical column, code 0 = unknown excluded
+    asv_vocabulary: int = derived(0)  # ASVs with a learned identity vector (see asv_identity)
     moe_routing_index: int = derived(-1)  # position of the moe_routing column among the categorical ones; -1 = learned
 
 
@@ -244,6 +248,8 @@ class RunConfig:
             raise UserError(f"--embedding-dim {m.embedding_dim} is not divisible by --attention-heads {m.attention_heads}")
         if m.asv_layers < 0 or m.sample_layers < 0:
             raise UserError("layer counts must be >= 0")
+        if m.asv_identity < 0:
+            raise UserError(f"--asv-identity must be >= 0 (0 = off); got {m.asv_identity}")
         if any(h < 1 for h in m.regressor_hidden_dims):
             raise UserError(f"--regressor-hidden-dims must be positive; got {m.regressor_hidden_dims}")
         for name, p in (("--dropout", m.dropout), ("--regressor-dropout", m.regressor_dropout)):

@@ -57,6 +57,9 @@ MODEL_FLAGS = [
     ("--attention-heads", ModelConfig, "attention_heads", int, "attention heads per layer"),
     ("--asv-layers", ModelConfig, "asv_layers", int, "transformer layers over each ASV's nucleotides"),
     ("--sample-layers", ModelConfig, "sample_layers", int, "transformer layers over each sample's ASVs"),
+    ("--asv-identity", ModelConfig, "asv_identity", int,
+     "a learned vector per ASV held by at least this many training samples, added to the vector its sequence "
+     "gives (the forest's view: ASV identities); 0 = off"),
     ("--dropout", ModelConfig, "dropout", float,
      "dropout on the transformer residual branches and feed-forward hidden layers"),
     ("--abundance", ModelConfig, "abundance", str,

@@ -7,6 +7,7 @@ from torch import nn
 
 from aam.data.tokenizer import VOCAB_SIZE
 from aam.models.blocks import ASVBatchNorm, AttentionPooling, TransformerStack, ensure_one_real
+from aam.models.identity import ASVIdentity
 
 
 class ASVEncoder(nn.Module):
@@ -14,17 +15,20 @@ class ASVEncoder(nn.Module):
     over the batch's distinct ASVs (see `ASVBatchNorm` for why)."""
 
     def __init__(self, dim: int, heads: int, layers: int, ff_multiplier: int, dropout: float, max_bp: int,
-                 checkpointing: bool = False):
+                 checkpointing: bool = False, identity_size: int = 0):
         super().__init__()
         self.nucleotides = nn.Embedding(VOCAB_SIZE, dim, padding_idx=0)  # 0 pad, ACGT 1..4, other IUPAC 5, start 6
         self.positions = nn.Embedding(max_bp, dim)
         self.stack = TransformerStack(layers, dim, heads, ff_multiplier, dropout, checkpointing)
         self.pool = AttentionPooling(dim)
         self.norm = ASVBatchNorm(dim)
+        # a learned vector per frequent ASV of the training samples (aam.models.identity); None = off
+        self.identity = ASVIdentity(identity_size, dim) if identity_size else None
 
     def forward(self, tokens: torch.Tensor) -> torch.Tensor:
         # tokens uint8 [U, L] (L <= max_bp) -> [U, D]
-        return self.norm(self.pooled(tokens))
+        vectors = self.norm(self.pooled(tokens))
+        return vectors if self.identity is None else vectors + self.identity(tokens)
 
     def pooled(self, tokens: torch.Tensor) -> torch.Tensor:
         """The ASV vectors before the BatchNorm: tokens uint8 [U, L] -> [U, D]."""

@@ -20,7 +20,7 @@ class AAMRegressor(nn.Module):
         c = config
         self.config = config
         self.asv_encoder = ASVEncoder(c.embedding_dim, c.attention_heads, c.asv_layers, c.feedforward_multiplier,
-                                      c.dropout, c.max_bp, c.gradient_checkpointing)
+                                      c.dropout, c.max_bp, c.gradient_checkpointing, c.asv_vocabulary)
         self.sample_encoder = SampleEncoder(c.embedding_dim, c.attention_heads, c.sample_layers,
                                             c.feedforward_multiplier, c.dropout, c.gradient_checkpointing)
         # One embedding per categorical column; row 0 = unknown/unseen level, so new categories still work.

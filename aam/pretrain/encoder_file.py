@@ -58,7 +58,8 @@ def apply_encoder_config(config: RunConfig, given: dict[str, Any]) -> RunConfig:
 def load_encoder_weights(model: torch.nn.Module, path: str | Path) -> None:
     """Copy the encoder file's weights into `model`'s two encoders (shapes must match the file's settings)."""
     state = read_encoder(path)["encoder_state"]
-    own = {k for k in model.state_dict() if k.startswith(("asv_encoder.", "sample_encoder."))}
+    own = {k for k in model.state_dict() if k.startswith(("asv_encoder.", "sample_encoder."))
+           and not k.startswith("asv_encoder.identity.")}
     if set(state) != own:
         raise UserError(f"--pretrained-encoder {path}: its weights do not fit this model (run with the settings "
                         "the encoder was pretrained with)")

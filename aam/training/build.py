@@ -12,6 +12,7 @@ import dataclasses
 from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
 import torch
 from torch.utils.data import DataLoader
 
@@ -21,6 +22,7 @@ from aam.data.prepared import PreparedData, prepare_data
 from aam.data.sharding import make_sharded_loader
 from aam.evaluation.metrics import best_metric_column
 from aam.models import AAMRegressor
+from aam.models.identity import vocabulary as asv_vocabulary
 from aam.pretrain.encoder_file import load_encoder_weights
 from aam.runtime import distributed
 from aam.runtime.checkpoint import set_rng_state
@@ -81,10 +83,16 @@ def _build(config: RunConfig, device: torch.device | str | None, split, resume_f
         split = resume_from["split"]
     if data is None:
         data = prepare_data(config.data, config.train.seed, split)
-    config = fill_model_fields(config, data, plan)
+    vocabulary = None
+    if config.model.asv_identity:
+        prevalence = np.asarray((data.study.counts[data.train_idx] > 0).sum(axis=0)).ravel()
+        vocabulary = asv_vocabulary(data.train_set.tokens, prevalence, config.model.asv_identity)
+    config = fill_model_fields(config, data, plan, 0 if vocabulary is None else vocabulary.numel())
 
     torch.manual_seed(config.train.seed)  # initialization; shuffles and ASV draws use (seed, epoch)
     model = AAMRegressor(config.model).to(device)
+    if vocabulary is not None:
+        model.asv_encoder.identity.set_vocabulary(vocabulary.to(device))
     if config.train.pretrained_encoder and resume_from is None:
         load_encoder_weights(model, config.train.pretrained_encoder)
     if config.train.freeze_encoder:
@@ -118,12 +126,12 @@ def _build(config: RunConfig, device: torch.device | str | None, split, resume_f
                train_loader=train_loader, val_loader=val_loader, trainer=trainer, progress=progress)
 
 
-def fill_model_fields(config: RunConfig, data: PreparedData, plan: LossPlan) -> RunConfig:
+def fill_model_fields(config: RunConfig, data: PreparedData, plan: LossPlan, vocabulary: int = 0) -> RunConfig:
     """The run config with the model's data-dependent (`derived`) fields filled in."""
     cards = tuple(len(data.encoder.levels[c]) for c in data.encoder.columns) if data.encoder else ()
     routing = config.model.moe_routing
     routing_index = data.encoder.columns.index(routing) if config.model.moe_experts and routing != "learned" else -1
     model = dataclasses.replace(config.model, max_bp=config.data.max_bp, n_targets=len(config.data.target_columns),
                                 n_quantiles=plan.n_quantiles, category_cardinalities=cards,
-                                moe_routing_index=routing_index)
+                                moe_routing_index=routing_index, asv_vocabulary=vocabulary)
     return dataclasses.replace(config, model=model)

@@ -9,10 +9,12 @@ ENCODERS = ("asv_encoder", "sample_encoder")
 
 
 def freeze_encoders(model: nn.Module) -> None:
-    """The ASV and sample encoders' parameters stop taking gradients (their BatchNorm statistics are still
-    recomputed on the study after each epoch)."""
+    """The pretrained parameters of the ASV and sample encoders stop taking gradients (their BatchNorm
+    statistics are still recomputed on the study after each epoch); the study's ASV identity vectors train."""
     for name in ENCODERS:
         getattr(model, name).requires_grad_(False)
+    if model.asv_encoder.identity is not None:
+        model.asv_encoder.identity.requires_grad_(True)
 
 
 def parameter_groups(model: nn.Module, lr: float, encoder_lr_scale: float) -> list[dict]:
