@@ -1,22 +1,28 @@
 """CPU path: pure PyTorch, the loss and its closed-form gradient from one softmax.
 
 Returns the same three tensors as the Triton launcher (see ``forward``), so ``op.py`` treats both alike.
-With p = softmax(x), s = sum_c exp(x_c - m), lse = m + log s, and per row coef = row weight (0 if
-ignored), the loss and its gradient are
-    loss    = coef * (keep * w_y * (lse - x_y) + spread * (W * lse - x . w))
-    d loss / d x_j = coef * ((keep * w_y + spread * W) * p_j - spread * w_j - keep * w_y * [j == y])
-with keep = 1 - eps, spread = eps / C, W = sum_c w_c. Written for few passes over the [N, C] logits:
-a row max, exp(x - m), one matrix-vector product for s (and one for x . w with smoothing), and one
-scaling of exp(x - m) into the gradient, with the target column fixed by a scatter of N values.
-Row-wise reductions of a short last dimension are slow on CPU, so the row max of C <= 4 columns is a
-chain of elementwise maxima over column views and the row sums are matrix-vector products.
+With p = softmax(x), lse = log sum_c exp(x_c), and per row coef = row weight (0 if ignored):
+    loss           = coef * (keep * w_y * (lse - x_y) + spread * (W * lse - x . w))
+    d loss / d x_j = coef * ((keep * w_y + spread * W) * p_j - spread * w_j) - coef * keep * w_y * [j == y]
+with keep = 1 - eps, spread = eps / C, W = sum_c w_c.
+
+Written for few passes over the [N, C] logits, and around what is slow on CPU: reductions over a short
+last dimension and [N, 1] columns broadcast over it. C > 2: a row max (a chain of elementwise maxima
+over column views for C <= 4), exp(x - m), one matrix-vector product for the row sums (and one for
+x . w with smoothing), one scaling of exp(x - m) into the gradient and a scatter of N values into the
+target column. C = 2 needs no [N, C] pass but the gradient's: with z = x_other - x_y, lse - x_y =
+softplus(z), p_other = sigmoid(z), and the two columns' gradients are opposite (each row's sums to 0).
 """
 
 from __future__ import annotations
 
+from typing import Union
+
 import torch
 
 COLUMN_MAX_UP_TO = 4  # widest C whose row max is taken column by column
+
+Factor = Union[torch.Tensor, float]  # a per-row [N] tensor, or one number for every row
 
 
 def _row_max(x: torch.Tensor) -> torch.Tensor:
@@ -28,6 +34,11 @@ def _row_max(x: torch.Tensor) -> torch.Tensor:
     for j in range(2, c):
         torch.maximum(m, x[:, j], out=m)
     return m
+
+
+def _scale_(t: torch.Tensor, f: Factor) -> torch.Tensor:
+    """t *= f in place, skipping the pass when f is the number 1."""
+    return t if isinstance(f, float) and f == 1.0 else t.mul_(f)
 
 
 def forward(
@@ -56,36 +67,39 @@ def forward(
     # On CPU asking whether any row is ignored costs no device sync and saves passes when none is.
     any_ignored = dev.type != "cpu" or bool(ignored.any())
     y = target.masked_fill(ignored, 0) if any_ignored else target  # [N] a class index on every row
-    coef = None if row_weight is None else row_weight.to(acc)  # [N]; None: 1 on every row
+    coef: Factor = 1.0 if row_weight is None else row_weight.to(acc)
     if any_ignored:
-        coef = (~ignored).to(acc) if coef is None else coef.masked_fill(ignored, 0.0)
+        coef = (~ignored).to(acc) if isinstance(coef, float) else coef.masked_fill(ignored, 0.0)
     w = None if weight is None else weight.to(acc)  # [C]; None: 1 for every class
-    w_y = None if w is None else w[y]  # [N]
-    ones_c = torch.ones(c, dtype=acc, device=dev)
+    w_y: Factor = 1.0 if w is None else w[y]
+    w_sum: Factor = float(c) if w is None else w.sum()
 
-    m = _row_max(x)  # [N]
-    e = torch.sub(x, m[:, None]).exp_()  # [N, C] exp(x - m), in (0, 1]
-    s = e @ ones_c  # [N]
-    lse = s.log().add_(m)  # [N]
-    per_row = lse - x.gather(1, y[:, None]).squeeze(1)  # [N] -log p_y
-    if w_y is not None:
-        per_row.mul_(w_y)
-    if keep != 1.0:
-        per_row.mul_(keep)
-    w_sum = float(c) if w is None else w.sum()
-    if spread:
-        per_row.add_((lse * w_sum).sub_(x @ (ones_c if w is None else w)), alpha=spread)
-    if coef is not None:
-        per_row.mul_(coef)
+    if c == 2:
+        y_f = y.to(acc)
+        sign = y_f.mul(-2.0).add_(1.0)  # [N] +1 where y = 0, -1 where y = 1
+        z = (x[:, 1] - x[:, 0]).mul_(sign)  # [N] x_other - x_y
+        nll = torch.logaddexp(z, torch.zeros((), dtype=acc, device=dev))  # [N] softplus(z) = lse - x_y
+        w_other: Factor = 1.0 if w is None else w_sum - w_y
+        # W lse - x . w = W (lse - x_y) + sum_c w_c (x_y - x_c) = W nll - w_other z
+        smooth = (nll * w_sum).sub_(_scale_(z.clone(), w_other)) if spread else None
+    else:
+        ones_c = torch.ones(c, dtype=acc, device=dev)
+        m = _row_max(x)  # [N]
+        e = torch.sub(x, m[:, None]).exp_()  # [N, C] exp(x - m), in (0, 1]
+        s = e @ ones_c  # [N]
+        lse = s.log().add_(m)  # [N]
+        nll = lse - x.gather(1, y[:, None]).squeeze(1)  # [N] -log p_y
+        smooth = (lse * w_sum).sub_(x @ (ones_c if w is None else w)) if spread else None
+    per_row = _scale_(nll, keep * w_y)  # [N]
+    if smooth is not None:
+        per_row.add_(smooth, alpha=spread)
+    per_row = _scale_(per_row, coef)
     if any_ignored:
         per_row.masked_fill_(ignored, 0.0)  # 0 even where an ignored row's logits are not finite
 
-    if w_y is None:
-        mass = coef  # [N] or None (every row weighs 1)
-    else:
-        mass = w_y if coef is None else w_y * coef
+    mass = w_y * coef  # [N], or the number 1 for every row
     total = per_row.sum()
-    den = torch.tensor(float(n), dtype=acc, device=dev) if mass is None else mass.sum()
+    den = mass.sum() if isinstance(mass, torch.Tensor) else torch.tensor(float(n), dtype=acc, device=dev)
     if reduction == "mean":
         scale = torch.where(den != 0, 1.0 / den, 0.0)  # every row ignored: loss NaN, gradient 0
         out = (total / den).to(logits.dtype)
@@ -96,25 +110,28 @@ def forward(
     if not compute_grad:
         return out, logits.new_empty(0), stats
 
-    # multiplier of p_j on each row: coef * (keep * w_y + spread * W)
-    a = keep if w_y is None else w_y * keep
-    if spread:
-        a = a + spread * w_sum
-    if coef is not None:
-        a = coef * a
+    a = coef * (keep * w_y + spread * w_sum)  # multiplier of p_j on each row
+    if c == 2:
+        # g_other = a p_other - coef spread w_other, g_y = -g_other; column 1 gets sign * g_other
+        g_1 = _scale_(torch.sigmoid(z), a)
+        if spread:
+            g_1.sub_(coef * spread * w_other)
+        g_1.mul_(sign)
+        if any_ignored:
+            g_1.masked_fill_(ignored, 0.0)
+        grad = torch.outer(g_1, torch.tensor([-1.0, 1.0], dtype=acc, device=dev))
+        return out, grad.to(logits.dtype), stats
     grad = e.mul_((s.reciprocal_() if isinstance(a, float) and a == 1.0 else a / s)[:, None])
     if spread:
         w_spread = ones_c * spread if w is None else w * spread  # [C]
-        if coef is None:
+        if isinstance(coef, float):
             grad.sub_(w_spread)
         else:
             grad.addr_(coef, w_spread, alpha=-1.0)
     if keep:
-        hot = None if w_y is None else w_y * -keep
-        if coef is not None:
-            hot = -keep * coef if hot is None else hot.mul_(coef)
-        src = torch.full((n, 1), -keep, dtype=acc, device=dev) if hot is None else hot[:, None]
-        grad.scatter_add_(1, y[:, None], src)
+        hot = coef * keep * w_y  # [N] or a number: the target column's -1, scaled
+        src = hot[:, None] if isinstance(hot, torch.Tensor) else torch.full((n, 1), hot, dtype=acc, device=dev)
+        grad.scatter_add_(1, y[:, None], src.neg())
     if any_ignored:
         # no gradient on an ignored row, even where its logits are not finite (0 * NaN would be NaN)
         grad.masked_fill_(ignored[:, None], 0.0)
