@@ -119,6 +119,19 @@ def test_other_precisions(backend, device, dtype):
 
 
 @pytest.mark.parametrize("backend,device", BACKENDS)
+@pytest.mark.parametrize("c", [2, 3, 5])
+def test_large_logits(backend, device, c):
+    """Logits in the hundreds: the CPU path shifts each row by its max before exp (its unshifted
+    exp holds only up to cpu.SHIFT_FREE_BOUND), and nothing overflows."""
+    logits, target, kwargs = make_inputs(301, c, torch.float32, device, seed=c, **OPTIONS["all"])
+    logits = logits * 100 + 1000
+    for reduction in ("mean", "none"):
+        loss, g, ref, rg = run_both(backend, logits, target, reduction, kwargs)
+        assert_close(loss, ref, torch.float32, 100.0)  # losses of ~1e3 computed from logits of ~1e3
+        assert_close(g, rg, torch.float32)
+
+
+@pytest.mark.parametrize("backend,device", BACKENDS)
 def test_non_contiguous_inputs(backend, device):
     base = torch.randn(7, 90, device=device) * 2
     logits = base.t()[::2]  # [45, 7], strides (2, 90)
