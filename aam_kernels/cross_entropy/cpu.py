@@ -12,8 +12,10 @@ row sums (and one for x . w with smoothing), one scaling of exp(x) into the grad
 values into the target column. exp(x) needs no shift by the row max when every logit lies within
 +-SHIFT_FREE_BOUND (one min/max pass decides, on CPU only, where reading it costs no device sync): the
 row sums then neither overflow nor underflow, and lse = log(sum exp x) rounds like m + log(sum exp(x - m)).
-Otherwise a row max (a chain of elementwise maxima over column views for C <= 4) shifts the logits first. C = 2 needs no [N, C] pass but the gradient's: with z = x_other - x_y, lse - x_y =
-softplus(z), p_other = sigmoid(z), and the two columns' gradients are opposite (each row's sums to 0).
+Otherwise a row max (a chain of elementwise maxima over column views for C <= 4) shifts the logits first.
+C = 2 reads the logits once and writes the gradient once, all else is on [N] vectors: with
+z = x_other - x_y, lse - x_y = softplus(z), p_other = sigmoid(z), and the two columns' gradients are
+opposite (each row's gradient sums to 0).
 """
 
 from __future__ import annotations
@@ -137,7 +139,7 @@ def forward(
             g_1.masked_fill_(ignored, 0.0)
         grad = torch.outer(g_1, torch.tensor([-1.0, 1.0], dtype=acc, device=dev))
         return out, grad.to(logits.dtype), stats
-    grad = e.mul_((s.reciprocal_() if isinstance(a, float) and a == 1.0 else a / s)[:, None])
+    grad = e.div_(s[:, None]) if isinstance(a, float) and a == 1.0 else e.mul_((a / s)[:, None])
     if spread:
         w_spread = ones_c * spread if w is None else w * spread  # [C]
         if isinstance(coef, float):
@@ -145,9 +147,9 @@ def forward(
         else:
             grad.addr_(coef, w_spread, alpha=-1.0)
     if keep:
-        hot = coef * keep * w_y  # [N] or a number: the target column's -1, scaled
+        hot = coef * -keep * w_y  # [N] or a number: the target column's -1, scaled
         src = hot[:, None] if isinstance(hot, torch.Tensor) else torch.full((n, 1), hot, dtype=acc, device=dev)
-        grad.scatter_add_(1, y[:, None], src.neg())
+        grad.scatter_add_(1, y[:, None], src)
     if any_ignored:
         # no gradient on an ignored row, even where its logits are not finite (0 * NaN would be NaN)
         grad.masked_fill_(ignored[:, None], 0.0)
