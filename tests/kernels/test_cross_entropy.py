@@ -318,9 +318,10 @@ def test_kernel_compiles_for_cuda_without_gpu(dtype, monkeypatch):
     pointers = {p: "*" + dtype for p in ("p_logits", "p_weight", "p_row_weight", "p_elem", "p_grad", "p_out")}
     pointers |= {"p_target": "*i64", "p_smooth": "*fp32", "p_parts": "*fp32", "p_stats": "*fp32", "p_ticket": "*i32"}
     ints = {"N": "i32", "C": "i32", "ignore_index": "i32", "P": "i32"} | {s: "i64" for s in ("s_xn", "s_xc", "s_t", "s_w", "s_rw")}
-    for c, reduce in ((2, 2), (8, 0), (64, 1)):
+    for c, reduce, weighted in ((2, 2, False), (8, 0, True), (64, 1, True)):
         launch = launch_config(c)
         block_c = next_pow2(c)
-        consts = dict(HAS_WEIGHT=True, HAS_ROW_WEIGHT=True, STORE_ELEM=reduce == 0, STORE_GRAD=True, ACC=tl.float32,
-                      REDUCE=reduce, BLOCK_N=launch.block // block_c, BLOCK_C=block_c, BP=launch.finish_tile)  # fmt: skip
+        consts = dict(HAS_WEIGHT=weighted, HAS_ROW_WEIGHT=weighted, STORE_ELEM=reduce == 0, STORE_GRAD=True,
+                      ACC=tl.float32, REDUCE=reduce, BLOCK_N=launch.block // block_c, BLOCK_C=block_c,
+                      BP=launch.finish_tile)  # fmt: skip
         compile_for_sm90(ct._cross_entropy_fwd_kernel, pointers | ints, consts, num_warps=launch.num_warps)
