@@ -54,6 +54,35 @@ def _scale_(t: torch.Tensor, f: Factor) -> torch.Tensor:
     return t if isinstance(f, float) and f == 1.0 else t.mul_(f)
 
 
+def _binary_rows(x: torch.Tensor, y: torch.Tensor, w: torch.Tensor | None, w_y: Factor, w_sum: Factor, smooth: bool):
+    """C = 2 on [N] vectors: (nll = lse - x_y, W lse - x . w or None, z = x_other - x_y, sign, w_other)."""
+    acc = x.dtype
+    sign = y.to(acc).mul_(-2.0).add_(1.0)  # [N] +1 where y = 0, -1 where y = 1
+    z = (x[:, 1] - x[:, 0]).mul_(sign)  # [N]
+    nll = torch.logaddexp(z, torch.zeros((), dtype=acc, device=x.device))  # [N] softplus(z)
+    w_other: Factor = 1.0 if w is None else w_sum - w_y
+    # W lse - x . w = W (lse - x_y) + sum_c w_c (x_y - x_c) = W nll - w_other z
+    spread_term = (nll * w_sum).sub_(z * w_other) if smooth else None
+    return nll, spread_term, z, sign, w_other
+
+
+def _softmax_rows(x: torch.Tensor, y: torch.Tensor, w: torch.Tensor | None, w_sum: Factor, smooth: bool):
+    """C != 2: (nll = lse - x_y, W lse - x . w or None, e [N, C] = exp(x - shift), s [N] = its row sums)."""
+    ones_c = torch.ones(x.shape[1], dtype=x.dtype, device=x.device)
+    if x.device.type == "cpu" and _within(x, SHIFT_FREE_BOUND):
+        e = x.exp()  # [N, C]
+        s = e @ ones_c  # [N]
+        lse = s.log()  # [N]
+    else:
+        m = _row_max(x)  # [N]
+        e = torch.sub(x, m[:, None]).exp_()  # [N, C] exp(x - m), in (0, 1]
+        s = e @ ones_c  # [N]
+        lse = s.log().add_(m)  # [N]
+    nll = lse - x.gather(1, y[:, None]).squeeze(1)  # [N] -log p_y
+    spread_term = (lse * w_sum).sub_(x @ (ones_c if w is None else w)) if smooth else None
+    return nll, spread_term, e, s
+
+
 def forward(
     logits: torch.Tensor,  # [N, C]
     target: torch.Tensor,  # [N] int64
@@ -88,29 +117,12 @@ def forward(
     w_sum: Factor = float(c) if w is None else w.sum()
 
     if c == 2:
-        y_f = y.to(acc)
-        sign = y_f.mul(-2.0).add_(1.0)  # [N] +1 where y = 0, -1 where y = 1
-        z = (x[:, 1] - x[:, 0]).mul_(sign)  # [N] x_other - x_y
-        nll = torch.logaddexp(z, torch.zeros((), dtype=acc, device=dev))  # [N] softplus(z) = lse - x_y
-        w_other: Factor = 1.0 if w is None else w_sum - w_y
-        # W lse - x . w = W (lse - x_y) + sum_c w_c (x_y - x_c) = W nll - w_other z
-        smooth = (nll * w_sum).sub_(_scale_(z.clone(), w_other)) if spread else None
+        nll, spread_term, z, sign, w_other = _binary_rows(x, y, w, w_y, w_sum, spread > 0)
     else:
-        ones_c = torch.ones(c, dtype=acc, device=dev)
-        if dev.type == "cpu" and _within(x, SHIFT_FREE_BOUND):
-            e = x.exp()  # [N, C]
-            s = e @ ones_c  # [N]
-            lse = s.log()  # [N]
-        else:
-            m = _row_max(x)  # [N]
-            e = torch.sub(x, m[:, None]).exp_()  # [N, C] exp(x - m), in (0, 1]
-            s = e @ ones_c  # [N]
-            lse = s.log().add_(m)  # [N]
-        nll = lse - x.gather(1, y[:, None]).squeeze(1)  # [N] -log p_y
-        smooth = (lse * w_sum).sub_(x @ (ones_c if w is None else w)) if spread else None
+        nll, spread_term, e, s = _softmax_rows(x, y, w, w_sum, spread > 0)
     per_row = _scale_(nll, keep * w_y)  # [N]
-    if smooth is not None:
-        per_row.add_(smooth, alpha=spread)
+    if spread_term is not None:
+        per_row.add_(spread_term, alpha=spread)
     per_row = _scale_(per_row, coef)
     if any_ignored:
         per_row.masked_fill_(ignored, 0.0)  # 0 even where an ignored row's logits are not finite
@@ -141,7 +153,7 @@ def forward(
         return out, grad.to(logits.dtype), stats
     grad = e.div_(s[:, None]) if isinstance(a, float) and a == 1.0 else e.mul_((a / s)[:, None])
     if spread:
-        w_spread = ones_c * spread if w is None else w * spread  # [C]
+        w_spread = torch.full((c,), spread, dtype=acc, device=dev) if w is None else w * spread  # [C]
         if isinstance(coef, float):
             grad.sub_(w_spread)
         else:
