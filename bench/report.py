@@ -7,7 +7,9 @@ the device's peak measured in the same run (``bench/test_peak.py``; several file
 peaks may come from another file), the peak GPU memory, and the speed-up over every baseline provider
 of the same case, mode and device ("vs eager", "vs compile", "vs loop", ...). Plots (``bench/plots.py``),
 one PNG per op and device type, are written to ``PREFIX-<op>-<cpu|cuda>.png``; PREFIX defaults to the
-first JSON's path without ``.json``.
+first JSON's path without ``.json``. Benchmarks that recorded no op (the data layer, ``aam explain``, the
+large table) get one plain table per file: min, median, mean, max and rounds. With ``--no-plots`` the output
+is Markdown only, ready for ``docs/performance.md``.
 """
 
 from __future__ import annotations
@@ -177,6 +179,22 @@ def op_table(op: str, device: str, rows: list[Row], device_peaks: dict[str, dict
     return "\n".join(lines)
 
 
+def plain_table(results: dict) -> str | None:
+    """The benchmarks of one results file that recorded no op, as one Markdown table (None if there are none)."""
+    plain = [b for b in results["benchmarks"] if "op" not in b.get("extra_info", {})]
+    if not plain:
+        return None
+    cpu = results.get("machine_info", {}).get("cpu", {}).get("brand_raw")
+    head = ["benchmark", "min", "median", "mean", "max", "rounds"]
+    lines = [f"### other benchmarks{f' on {cpu}' if cpu else ''}", "", "| " + " | ".join(head) + " |",
+             "|" + "---|" * len(head)]
+    for bench in plain:
+        stats = bench["stats"]
+        cells = [bench["name"]] + [_fmt_time(stats[key]) for key in ("min", "median", "mean", "max")]
+        lines.append("| " + " | ".join(cells + [str(int(stats.get("rounds") or 0))]) + " |")
+    return "\n".join(lines)
+
+
 def _header(path: Path, results: dict) -> str:
     commit = results.get("commit_info", {})
     dirty = " (uncommitted changes)" if commit.get("dirty") else ""
@@ -185,11 +203,15 @@ def _header(path: Path, results: dict) -> str:
 
 def report(paths: list[Path], make_plots: bool = True, plots: Path | None = None) -> str:
     rows: list[Row] = []
+    plain: list[str] = []
     parts = ["Results:"]
     for path in paths:
         results = json.loads(path.read_text())
         rows += load_rows(results)
         parts.append(f"- {_header(path, results)}")
+        table = plain_table(results)
+        if table is not None:
+            plain.append(table)
     device_peaks = peaks(rows)
     parts += ["", "Devices: " + "; ".join(sorted({r.device for r in rows})) if rows else "No benchmark recorded an op."]
     for device, peak in sorted(device_peaks.items()):
@@ -206,6 +228,8 @@ def report(paths: list[Path], make_plots: bool = True, plots: Path | None = None
         op_rows = [r for r in rows if r.op == op]
         for device in sorted({r.device for r in op_rows}):
             parts += ["", op_table(op, device, [r for r in op_rows if r.device == device], device_peaks)]
+    for table in plain:
+        parts += ["", table]
     if make_plots and ops:
         from bench.plots import plot_op
 
