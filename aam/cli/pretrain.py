@@ -36,7 +36,7 @@ OBJECTIVE_FLAGS = [
      "weight of the masked-nucleotide objective (models with --asv-layers > 0); 0 = off"),
 ]
 ENCODER_MODEL_FLAGS = [f for f in MODEL_FLAGS if f[2] in ("embedding_dim", "attention_heads", "asv_layers",
-                                                         "sample_layers", "dropout", "abundance")]
+                                                         "sample_layers", "dropout", "abundance", "asv_identity")]
 PRETRAIN_TRAIN_FLAGS = [f for f in TRAIN_FLAGS if f[2] in (
     "output_dir", "epochs", "batch_size", "lr", "weight_decay", "warmup_steps", "max_grad_norm", "patience", "seed",
     "device", "precision", "num_workers")]

@@ -3,6 +3,8 @@ regression run starts from them (`aam train --pretrained-encoder`).
 
 An encoder fixes the model's dimensions, its abundance input and the nucleotides per ASV (`max_bp`); a
 run that starts from it takes them from the file, and a flag that sets one of them otherwise is an error.
+An encoder pretrained with ASV identity vectors (`--asv-identity`) brings its vocabulary (the corpus's
+frequent ASVs) and their vectors; without them, a run may still learn a vocabulary of its own study.
 """
 
 from __future__ import annotations
@@ -26,7 +28,7 @@ FIXED = {"embedding_dim": "--embedding-dim", "attention_heads": "--attention-hea
 
 
 def save_encoder(path: Path, model: ModelConfig, state: dict[str, torch.Tensor], extra: dict[str, Any]) -> None:
-    settings = {name: getattr(model, name) for name in FIXED}
+    settings = {name: getattr(model, name) for name in (*FIXED, "asv_identity", "asv_vocabulary")}
     save_checkpoint(path, {"kind": KIND, "model": settings, "encoder_state": state, **extra})
 
 
@@ -50,6 +52,14 @@ def apply_encoder_config(config: RunConfig, given: dict[str, Any]) -> RunConfig:
         if flag and name in given and given[name] != settings[name]:
             raise UserError(f"{flag} {given[name]} contradicts the pretrained encoder {path} ({flag} "
                             f"{settings[name]}); leave {flag} out, the encoder sets it")
+    if settings.get("asv_vocabulary"):  # the encoder's ASV identity vectors replace a study vocabulary
+        given_identity = given.get("asv_identity", settings["asv_identity"])
+        if given_identity != settings["asv_identity"]:
+            raise UserError(f"--asv-identity {given_identity} contradicts the pretrained encoder {path}, whose "
+                            f"{settings['asv_vocabulary']} ASV identity vectors (--asv-identity "
+                            f"{settings['asv_identity']} in pretraining) the model takes over; leave it out")
+    else:
+        settings = {k: v for k, v in settings.items() if k not in ("asv_identity", "asv_vocabulary")}
     model = dataclasses.replace(config.model, **{k: v for k, v in settings.items() if k != "max_bp"})
     data = dataclasses.replace(config.data, max_bp=settings["max_bp"])
     return dataclasses.replace(config, model=model, data=data)
@@ -58,8 +68,9 @@ def apply_encoder_config(config: RunConfig, given: dict[str, Any]) -> RunConfig:
 def load_encoder_weights(model: torch.nn.Module, path: str | Path) -> None:
     """Copy the encoder file's weights into `model`'s two encoders (shapes must match the file's settings)."""
     state = read_encoder(path)["encoder_state"]
+    pretrained_identity = any(k.startswith("asv_encoder.identity.") for k in state)
     own = {k for k in model.state_dict() if k.startswith(("asv_encoder.", "sample_encoder."))
-           and not k.startswith("asv_encoder.identity.")}
+           and (pretrained_identity or not k.startswith("asv_encoder.identity."))}
     if set(state) != own:
         raise UserError(f"--pretrained-encoder {path}: its weights do not fit this model (run with the settings "
                         "the encoder was pretrained with)")

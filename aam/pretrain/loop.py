@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
@@ -19,6 +20,7 @@ from aam.data.dataset import AAMDataset, make_loader
 from aam.data.split import positions_of
 from aam.errors import UserError
 from aam.evaluation import outputs
+from aam.models.identity import vocabulary as asv_vocabulary
 from aam.models.predictor import abundance_input
 from aam.pretrain.batches import PretrainBatch, PretrainCollate
 from aam.pretrain.config import PretrainConfig
@@ -94,8 +96,16 @@ def build_pretrain_run(config: PretrainConfig, last: dict[str, Any] | None) -> P
                                pin_memory=pin, collate_fn=PretrainCollate(train_set, study.counts, distances))
     val_loader = make_loader(val_set, t.batch_size, shuffle=False, num_workers=t.num_workers, pin_memory=pin,
                              collate_fn=PretrainCollate(val_set, study.counts, distances))
+    vocabulary = None
+    if config.model.asv_identity:
+        prevalence = np.asarray((study.counts[train_idx] > 0).sum(axis=0)).ravel()
+        vocabulary = asv_vocabulary(train_set.tokens, prevalence, config.model.asv_identity)
+        config = dataclasses.replace(config, model=dataclasses.replace(config.model,
+                                                                       asv_vocabulary=vocabulary.numel()))
     torch.manual_seed(t.seed)
     model = PretrainModel(config.model).to(device)
+    if vocabulary is not None:
+        model.asv_encoder.identity.set_vocabulary(vocabulary.to(device))
     optimizer = torch.optim.AdamW(model.parameters(), lr=t.lr, weight_decay=t.weight_decay,
                                   fused=True if device.type == "cpu" else None)
     total = max(1, t.epochs * len(train_loader))

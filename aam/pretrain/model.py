@@ -22,7 +22,7 @@ class PretrainModel(nn.Module):
         c, d = config, config.embedding_dim
         self.config = config
         self.asv_encoder = ASVEncoder(d, c.attention_heads, c.asv_layers, c.feedforward_multiplier, c.dropout,
-                                      c.max_bp, c.gradient_checkpointing)
+                                      c.max_bp, c.gradient_checkpointing, c.asv_vocabulary)
         self.sample_encoder = SampleEncoder(d, c.attention_heads, c.sample_layers, c.feedforward_multiplier,
                                             c.dropout, c.gradient_checkpointing)
         # masked ASVs: presence logit of ASV u in sample b = <query(sample b), key(ASV u)> / sqrt(D) + bias
@@ -41,8 +41,10 @@ class PretrainModel(nn.Module):
         if not with_states:
             return self.asv_encoder(tokens), None
         states = self.asv_encoder.token_states(tokens)
-        pooled = self.asv_encoder.pool(states, ensure_one_real(tokens != 0))
-        return self.asv_encoder.norm(pooled), states
+        vectors = self.asv_encoder.norm(self.asv_encoder.pool(states, ensure_one_real(tokens != 0)))
+        if self.asv_encoder.identity is not None:
+            vectors = vectors + self.asv_encoder.identity(tokens)
+        return vectors, states
 
     def encoder_state(self) -> dict[str, torch.Tensor]:
         """The weights and buffers an `AAMRegressor` takes over: its two encoders."""

@@ -84,10 +84,13 @@ def _build(config: RunConfig, device: torch.device | str | None, split, resume_f
     if data is None:
         data = prepare_data(config.data, config.train.seed, split)
     vocabulary = None
-    if config.model.asv_identity:
+    # a new run learns the vocabulary of its training samples, unless its pretrained encoder brings one (then
+    # asv_vocabulary is already set); a resumed run restores it with the weights
+    if config.model.asv_identity and not config.model.asv_vocabulary and resume_from is None:
         prevalence = np.asarray((data.study.counts[data.train_idx] > 0).sum(axis=0)).ravel()
         vocabulary = asv_vocabulary(data.train_set.tokens, prevalence, config.model.asv_identity)
-    config = fill_model_fields(config, data, plan, 0 if vocabulary is None else vocabulary.numel())
+    config = fill_model_fields(config, data, plan, config.model.asv_vocabulary if vocabulary is None
+                               else vocabulary.numel())
 
     torch.manual_seed(config.train.seed)  # initialization; shuffles and ASV draws use (seed, epoch)
     model = AAMRegressor(config.model).to(device)

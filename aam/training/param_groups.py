@@ -9,8 +9,9 @@ ENCODERS = ("asv_encoder", "sample_encoder")
 
 
 def freeze_encoders(model: nn.Module) -> None:
-    """The pretrained parameters of the ASV and sample encoders stop taking gradients (their BatchNorm
-    statistics are still recomputed on the study after each epoch); the study's ASV identity vectors train."""
+    """The ASV and sample encoders stop taking gradients (their BatchNorm statistics are still recomputed on
+    the study after each epoch), except the ASV identity vectors, which train like the head: they are
+    per-ASV weights of the study, pretrained or not."""
     for name in ENCODERS:
         getattr(model, name).requires_grad_(False)
     if model.asv_encoder.identity is not None:

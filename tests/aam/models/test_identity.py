@@ -1,0 +1,35 @@
+"""ASV identity vectors: the vocabulary, the hash that recognizes an ASV, and unknown ASVs."""
+
+import numpy as np
+import torch
+
+from aam.data.tokenizer import tokenize
+from aam.models.identity import ASVIdentity, sequence_hashes, vocabulary
+
+SEQUENCES = ["ACGTAC", "ACGTAG", "TTTT", "ACGTACN", "GGA"]
+
+
+def test_the_hash_ignores_padding_and_separates_sequences():
+    short, long = tokenize(SEQUENCES, 8), tokenize(SEQUENCES, 12)
+    assert torch.equal(sequence_hashes(torch.from_numpy(short)), sequence_hashes(torch.from_numpy(long)))
+    hashes = sequence_hashes(torch.from_numpy(short))
+    assert len(set(hashes.tolist())) == len(SEQUENCES)
+    # against the definition: sum of token x base^position modulo each prime, joined as first x 2^31 + second
+    tokens = short[0].astype(object)
+    first = sum(int(t) * pow(1000003, i, 2147483629) for i, t in enumerate(tokens)) % 2147483629
+    second = sum(int(t) * pow(999983, i, 2147483587) for i, t in enumerate(tokens)) % 2147483587
+    assert hashes[0].item() == first * 2**31 + second
+
+
+def test_the_vocabulary_holds_the_asvs_of_enough_samples_and_others_share_row_zero():
+    tokens = tokenize(SEQUENCES, 8)
+    prevalence = np.array([3, 1, 2, 5, 0])
+    hashes = vocabulary(tokens, prevalence, 2)  # ASVs 0, 2, 3
+    assert hashes.tolist() == sorted(sequence_hashes(torch.from_numpy(tokens[[0, 2, 3]])).tolist())
+    identity = ASVIdentity(3, 4)
+    identity.set_vocabulary(hashes)
+    out = identity(torch.from_numpy(tokens))
+    rows = {h: i + 1 for i, h in enumerate(hashes.tolist())}
+    for k, h in enumerate(sequence_hashes(torch.from_numpy(tokens)).tolist()):
+        assert torch.equal(out[k], identity.embedding.weight[rows.get(h, 0)])
+    assert torch.equal(out[1], out[4])  # both unknown
