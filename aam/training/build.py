@@ -3,7 +3,7 @@
 `train()` builds its run here; so can a cross-validation fold (explicit train/validation sample IDs
 through `split`) or a benchmark (already prepared `data`). Under torchrun (a process group joined with
 `aam.runtime.distributed.session`) every rank builds the same run, with its share of each global batch
-in the loaders and the model wrapped for data-parallel training (`aam.training.data_parallel`).
+in the loaders and a trainer that reduces across ranks (`aam.training.data_parallel`).
 """
 
 from __future__ import annotations
@@ -30,6 +30,7 @@ from aam.runtime.device import compute_dtype, resolve_device
 from aam.training.data_parallel import DataParallel
 from aam.training.param_groups import freeze_encoders
 from aam.training.losses import LossPlan, RegressionLoss, plan_loss
+from aam.training.reduction import SingleProcess
 from aam.training.resume import check_resumable
 from aam.training.router_loss import RouterLoss
 from aam.training.trainer import Trainer, TrainerState
@@ -66,10 +67,7 @@ def build_run(config: RunConfig, device: torch.device | str | None = None, *,
     """
     if data is not None and (split is not None or resume_from is not None):
         raise ValueError("build_run: give `data` or a split (`split`, `resume_from`), not both")
-    run = distributed.on_every_rank(lambda: _build(config, device, split, resume_from, data))
-    if distributed.active():
-        run.trainer.parallel = DataParallel(run.model, run.device)
-    return run
+    return distributed.on_every_rank(lambda: _build(config, device, split, resume_from, data))
 
 
 def _build(config: RunConfig, device: torch.device | str | None, split, resume_from, data) -> Run:
@@ -116,9 +114,10 @@ def _build(config: RunConfig, device: torch.device | str | None, split, resume_f
                                  num_workers=config.train.num_workers, pin_memory=pin)
     router_loss = RouterLoss(config.loss.moe_balance_weight, config.loss.moe_router_z_weight) \
         if config.model.moe_experts else None
+    reduction = DataParallel(model, device) if distributed.active() else SingleProcess()
     trainer = Trainer(model, loss, config.train, scaler=data.scaler, target_columns=config.data.target_columns,
                       quantiles=config.loss.quantiles, device=device, steps_per_epoch=len(train_loader),
-                      weight_tables=weights, router_loss=router_loss)
+                      weight_tables=weights, router_loss=router_loss, reduction=reduction)
     progress = TrainerState()
     if resume_from is not None:
         model.load_state_dict(resume_from["model_state"])

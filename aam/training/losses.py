@@ -25,6 +25,7 @@ from torch import nn
 
 from aam.config import LossConfig, TargetLoss, resolve_loss
 from aam.errors import UserError
+from aam.training.plain_loss import plain_regression_loss
 
 log = logging.getLogger("aam")
 
@@ -99,9 +100,7 @@ def _warn_ignored(t: TargetLoss, target: str, from_flags: bool) -> None:
 
 def _regression_loss_op(use_kernels: bool):
     if not use_kernels:
-        from aam_kernels.regression_loss.reference import regression_loss_reference
-
-        return regression_loss_reference
+        return plain_regression_loss
     try:
         from aam_kernels import regression_loss
     except ImportError as exc:
@@ -115,7 +114,7 @@ class RegressionLoss(nn.Module):
     def __init__(self, columns: list[ColumnLoss], *, n_quantiles: int = 1, use_kernels: bool = False):
         super().__init__()
         self.n_quantiles = n_quantiles
-        self.use_kernels = use_kernels  # aam_kernels.regression_loss instead of its PyTorch reference
+        self.use_kernels = use_kernels  # aam_kernels.regression_loss instead of `plain_regression_loss`
         self.op = _regression_loss_op(use_kernels)
         for name in ("under", "over", "delta", "power"):
             values = torch.tensor([float(getattr(c, name)) for c in columns], dtype=torch.float32)
@@ -129,7 +128,6 @@ class RegressionLoss(nn.Module):
         flat_target = target.to(pred.dtype).repeat_interleave(q, dim=1)  # [B, T*Q]: target t under each quantile
         return self.op(pred.reshape(b, t * q), flat_target, under=self.under, over=self.over, delta=self.delta,
                        power=self.power, weight=weight, reduction="mean", return_column_means=True)
-
 
     def elementwise(self, pred: torch.Tensor, target: torch.Tensor, weight: torch.Tensor | None = None):
         """The pieces of `forward`'s mean, which data-parallel ranks sum across processes: pred [B, T, Q],

@@ -1,4 +1,5 @@
-"""`Trainer`: optimizer, schedule and the per-epoch loops (train step, validation pass).
+"""`Trainer`: optimizer, schedule and the per-epoch loops (train step, validation pass), summed by a
+reduction strategy (`aam.training.reduction`: one process, or across torchrun's ranks).
 
 It knows nothing about files: `aam.training.loop` decides what is saved where.
 """
@@ -17,14 +18,16 @@ import torch
 from tqdm.auto import tqdm
 
 from aam.config import TrainConfig
+from aam.data.batch import Batch
 from aam.data.encoders import TargetScaler
-from aam.evaluation.inference import Predictions, run_model, to_predictions
+from aam.evaluation.inference import Predictions, to_predictions
 from aam.models import AAMRegressor
 from aam.runtime.device import autocast
 from aam.training.averaging import WeightAverage
 from aam.training.losses import RegressionLoss
 from aam.training.param_groups import parameter_groups
 from aam.training.norm_statistics import recompute_norm_statistics
+from aam.training.reduction import Reduction, SingleProcess
 from aam.training.router_loss import RouterLoss
 from aam.training.schedule import default_warmup_steps, warmup_cosine
 from aam.training.weights import row_weights
@@ -96,6 +99,22 @@ class EpochResult:
 
 
 @dataclass
+class EpochSums:
+    """What an epoch's steps add up, on the device: each step's global-batch means times its samples."""
+
+    loss: torch.Tensor  # scalar: regression loss
+    columns: torch.Tensor  # [K] per-column means
+    router: dict[str, torch.Tensor] = field(default_factory=dict)  # MoE router losses by name, scalars
+    samples: int = 0
+
+    def stacked(self, router_names: list[str]) -> torch.Tensor:
+        """[1 + K + len(router_names)]: loss, columns, the router losses in the given order."""
+        router = [self.router[n] for n in router_names]
+        return torch.cat([self.loss[None], self.columns,
+                          torch.stack(router) if router else self.columns.new_zeros(0)])
+
+
+@dataclass
 class TrainerState:
     """Progress that --resume restores besides model/optimizer/scheduler/RNG."""
 
@@ -110,10 +129,14 @@ class Trainer:
     def __init__(self, model: AAMRegressor, loss_fn: RegressionLoss, config: TrainConfig, *, scaler: TargetScaler,
                  target_columns: tuple[str, ...], quantiles: tuple[float, ...], device: torch.device,
                  steps_per_epoch: int, weight_tables: list[torch.Tensor] | None = None,
-                 router_loss: RouterLoss | None = None):
+                 router_loss: RouterLoss | None = None, reduction: Reduction | None = None):
         self.model, self.loss_fn, self.config, self.scaler = model, loss_fn.to(device), config, scaler
         self.router_loss = router_loss  # added to the loss of an MoE model; None = no auxiliary loss
-        self.target_columns, self.device, self.weight_tables = target_columns, device, weight_tables
+        self.target_columns, self.device = target_columns, device
+        # on the device once: a copy from the host at every step would wait for the device
+        self.weight_tables = None if weight_tables is None else [t.to(device) for t in weight_tables]
+        # how steps and epochs are summed: one process, or all-reduced across torchrun's ranks
+        self.reduction = SingleProcess() if reduction is None else reduction
         self.quantiles = quantiles  # levels of the model's Q outputs, () for a point model
         self.mean = torch.tensor(scaler.mean, dtype=torch.float32, device=device)  # [T]
         self.std = torch.tensor(scaler.std, dtype=torch.float32, device=device)
@@ -129,50 +152,57 @@ class Trainer:
         # the weights validated and saved as model.pt: an average over steps, or the training weights themselves
         self.average = WeightAverage(model, config.ema_decay) if config.ema_decay > 0 else None
         self.stop = StopFlag()
-        self.parallel = None  # a DataParallel in a torchrun run (see aam.training.data_parallel)
 
     def normalize(self, raw_targets: torch.Tensor) -> torch.Tensor:
         return (raw_targets - self.mean) / self.std  # [B, T]; NaN stays NaN (missing)
 
     def train_epoch(self, loader, epoch: int) -> tuple[float, list[float], dict[str, float]]:
-        """One pass over `loader`; returns the sample-weighted mean regression loss, its per-column
-        means, and the means of the MoE router losses ({} without them)."""
-        if self.parallel is not None:
-            return self.parallel.train_epoch(self, loader, epoch)
+        """One pass over `loader`; returns the sample-weighted mean regression loss of the global batches, its
+        per-column means, and the means of the MoE router losses ({} without them), the same on every rank.
+
+        Nothing is read back from the device inside a step: the sums stay on the device and are read once at
+        the end; each step's objective is kept on the device too, read only when the epoch's sums turn out
+        non-finite, to name the first bad step."""
         self.model.train()
-        total = torch.zeros((), device=self.device)
-        columns = torch.zeros(self.loss_fn.under.numel(), device=self.device)
-        router_sums: dict[str, torch.Tensor] = {}
-        # Each step's objective stays on the device (one small copy per step, no host sync); it is read
-        # only when the epoch's sum turns out non-finite, to name the first bad step.
+        sums = EpochSums(torch.zeros((), device=self.device),
+                         torch.zeros(self.loss_fn.under.numel(), device=self.device))
         step_objectives = torch.zeros(len(loader), device=self.device)
-        seen = 0
         bar = tqdm(loader, desc=f"epoch {epoch}/{self.config.epochs}", leave=False, file=sys.stderr,
-                   disable=not self.config.progress, unit="batch")
+                   disable=not (self.config.progress and self.reduction.main), unit="batch")
+        # a rank's loss is only its piece of the global batch's: the bar shows the loss in one process only
+        show_loss = self.config.progress and self.reduction.world == 1
         for step, batch in enumerate(bar):
-            batch = batch.to(self.device, non_blocking=True)
-            with autocast(self.device, self.config.precision, training=True):
-                pred, routing = self.model.forward_batch(batch, return_routing=True)
-            loss, column_means = self.loss_fn(pred.float(), self.normalize(batch.targets),
-                                              row_weights(self.weight_tables, batch.categories))
-            objective = loss
-            if routing is not None and self.router_loss is not None:
-                aux, parts = self.router_loss(routing)
-                objective = loss + aux
-                for name, value in parts.items():
-                    router_sums[name] = router_sums.get(name, 0.0) + value * len(batch)
-            self.apply_gradients(objective)
-            step_objectives[step] = objective.detach()
-            total += loss.detach() * len(batch)
-            columns += column_means.to(self.device) * len(batch)
-            seen += len(batch)
-            if step % 10 == 0 and self.config.progress:
+            objective, loss = self.train_step(batch, sums)
+            step_objectives[step] = objective
+            if show_loss and step % 10 == 0:
                 bar.set_postfix(loss=f"{loss.item():.4f}")  # a host sync every 10 steps only
-            self.stop.check()
-        router = {name: (value / max(seen, 1)).item() for name, value in router_sums.items()}
-        train_loss = (total / max(seen, 1)).item()
+            self.reduction.after_step(step, self.stop)
+        names = sorted(sums.router)
+        k = sums.columns.numel()
+        means = self.reduction.epoch_means(sums.stacked(names), sums.samples, self.stop)
+        train_loss, router = means[0], dict(zip(names, means[1 + k:]))
         check_finite(epoch, train_loss, router, step_objectives)
-        return train_loss, (columns / max(seen, 1)).tolist(), router
+        return train_loss, means[1:1 + k], router
+
+    def train_step(self, batch: Batch, sums: EpochSums) -> tuple[torch.Tensor, torch.Tensor]:
+        """Forward, loss, backward and update on this process's share of one global batch; adds the step's
+        global means times its samples to `sums`. Returns (objective, regression loss), detached."""
+        batch = batch.to(self.device, non_blocking=True)
+        with autocast(self.device, self.config.precision, training=True):
+            pred, routing = self.reduction.forward(self.model, batch)
+        part = self.reduction.step_loss(self.loss_fn, pred.float(), self.normalize(batch.targets),
+                                        row_weights(self.weight_tables, batch.categories), routing, batch, self.stop)
+        objective = part.loss
+        if part.routing is not None and self.router_loss is not None:
+            aux, parts = self.router_loss(part.routing)
+            objective = part.loss + aux * part.share
+            for name, value in parts.items():
+                sums.router[name] = sums.router.get(name, 0.0) + value * part.share * part.samples
+        self.apply_gradients(self.reduction.for_backward(objective))
+        sums.loss += part.loss.detach() * part.samples
+        sums.columns += part.column_means.to(self.device) * part.samples
+        sums.samples += part.samples
+        return objective.detach(), part.loss.detach()
 
     def apply_gradients(self, objective: torch.Tensor) -> None:
         """Backward, clipping, optimizer and schedule step."""
@@ -188,8 +218,7 @@ class Trainer:
     def validate(self, loader) -> tuple[float, list[float], Predictions]:
         """Validation loss (one loss call over all samples) and predictions in original units."""
         precision = self.config.precision
-        out = run_model(self.model, loader, self.device, precision) if self.parallel is None \
-            else self.parallel.run_model(loader, self.device, precision)
+        out = self.reduction.run_model(self.model, loader, self.device, precision)
         with torch.no_grad():
             z_targets = self.normalize(out.targets.to(self.device))
             weights = row_weights(self.weight_tables, out.categories.to(self.device))
