@@ -5,6 +5,9 @@ Public API:
 - `load_model(path)` (inference.py): the trained model with its config, target scaler and encoder.
 - `regression_metrics` (metrics.py); `run_baseline` (baseline.py); `IntervalCalibration` (conformal.py): the
   conformal offsets of a quantile model's intervals, fitted on its validation samples after training.
+- `forest_columns`, `permutation_importance` (forest_importance.py): the baseline forest's ASV importances;
+  `relative_abundance`, `abundance_columns` (abundance.py): the abundance columns beside them and beside
+  `aam explain`'s attributions.
 """
 
 from aam.evaluation.inference import load_model, predict

@@ -28,7 +28,7 @@ from aam.explain.config import ExplainConfig
 from aam.explain.explanation import METHODS, Explanation, explain_study
 from aam.explain.importance import asv_table, taxon_table
 from aam.explain.taxonomy import Taxonomy, read_taxonomy
-from aam.evaluation.baseline import relative_abundance
+from aam.evaluation.abundance import relative_abundance
 from aam.evaluation.inference import load_model
 from aam.evaluation.outputs import safe_name, write_json, write_tsv
 from aam.paths import check_writable_dir
