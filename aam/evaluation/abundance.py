@@ -1,5 +1,6 @@
-"""Relative abundances, and per-ASV abundance columns of a study (prevalence, mean relative abundance, Spearman correlation with each
-target), written beside the importances of `aam explain` and `aam baseline` in `asv_importance.tsv`."""
+"""Relative abundances, and the per-ASV abundance columns of a study (prevalence, mean relative abundance,
+Spearman correlation with each target) written beside the importances of `aam explain` and `aam baseline` in
+`asv_importance.tsv`."""
 
 from __future__ import annotations
 
