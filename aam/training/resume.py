@@ -11,8 +11,8 @@ from aam.paths import absolute_data_paths
 from aam.runtime.checkpoint import LAST_FILE, Checkpoint
 from aam.training.output_folder import check_output_dir
 
-# TrainConfig fields a resumed run may change (made with `resumable()`): where it runs, how long, how it reports.
-RESUMABLE_CHANGES = {f.name for f in dataclasses.fields(TrainConfig) if f.metadata.get("resumable")}
+# flags of the TrainConfig fields a resumed run may change (made with `resumable()`): where it runs, how long,
+# how it reports
 RESUMABLE_FLAGS = tuple(f.metadata["flag"] for f in dataclasses.fields(TrainConfig) if f.metadata.get("flag"))
 
 
