@@ -141,8 +141,8 @@ SWITCHES = [
      "samples after training"),
 ]
 
-# `aam explain` and `aam predict`: their REQUIRED flags must be given and show no default, nor do flags
-# whose default is none; `aam explain --model` may be given several times (the models are averaged).
+# `aam explain` and `aam predict`: the flags in their *_REQUIRED tuples must be given and show no default, nor
+# do flags whose default is none; `aam explain --model` may be given several times (the models are averaged).
 EXPLAIN_FLAGS = [
     ("--model", ExplainConfig, "models", str,
      "model.pt written by `aam train`, or an `aam cv` output folder (its finished fold models); repeat to average "
