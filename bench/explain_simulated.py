@@ -68,7 +68,8 @@ def cohort_spearman(folder: Path, train_dir: Path, response: pd.Series) -> dict[
     import numpy as np
 
     from aam.data.study import load_study
-    from aam.evaluation.baseline import fit_forests, relative_abundance
+    from aam.evaluation.abundance import relative_abundance
+    from aam.evaluation.baseline import fit_forests
     from aam.explain.cohort import cohort_shapley
 
     study = load_study(str(folder / "table.biom"), None, str(folder / "metadata.tsv"), target_columns=["ph"])

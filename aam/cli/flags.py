@@ -1,4 +1,5 @@
-"""Flag tables shared by `aam train`, `aam cv` and `aam baseline`, and the run config they build.
+"""Flag tables of the commands: those shared by `aam train`, `aam cv` and `aam baseline` and the run config
+they build, and those of `aam explain` and `aam predict` (one config dataclass each).
 
 Each table row is (flag, config dataclass, field, argparse type, help); the default shown by --help
 comes from the dataclass, and every flag defaults to None so the dataclass default applies unless
@@ -10,8 +11,11 @@ from __future__ import annotations
 import argparse
 import dataclasses
 from pathlib import Path
+from typing import Any
 
 from aam.config import LOSS_TYPES, DataConfig, LossConfig, ModelConfig, RunConfig, TrainConfig
+from aam.evaluation.config import PredictConfig
+from aam.explain.config import ExplainConfig
 
 
 def _names(text: str) -> tuple[str, ...]:
@@ -30,6 +34,10 @@ def _ints(text: str) -> tuple[int, ...]:
         return tuple(int(part) for part in _names(text))
     except ValueError:
         raise argparse.ArgumentTypeError(f"expected comma-separated integers, got {text!r}") from None
+
+
+def _default(cls, name):
+    return {f.name: f for f in dataclasses.fields(cls)}[name].default
 
 
 # flag -> (dataclass, field, type, help); defaults come from the dataclasses (shown by --help).
@@ -143,26 +151,84 @@ SWITCHES = [
      "samples after training"),
 ]
 
-
-def _default(cls, name):
-    return {f.name: f for f in dataclasses.fields(cls)}[name].default
+# `aam explain` and `aam predict`: the flags in their *_REQUIRED tuples must be given and show no default, nor
+# do flags whose default is none; `aam explain --model` may be given several times (the models are averaged).
+EXPLAIN_FLAGS = [
+    ("--model", ExplainConfig, "models", str,
+     "model.pt written by `aam train`, or an `aam cv` output folder (its finished fold models); repeat to average "
+     "several models"),
+    ("--table", ExplainConfig, "table", str, "feature table: BIOM or QIIME 2 .qza"),
+    ("--sequences", ExplainConfig, "sequences", str, "FASTA or rep-seqs .qza, when feature IDs are not DNA"),
+    ("--metadata", ExplainConfig, "metadata", str,
+     "metadata TSV: needed for categorical columns; target columns in it add Spearman correlations and order the "
+     "heatmap"),
+    ("--taxonomy", ExplainConfig, "taxonomy", str,
+     "QIIME 2 FeatureData[Taxonomy] .qza or TSV with 'Feature ID' and 'Taxon' columns; adds taxon_importance.tsv"),
+    ("--output-dir", ExplainConfig, "output_dir", str, "folder for the tables and plots"),
+    ("--batch-size", ExplainConfig, "batch_size", int, "samples per batch (default: the training batch size)"),
+    ("--method", ExplainConfig, "method", str,
+     "cohort: cohort Shapley values, what each ASV's abundance tells about the prediction among the samples "
+     "explained (the baseline is their mean prediction); integrated-gradients: what the network computes from "
+     "each ASV"),
+    ("--permutations", ExplainConfig, "permutations", int, "cohort: orders of the ASVs sampled per sample"),
+    ("--similarity-ratio", ExplainConfig, "similarity_ratio", float,
+     "cohort: relative abundances within this factor of each other count as similar "
+     f"(default: {_default(ExplainConfig, 'similarity_ratio'):g})"),
+    ("--seed", ExplainConfig, "seed", int, "cohort: seeds the sampled orders"),
+    ("--steps", ExplainConfig, "steps", int,
+     "integrated gradients: integration steps, each a forward and backward pass"),
+    ("--reference", ExplainConfig, "reference", str,
+     "integrated gradients: empty: attributions start from a sample with no reads; counts: from the same ASVs "
+     "with zero reads"),
+    ("--sample", ExplainConfig, "sample", str, "sample drawn as a waterfall (default: the first)"),
+    ("--device", ExplainConfig, "device", str, "auto | cpu | cuda"),
+]
+EXPLAIN_REQUIRED = ("--model", "--table", "--output-dir")
+EXPLAIN_SWITCHES = [("--no-progress", ExplainConfig, "progress", False, "no progress bar")]
+PREDICT_FLAGS = [
+    ("--model", PredictConfig, "model", str,
+     "model.pt (or last.pt) written by `aam train`, or an `aam cv` output folder (its fold models' predictions "
+     "are averaged: an ensemble)"),
+    ("--table", PredictConfig, "table", str, "feature table: BIOM or QIIME 2 .qza"),
+    ("--sequences", PredictConfig, "sequences", str, "FASTA or rep-seqs .qza, when feature IDs are not DNA"),
+    ("--metadata", PredictConfig, "metadata", str, "metadata TSV; needed when the model uses categorical columns"),
+    ("--device", PredictConfig, "device", str, "auto | cpu | cuda"),
+    ("--batch-size", PredictConfig, "batch_size", int, "samples per batch (default: the training batch size)"),
+    ("--output", PredictConfig, "output", str, "TSV to write: sample_id, then one column per target"),
+]
+PREDICT_REQUIRED = ("--model", "--table", "--output")
 
 
 def add_flags(parser: argparse.ArgumentParser, groups) -> None:
     """Every flag defaults to None, so the config dataclass default applies unless the user set it."""
     for title, flags in groups:
         group = parser.add_argument_group(title)
-        for flag, cls, name, kind, text in flags:
-            default = _default(cls, name)
-            shown = ",".join(map(str, default)) if isinstance(default, tuple) else default
-            if "(default" not in text:  # the text states its own default when the dataclass's is a placeholder
-                text += f" (default: {shown if shown not in ('', (), None) else 'none'})"
-            group.add_argument(flag, dest=name, type=kind, default=None, metavar=flag[2:].upper().replace("-", "_"),
-                               help=text)
+        for row in flags:
+            _add_flag(group, *row)
 
 
-def add_switches(group) -> None:
-    for flag, _, name, _, text in SWITCHES:
+def add_command_flags(parser: argparse.ArgumentParser, flags, required=(), repeated=()) -> None:
+    """A command's own flags, in its main option list: `required` flags must be given, `repeated` ones may be
+    given several times (a tuple field); a default that is none is not shown."""
+    for flag, cls, name, kind, text in flags:
+        _add_flag(parser, flag, cls, name, kind, text, required=flag in required, repeated=flag in repeated,
+                  show_none=False)
+
+
+def _add_flag(container, flag, cls, name, kind, text, *, required=False, repeated=False, show_none=True) -> None:
+    default = _default(cls, name)
+    shown = ",".join(map(str, default)) if isinstance(default, tuple) else default
+    none = shown in ("", (), None)
+    # the text states its own default when the dataclass's is a placeholder
+    if "(default" not in text and not required and (show_none or not none):
+        text += f" (default: {'none' if none else shown})"
+    container.add_argument(flag, dest=name, type=kind, default=None, required=required,
+                           action="append" if repeated else "store", metavar=flag[2:].upper().replace("-", "_"),
+                           help=text)
+
+
+def add_switches(group, switches=SWITCHES) -> None:
+    for flag, _, name, _, text in switches:
         group.add_argument(flag, dest=name, action="store_true", help=text)
 
 
@@ -192,3 +258,11 @@ def config_from_args(args: argparse.Namespace, flags=ALL_FLAGS) -> RunConfig:
         train["pretrained_encoder"] = str(Path(train["pretrained_encoder"]).resolve())
     config = RunConfig(*(cls(**changes.get(part, {})) for cls, part in PART_OF.items()))
     return apply_encoder_config(config, {**changes.get("data", {}), **changes.get("model", {})})
+
+
+def given_values(args: argparse.Namespace, flags, switches=()) -> dict[str, Any]:
+    """{field: value} of one config dataclass for every flag the user gave (switches when set); a repeated
+    flag's values as a tuple."""
+    values = {name: getattr(args, name) for _, _, name, _, _ in flags if getattr(args, name, None) is not None}
+    values.update({name: value for _, _, name, value, _ in switches if getattr(args, name, False)})
+    return {name: tuple(value) if isinstance(value, list) else value for name, value in values.items()}

@@ -5,7 +5,9 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from aam.cli.flags import PREDICT_FLAGS, PREDICT_REQUIRED, add_command_flags, given_values
 from aam.errors import UserError
+from aam.evaluation.config import PredictConfig
 from aam.paths import check_writable_file
 
 HELP = "predict targets for new samples with a trained model"
@@ -13,37 +15,26 @@ HELP = "predict targets for new samples with a trained model"
 
 def add_parser(subparsers) -> None:
     parser = subparsers.add_parser("predict", help=HELP, description=HELP.capitalize() + ".")
-    parser.add_argument("--model", required=True,
-                        help="model.pt (or last.pt) written by `aam train`, or an `aam cv` output folder (its fold "
-                             "models' predictions are averaged: an ensemble)")
-    parser.add_argument("--table", required=True, help="feature table: BIOM or QIIME 2 .qza")
-    parser.add_argument("--sequences", help="FASTA or rep-seqs .qza, when feature IDs are not DNA")
-    parser.add_argument("--metadata", help="metadata TSV; needed when the model uses categorical columns")
-    parser.add_argument("--device", default="auto", help="auto | cpu | cuda (default: auto)")
-    parser.add_argument("--batch-size", type=int, help="samples per batch (default: the training batch size)")
-    parser.add_argument("--output", required=True, help="TSV to write: sample_id, then one column per target")
+    add_command_flags(parser, PREDICT_FLAGS, required=PREDICT_REQUIRED)
     parser.add_argument("--overwrite", action="store_true", help="replace --output if it exists")
     parser.set_defaults(run=run)
 
 
 def run(args: argparse.Namespace) -> int:
-    from aam.crossval.ensemble import predict_ensemble
-    from aam.crossval.run import is_cv_dir
-    from aam.evaluation import predict
+    from aam.crossval.ensemble import model_paths, predict_ensemble
     from aam.evaluation.outputs import write_tsv
 
-    output = Path(args.output)
+    config = PredictConfig(**given_values(args, PREDICT_FLAGS))
+    output = Path(config.output)
     check_writable_file(output, "--output")
     if output.exists() and not args.overwrite:
         raise UserError(f"--output {output} exists: pass --overwrite or choose another file")
-    if args.batch_size is not None and args.batch_size < 1:
-        raise UserError(f"--batch-size must be >= 1; got {args.batch_size}")
-    options = (args.table, args.sequences, args.metadata, args.device, args.batch_size)
-    if is_cv_dir(args.model):
-        frame, n_models = predict_ensemble(args.model, *options)
-        print(f"averaged the predictions of {n_models} fold models of {args.model} (an ensemble)")
-    else:
-        frame = predict(args.model, *options)
+    if config.batch_size is not None and config.batch_size < 1:
+        raise UserError(f"--batch-size must be >= 1; got {config.batch_size}")
+    paths = model_paths(config.model)
+    frame = predict_ensemble(paths, config.table, config.sequences, config.metadata, config.device, config.batch_size)
+    if paths != [Path(config.model)]:
+        print(f"averaged the predictions of {len(paths)} fold models of {config.model} (an ensemble)")
     output.parent.mkdir(parents=True, exist_ok=True)
     write_tsv(output, frame)
     print(f"wrote {len(frame)} predictions to {output}")

@@ -2,7 +2,8 @@
 
 Public API:
 - `cross_validate(RunConfig, CVConfig, resume=False) -> CVResult` (run.py); `resume_settings(output_dir)`.
-- `predict_ensemble(cv_dir, table, ...)` (ensemble.py): the fold models' predictions averaged.
+- `model_paths(model)` (ensemble.py): the checkpoints a `--model` names (itself, or a CV folder's fold models);
+  `predict_ensemble(paths, table, ...)`: their predictions averaged.
 """
 
 from aam.crossval.run import CVConfig, CVResult, cross_validate, resume_settings

@@ -1,4 +1,5 @@
-"""Predictions of a cross-validation folder: the average of its fold models (an ensemble)."""
+"""What a `--model` names (one checkpoint, or the fold models of a cross-validation folder), and the
+predictions of several models averaged (an ensemble)."""
 
 from __future__ import annotations
 
@@ -6,16 +7,23 @@ from pathlib import Path
 
 import pandas as pd
 
-from aam.crossval.run import fold_model_paths
+from aam.crossval.run import fold_model_paths, is_cv_dir
 from aam.evaluation.inference import predict
 
 
-def predict_ensemble(cv_dir: str | Path, table: str | Path, sequences: str | Path | None = None,
+def model_paths(model: str | Path) -> list[Path]:
+    """The checkpoints `--model` names: the file as given, or every finished fold model of an `aam cv`
+    folder (UserError naming --model when it has none)."""
+    return fold_model_paths(model) if is_cv_dir(model) else [Path(model)]
+
+
+def predict_ensemble(paths: list[Path], table: str | Path, sequences: str | Path | None = None,
                      metadata: str | Path | None = None, device: str = "auto", batch_size: int | None = None
-                     ) -> tuple[pd.DataFrame, int]:
-    """(predictions, number of models): every column of `predict` averaged over the finished fold models
-    (quantile columns level by level, in original units)."""
-    paths = fold_model_paths(cv_dir)
+                     ) -> pd.DataFrame:
+    """Every column of `predict` averaged over the models of `paths` (quantile columns level by level, in
+    original units); one model's predictions as `predict` gives them."""
     frames = [predict(p, table, sequences, metadata, device, batch_size) for p in paths]
+    if len(frames) == 1:
+        return frames[0]
     values = sum(f.drop(columns="sample_id") for f in frames) / len(frames)
-    return pd.concat([frames[0][["sample_id"]], values], axis=1), len(frames)
+    return pd.concat([frames[0][["sample_id"]], values], axis=1)

@@ -19,9 +19,10 @@ from aam.data.split import TRAIN_FILE, VAL_FILE, positions_of, read_sample_list,
 from aam.data.study import Study
 from aam.errors import UserError
 from aam.evaluation import outputs
+from aam.evaluation.abundance import relative_abundance
+from aam.evaluation.forest_importance import forest_columns, importance_table
 from aam.evaluation.inference import predictions_frame
 from aam.evaluation.metrics import metrics_table
-from aam.explain.forest import forest_columns, importance_table
 from aam.paths import check_writable_dir
 from aam.run_lock import LOCK_FILE, folder_lock
 
@@ -41,12 +42,6 @@ def data_config_of_run(train_dir: str | Path) -> DataConfig:
     if not path.is_file():
         raise UserError(f"--train-dir {train_dir}: no config.json (not an `aam train` output folder?)")
     return RunConfig.from_dict(json.loads(path.read_text())).data
-
-
-def relative_abundance(counts: sp.csr_matrix) -> sp.csr_matrix:
-    """Rows scaled to sum 1 (samples with reads only reach here)."""
-    totals = np.asarray(counts.sum(axis=1)).ravel()
-    return sp.diags(1.0 / totals) @ counts
 
 
 def fit_forests(study: Study, x: sp.csr_matrix, train_idx: np.ndarray, n_estimators: int = 500, seed: int = 42,

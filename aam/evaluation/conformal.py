@@ -20,8 +20,6 @@ import numpy as np
 
 from aam.evaluation.labels import level_label
 
-CALIBRATION_KEY = "interval_calibration"  # its entry in model.pt
-
 
 def interval_pairs(quantiles: tuple[float, ...]) -> list[tuple[int, int]]:
     """(lower, upper) positions into the sorted `quantiles`: the i-th lowest with the i-th highest level, as

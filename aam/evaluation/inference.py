@@ -15,12 +15,12 @@ from aam.data.dataset import AAMDataset, make_loader
 from aam.data.encoders import CategoryEncoder, TargetScaler
 from aam.data.study import load_study
 from aam.errors import UserError
-from aam.evaluation.conformal import CALIBRATION_KEY, IntervalCalibration
+from aam.evaluation.conformal import IntervalCalibration
 from aam.evaluation.labels import quantile_column
 from aam.evaluation.metrics import metrics_table
 from aam.models import AAMRegressor
 from aam.models.moe import Routing
-from aam.runtime.checkpoint import load_checkpoint
+from aam.runtime.checkpoint import Checkpoint
 from aam.runtime.device import autocast, resolve_device
 
 log = logging.getLogger("aam.training")
@@ -134,7 +134,7 @@ class LoadedModel:
     config: RunConfig
     scaler: TargetScaler
     encoder: CategoryEncoder | None
-    checkpoint: dict
+    checkpoint: Checkpoint
     calibration: IntervalCalibration | None = None  # conformal interval offsets fitted after training
 
 
@@ -142,19 +142,19 @@ def load_model(path: str | Path, device: torch.device | str = "cpu") -> LoadedMo
     """Rebuild the model exactly as trained from a checkpoint (model.pt or last.pt), with the
     run's --fused-kernels choice (`ModelConfig.use_kernels`) for an MoE head (both paths read the same
     weights)."""
-    payload = load_checkpoint(path)
+    checkpoint = Checkpoint.load(path)
     try:
-        config = RunConfig.from_dict(payload["config"])
+        config = RunConfig.from_dict(checkpoint.config)
         model = AAMRegressor(config.model)
-        model.load_state_dict(payload["model_state"])
-        scaler = TargetScaler.from_dict(payload["target_scaler"])
-        encoder = CategoryEncoder.from_dict(payload["category_encoder"]) if payload["category_encoder"] else None
-        calibration = payload.get(CALIBRATION_KEY)
-        calibration = IntervalCalibration.from_dict(calibration) if calibration is not None else None
+        model.load_state_dict(checkpoint.model_state)
+        scaler = TargetScaler.from_dict(checkpoint.target_scaler)
+        encoder = CategoryEncoder.from_dict(checkpoint.category_encoder) if checkpoint.category_encoder else None
+        calibration = (IntervalCalibration.from_dict(checkpoint.interval_calibration)
+                       if checkpoint.interval_calibration is not None else None)
     except (KeyError, RuntimeError, TypeError) as exc:
         raise UserError(f"{path}: checkpoint does not match this aam's model ({type(exc).__name__}: "
                         f"{str(exc).splitlines()[0]})") from None
-    return LoadedModel(model.to(device).eval(), config, scaler, encoder, payload, calibration)
+    return LoadedModel(model.to(device).eval(), config, scaler, encoder, checkpoint, calibration)
 
 
 def predict(model_path: str | Path, table: str | Path, sequences: str | Path | None = None,

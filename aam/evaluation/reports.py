@@ -3,6 +3,7 @@ then the report files val_predictions.tsv, metrics.json and plots, from its best
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 import torch
@@ -10,11 +11,11 @@ import torch
 from aam.data.dataset import make_loader
 from aam.data.prepared import PreparedData
 from aam.evaluation import outputs
-from aam.evaluation.conformal import CALIBRATION_KEY, IntervalCalibration
+from aam.evaluation.conformal import IntervalCalibration
 from aam.evaluation.inference import load_model, run_model, to_predictions
 from aam.evaluation.metrics import MOE_KEY
 from aam.evaluation.moe_report import moe_metrics, report_column
-from aam.runtime.checkpoint import BEST_FILE, save_checkpoint
+from aam.runtime.checkpoint import BEST_FILE
 
 
 def write_reports(out: Path, data: PreparedData, history: list[dict], device: torch.device):
@@ -31,7 +32,7 @@ def write_reports(out: Path, data: PreparedData, history: list[dict], device: to
     if quantiles and loaded.config.train.conformal:
         calibrated = [t.kind == "quantile" for t in loaded.config.loss.target_losses(columns)]
         calibration = IntervalCalibration.fit(p.quantile_values, p.observed, quantiles, calibrated)
-        save_checkpoint(out / BEST_FILE, {**loaded.checkpoint, CALIBRATION_KEY: calibration.to_dict()})
+        dataclasses.replace(loaded.checkpoint, interval_calibration=calibration.to_dict()).save(out / BEST_FILE)
         p = to_predictions(model_outputs, loaded.scaler, quantiles, calibration)
     outputs.write_tsv(out / "val_predictions.tsv", p.frame(columns, with_observed=True))
     metrics = p.metrics(columns)

@@ -9,7 +9,7 @@ Modules (the package imports nothing itself, so the CLI parser stays light):
   predictions (the default method).
 - attribution.py: `attribute_batch(model, batch, scaler, quantiles, steps, reference)`: integrated
   gradients for one batch, and the quadrature; `output_values`, the outputs both methods explain.
-- importance.py: `asv_table`, `taxon_table`, `abundance_columns`, `spearman_columns`.
+- importance.py: `asv_table`, `taxon_table` (their abundance columns: `aam.evaluation.abundance`).
 - taxonomy.py: `read_taxonomy(path, feature_ids) -> Taxonomy` (QIIME 2 .qza or TSV).
 - plots.py: bar charts, heatmap, waterfall.
 """

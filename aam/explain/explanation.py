@@ -22,7 +22,7 @@ from aam.errors import UserError
 from aam.explain.attribution import attribute_batch, output_names, output_values
 from aam.explain.cohort import cohort_shapley
 from aam.explain.config import ExplainConfig
-from aam.evaluation.baseline import relative_abundance
+from aam.evaluation.abundance import relative_abundance
 from aam.evaluation.inference import LoadedModel
 
 METHODS = ("cohort", "integrated-gradients")

@@ -1,5 +1,6 @@
 """Study-level tables: `asv_importance.tsv` (one row per ASV) and `taxon_importance.tsv` (one row per
-taxon and rank), from per-sample attributions; `abundance_columns` is shared with `aam baseline`.
+taxon and rank), from per-sample attributions; the abundance columns beside them come from
+`aam.evaluation.abundance`, which `aam baseline` shares.
 
 Taxon attributions are sums of their ASVs' attributions per sample, so they also add up to the prediction.
 """
@@ -9,36 +10,9 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 import scipy.sparse as sp
-from scipy.stats import rankdata
 
+from aam.evaluation.abundance import abundance_columns
 from aam.explain.taxonomy import Taxonomy
-
-
-def spearman_columns(values: sp.spmatrix | np.ndarray, target: np.ndarray) -> np.ndarray:
-    """Spearman correlation of each column of `values` [N, F] with `target` [N] over rows where the target
-    is known (average ranks for ties; NaN for a constant column or fewer than 3 known targets)."""
-    known = ~np.isnan(target)
-    out = np.full(values.shape[1], np.nan)
-    if known.sum() < 3:
-        return out
-    dense = values[known].toarray() if sp.issparse(values) else np.asarray(values)[known]
-    x = rankdata(dense, axis=0)  # [n, F]
-    y = rankdata(target[known])
-    x -= x.mean(axis=0)
-    y -= y.mean()
-    norm = np.sqrt((x**2).sum(axis=0) * (y**2).sum())
-    with np.errstate(invalid="ignore", divide="ignore"):
-        out[:] = np.where(norm > 0, (x * y[:, None]).sum(axis=0) / np.where(norm > 0, norm, 1.0), np.nan)
-    return out
-
-
-def abundance_columns(abundance: sp.csr_matrix, targets: np.ndarray, target_columns) -> dict[str, np.ndarray]:
-    """prevalence, mean_relative_abundance and spearman_<target> per column of `abundance` [N, F]."""
-    columns = {"prevalence": np.asarray((abundance > 0).mean(axis=0)).ravel(),
-               "mean_relative_abundance": np.asarray(abundance.mean(axis=0)).ravel()}
-    for t, name in enumerate(target_columns):
-        columns[f"spearman_{name}"] = spearman_columns(abundance, targets[:, t])
-    return columns
 
 
 def importance_columns(attributions: list[sp.csr_matrix], outputs: list[str],

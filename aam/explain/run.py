@@ -19,7 +19,7 @@ import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 
-from aam.crossval.run import fold_model_paths, is_cv_dir
+from aam.crossval.ensemble import model_paths
 from aam.data.study import Study, load_study
 from aam.errors import UserError
 from aam.explain import plots
@@ -28,7 +28,7 @@ from aam.explain.config import ExplainConfig
 from aam.explain.explanation import METHODS, Explanation, explain_study
 from aam.explain.importance import asv_table, taxon_table
 from aam.explain.taxonomy import Taxonomy, read_taxonomy
-from aam.evaluation.baseline import relative_abundance
+from aam.evaluation.abundance import relative_abundance
 from aam.evaluation.inference import load_model
 from aam.evaluation.outputs import safe_name, write_json, write_tsv
 from aam.paths import check_writable_dir
@@ -78,20 +78,10 @@ def run_explain(config: ExplainConfig, overwrite: bool = False) -> Explanation:
     """Explain the study with the model(s) and write the files, holding the output folder's lock (as
     `aam train` does)."""
     out = check_config(config, overwrite)
-    config = dataclasses.replace(config, models=tuple(str(p) for p in model_paths(config.models)))
+    # the checkpoints to average: each --model as given, or an `aam cv` folder's finished fold models
+    config = dataclasses.replace(config, models=tuple(str(p) for m in config.models for p in model_paths(m)))
     with folder_lock(out, "aam explain"):
         return explain_into(out, config)
-
-
-def model_paths(models) -> list[Path]:
-    """The checkpoints to average: each `--model` as given, or for an `aam cv` folder its finished fold models."""
-    paths = []
-    for model in models:
-        if is_cv_dir(model):
-            paths += fold_model_paths(model)
-        else:
-            paths.append(Path(model))
-    return paths
 
 
 def explain_into(out: Path, config: ExplainConfig) -> Explanation:

@@ -34,38 +34,27 @@ class AAMRegressor(nn.Module):
         else:
             self.head = RegressionHead(c.embedding_dim, **head)
 
-    def encode_asvs(self, asv_tokens: torch.Tensor, asv_index: torch.Tensor, asv_mask: torch.Tensor,
-                    per_slot: bool = False) -> torch.Tensor:
-        """ASV vectors for every (sample, slot): [B, A, D].
+    def encode_asvs(self, asv_tokens: torch.Tensor, asv_index: torch.Tensor) -> torch.Tensor:
+        """ASV vectors for every (sample, slot): [B, A, D]. The U distinct ASVs of the batch [U, L] are
+        encoded once and gathered (`asv_vectors[asv_index]`); padding slots get the vector of the row they
+        point at, which the sample encoder masks out."""
+        return self.asv_encoder(asv_tokens)[asv_index]
 
-        Default: encode the U distinct ASVs of the batch once and gather (`asv_vectors[asv_index]`).
-        `per_slot=True` encodes the sequence of every real slot separately (the naive way, kept to
-        test and measure the deduplication); padding slots get zeros.
-        """
-        if not per_slot:
-            return self.asv_encoder(asv_tokens)[asv_index]
-        real = asv_mask.nonzero(as_tuple=True)  # host sync; only on this comparison path
-        vectors = self.asv_encoder(asv_tokens[asv_index[real]])  # [n_real, D]
-        out = vectors.new_zeros(*asv_index.shape, vectors.shape[-1])
-        out[real] = vectors
-        return out
-
-    def sample_vectors(self, asv_tokens, asv_index, asv_mask, log_counts, categories, per_slot: bool = False):
+    def sample_vectors(self, asv_tokens, asv_index, asv_mask, log_counts, categories):
         """[B, D]: the sample encoding plus the embedding of each categorical column."""
-        asv_vectors = self.encode_asvs(asv_tokens, asv_index, asv_mask, per_slot)
+        asv_vectors = self.encode_asvs(asv_tokens, asv_index)
         x = self.sample_encoder(asv_vectors, asv_mask, log_counts)
         for column, embedding in enumerate(self.categories):
             x = x + embedding(categories[:, column])
         return x
 
     def forward(self, asv_tokens: torch.Tensor, asv_index: torch.Tensor, asv_mask: torch.Tensor,
-                log_counts: torch.Tensor, categories: torch.Tensor, per_slot: bool = False,
-                return_routing: bool = False):
+                log_counts: torch.Tensor, categories: torch.Tensor, return_routing: bool = False):
         """Predictions [B, n_targets, n_quantiles] in z-scored target units.
 
         `return_routing=True`: (predictions, Routing of the MoE head, or None for a single head).
         """
-        x = self.sample_vectors(asv_tokens, asv_index, asv_mask, log_counts, categories, per_slot)
+        x = self.sample_vectors(asv_tokens, asv_index, asv_mask, log_counts, categories)
         routing: Routing | None = None
         if self.config.moe_experts:
             pred, routing = self.head(x, categories)
@@ -76,9 +65,9 @@ class AAMRegressor(nn.Module):
     def abundance_input(self, batch: Batch) -> torch.Tensor:
         return abundance_input(self.config.abundance, batch)
 
-    def forward_batch(self, batch: Batch, per_slot: bool = False, return_routing: bool = False):
+    def forward_batch(self, batch: Batch, return_routing: bool = False):
         return self(batch.asv_tokens, batch.asv_index, batch.asv_mask, self.abundance_input(batch), batch.categories,
-                    per_slot, return_routing)
+                    return_routing)
 
 
 def abundance_input(abundance: str, batch: Batch) -> torch.Tensor:

@@ -2,13 +2,17 @@
 
 `model.pt` (best model) and `last.pt` (resume state) hold plain Python/tensor data only, so they
 load with `torch.load(weights_only=True)`: no pickled code runs when a user opens a checkpoint.
+`Checkpoint` is what they hold, field by field; `save_checkpoint` / `load_checkpoint` write and read the
+file's dict itself (a header, then the `Checkpoint` fields under their own names).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import random
 import tempfile
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -23,6 +27,8 @@ FORMAT = "aam-checkpoint"
 FORMAT_VERSION = 1  # bump when the saved structure or the model architecture changes incompatibly
 BEST_FILE = "model.pt"
 LAST_FILE = "last.pt"
+# the `Checkpoint` fields every checkpoint file has (category_encoder may be None); the others are stored when set
+STORED_ALWAYS = ("config", "target_scaler", "category_encoder", "model_state")
 
 
 def atomic_write(path: str | Path, write) -> None:
@@ -55,7 +61,8 @@ def save_checkpoint(path: str | Path, payload: dict[str, Any]) -> None:
 
 
 def load_checkpoint(path: str | Path, map_location="cpu") -> dict[str, Any]:
-    """The checkpoint's dict; UserError when the file is missing, not an AAM checkpoint, or too new/old."""
+    """The checkpoint file's dict, header included (`Checkpoint.load` reads it into its fields); UserError when
+    the file is missing, not an AAM checkpoint, or too new/old."""
     path = Path(path)
     if not path.is_file():
         raise UserError(f"checkpoint not found: {path}")
@@ -69,6 +76,48 @@ def load_checkpoint(path: str | Path, map_location="cpu") -> dict[str, Any]:
         raise UserError(f"{path} was written by aam {payload.get('aam_version', '?')} (checkpoint format "
                         f"{payload.get('format_version')}); this aam {__version__} reads format {FORMAT_VERSION}")
     return payload
+
+
+@dataclass(kw_only=True)
+class Checkpoint:
+    """The contents of `model.pt` (the best epoch's model) or `last.pt` (the latest epoch and what a resume
+    needs: trainer, progress, rng, split). Each field is stored under its own name; a field outside
+    `STORED_ALWAYS` that is None is left out of the file."""
+
+    config: dict[str, Any]  # RunConfig.to_dict(), data paths absolute
+    target_scaler: dict[str, Any]  # TargetScaler.to_dict()
+    category_encoder: dict[str, Any] | None  # CategoryEncoder.to_dict(); None without categorical columns
+    model_state: dict[str, torch.Tensor]  # the model's state_dict()
+    epoch: int | None = None  # the epoch these weights are from (1-based)
+    metrics: dict[str, Any] | None = None  # model.pt: that epoch's validation metrics
+    interval_calibration: dict[str, Any] | None = None  # model.pt of a quantile model: IntervalCalibration.to_dict()
+    trainer: dict[str, Any] | None = None  # last.pt: Trainer.state_dict() (optimizer, scheduler, weight average)
+    progress: dict[str, Any] | None = None  # last.pt: TrainerState as a dict (epochs done, best so far, history)
+    rng: dict[str, Any] | None = None  # last.pt: `rng_state()`
+    split: tuple[list[str], list[str]] | None = None  # last.pt: training and validation sample IDs
+
+    def to_dict(self) -> dict[str, Any]:
+        """The file's fields (without the header), in field order."""
+        return {f.name: getattr(self, f.name) for f in dataclasses.fields(self)
+                if f.name in STORED_ALWAYS or getattr(self, f.name) is not None}
+
+    def save(self, path: str | Path) -> None:
+        save_checkpoint(path, self.to_dict())
+
+    @classmethod
+    def from_dict(cls, payload: dict[str, Any], source: str | Path = "checkpoint") -> Checkpoint:
+        """The fields of a checkpoint file's dict (its header and any key this aam does not know are ignored);
+        UserError naming `source` when a field every checkpoint has is missing."""
+        names = [f.name for f in dataclasses.fields(cls)]
+        for name in STORED_ALWAYS:
+            if name not in payload:
+                raise UserError(f"{source} is not an AAM model checkpoint (it has no {name!r})")
+        return cls(**{name: payload[name] for name in names if name in payload})
+
+    @classmethod
+    def load(cls, path: str | Path, map_location="cpu") -> Checkpoint:
+        """UserError when the file is missing, not an AAM checkpoint, or too new/old (see `load_checkpoint`)."""
+        return cls.from_dict(load_checkpoint(path, map_location), path)
 
 
 def rng_state() -> dict[str, Any]:

@@ -164,15 +164,6 @@ def on_main_rank(fn: Callable[[], T]) -> T:
     return broadcast_from_main(on_every_rank(lambda: fn() if is_main_process() else None))
 
 
-def any_rank(flag: bool) -> bool:
-    """True on every rank when `flag` is True on any of them (one all-reduce)."""
-    if not active():
-        return flag
-    t = torch.tensor([1.0 if flag else 0.0])
-    dist.all_reduce(t, op=dist.ReduceOp.MAX)
-    return bool(t.item() > 0)
-
-
 def barrier() -> None:
     if active():
         dist.barrier()

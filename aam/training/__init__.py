@@ -6,15 +6,15 @@ Public API:
 - `fit(run, output_dir)` (loop.py): the epoch loop with checkpoints.
 - `train(RunConfig, resume=False, overwrite=False) -> TrainResult` (run.py): a whole training run.
 - `resume_config(output_dir)` (resume.py): the configuration of a run, to continue it.
-- `build_loss`, `ColumnLoss` (losses.py).
+- `ColumnLoss` (losses.py): one output column's loss parameters.
 
 Prediction, metrics, reports and the baseline are in `aam.evaluation`.
 """
 
 from aam.training.build import Run, build_run
 from aam.training.loop import fit
-from aam.training.losses import ColumnLoss, build_loss
+from aam.training.losses import ColumnLoss
 from aam.training.resume import resume_config
 from aam.training.run import TrainResult, train
 
-__all__ = ["ColumnLoss", "Run", "TrainResult", "build_loss", "build_run", "fit", "resume_config", "train"]
+__all__ = ["ColumnLoss", "Run", "TrainResult", "build_run", "fit", "resume_config", "train"]

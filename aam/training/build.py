@@ -25,7 +25,7 @@ from aam.models import AAMRegressor
 from aam.models.identity import vocabulary as asv_vocabulary
 from aam.pretrain.encoder_file import load_encoder_weights
 from aam.runtime import distributed
-from aam.runtime.checkpoint import set_rng_state
+from aam.runtime.checkpoint import LAST_FILE, Checkpoint, set_rng_state
 from aam.runtime.device import compute_dtype, resolve_device
 from aam.training.data_parallel import DataParallel
 from aam.training.param_groups import freeze_encoders
@@ -54,19 +54,22 @@ class Run:
 
 
 def build_run(config: RunConfig, device: torch.device | str | None = None, *,
-              split: tuple[list[str], list[str]] | None = None, resume_from: dict[str, Any] | None = None,
+              split: tuple[list[str], list[str]] | None = None, resume_from: Checkpoint | dict[str, Any] | None = None,
               data: PreparedData | None = None) -> Run:
     """Load and split the data, fill the data-dependent model fields, build model, loss, loaders and trainer.
 
     device: None = `config.train.device` ("auto": CUDA when present).
     split: (training sample IDs, validation sample IDs) instead of the seeded random split.
-    resume_from: a `last.pt` payload; its configuration must match (UserError naming the first setting
-        that differs), and its split, weights, optimizer, scheduler, progress and RNG states are restored.
+    resume_from: `last.pt` (a `Checkpoint`, or the dict `load_checkpoint` reads); its configuration must match
+        (UserError naming the first setting that differs), and its split, weights, optimizer, scheduler,
+        progress and RNG states are restored.
     data: data already prepared for this config (e.g. shared by several runs, split included); None = load it.
     A UserError on any rank stops every rank (rank 0 raises it).
     """
     if data is not None and (split is not None or resume_from is not None):
         raise ValueError("build_run: give `data` or a split (`split`, `resume_from`), not both")
+    if isinstance(resume_from, dict):
+        resume_from = Checkpoint.from_dict(resume_from, LAST_FILE)
     return distributed.on_every_rank(lambda: _build(config, device, split, resume_from, data))
 
 
@@ -77,8 +80,8 @@ def _build(config: RunConfig, device: torch.device | str | None, split, resume_f
     compute_dtype(device, config.train.precision, training=True)  # --precision bf16 on a CPU without it fails here
     plan = plan_loss(config.loss, config.data.target_columns)
     if resume_from is not None:
-        check_resumable(RunConfig.from_dict(resume_from["config"]), config, resume_from["progress"]["epoch"])
-        split = resume_from["split"]
+        check_resumable(RunConfig.from_dict(resume_from.config), config, resume_from.progress["epoch"])
+        split = resume_from.split
     if data is None:
         data = prepare_data(config.data, config.train.seed, split)
     vocabulary = None
@@ -120,10 +123,10 @@ def _build(config: RunConfig, device: torch.device | str | None, split, resume_f
                       weight_tables=weights, router_loss=router_loss, reduction=reduction)
     progress = TrainerState()
     if resume_from is not None:
-        model.load_state_dict(resume_from["model_state"])
-        trainer.load_state_dict(resume_from["trainer"])
-        progress = TrainerState(**resume_from["progress"])
-        set_rng_state(resume_from["rng"])
+        model.load_state_dict(resume_from.model_state)
+        trainer.load_state_dict(resume_from.trainer)
+        progress = TrainerState(**resume_from.progress)
+        set_rng_state(resume_from.rng)
     return Run(config=config, device=device, data=data, model=model, loss=loss, router_loss=router_loss,
                train_loader=train_loader, val_loader=val_loader, trainer=trainer, progress=progress)
 

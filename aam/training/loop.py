@@ -21,7 +21,7 @@ from aam.evaluation import outputs
 from aam.evaluation.metrics import best_metric_column
 from aam.paths import absolute_data_paths
 from aam.runtime import distributed
-from aam.runtime.checkpoint import BEST_FILE, LAST_FILE, rng_state, save_checkpoint
+from aam.runtime.checkpoint import BEST_FILE, LAST_FILE, Checkpoint, rng_state
 from aam.training.build import Run
 from aam.training.trainer import TrainerState, TrainingInterrupted, is_better
 
@@ -35,8 +35,8 @@ def fit(run: Run, out: Path, on_epoch_end: Callable[[int, dict], None] | None = 
     config, data, model, trainer, state = run.config, run.data, run.model, run.trainer, run.progress
     target_columns = config.data.target_columns
     metric_column, higher_better = best_metric_column(config.train.best_metric, target_columns)
-    common = {"config": absolute_data_paths(config).to_dict(), "target_scaler": data.scaler.to_dict(),
-              "category_encoder": data.encoder.to_dict() if data.encoder else None}
+    common = dict(config=absolute_data_paths(config).to_dict(), target_scaler=data.scaler.to_dict(),
+                  category_encoder=data.encoder.to_dict() if data.encoder else None)
     main = distributed.is_main_process()
     with trainer.stop.installed():
         try:
@@ -52,16 +52,15 @@ def fit(run: Run, out: Path, on_epoch_end: Callable[[int, dict], None] | None = 
                 if is_better(row[metric_column], state.best_value, higher_better):
                     state.best_value, state.best_epoch, state.bad_epochs = row[metric_column], epoch, 0
                     if main:
-                        save_checkpoint(out / BEST_FILE, {**common, "model_state": model.state_dict(),
-                                                          "epoch": epoch, "metrics": result.metrics})
+                        Checkpoint(**common, model_state=model.state_dict(), epoch=epoch,
+                                   metrics=result.metrics).save(out / BEST_FILE)
                 else:
                     state.bad_epochs += 1
                 trainer.training_weights()
                 if main:
-                    save_checkpoint(out / LAST_FILE, {
-                        **common, "model_state": model.state_dict(), "epoch": epoch, "trainer": trainer.state_dict(),
-                        "progress": dataclasses.asdict(state), "rng": rng_state(),
-                        "split": (data.train_ids, data.val_ids)})
+                    Checkpoint(**common, model_state=model.state_dict(), epoch=epoch, trainer=trainer.state_dict(),
+                               progress=dataclasses.asdict(state), rng=rng_state(),
+                               split=(data.train_ids, data.val_ids)).save(out / LAST_FILE)
                     outputs.write_history(out / "history.tsv", state.history)
                     tqdm.write(epoch_summary(row, config.train.epochs, target_columns, metric_column, state))
                 if on_epoch_end is not None:

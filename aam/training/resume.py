@@ -8,11 +8,11 @@ from pathlib import Path
 from aam.config import RunConfig, TrainConfig, user_settings
 from aam.errors import UserError
 from aam.paths import absolute_data_paths
-from aam.runtime.checkpoint import LAST_FILE, load_checkpoint
+from aam.runtime.checkpoint import LAST_FILE, Checkpoint
 from aam.training.output_folder import check_output_dir
 
-# TrainConfig fields a resumed run may change (made with `resumable()`): where it runs, how long, how it reports.
-RESUMABLE_CHANGES = {f.name for f in dataclasses.fields(TrainConfig) if f.metadata.get("resumable")}
+# flags of the TrainConfig fields a resumed run may change (made with `resumable()`): where it runs, how long,
+# how it reports
 RESUMABLE_FLAGS = tuple(f.metadata["flag"] for f in dataclasses.fields(TrainConfig) if f.metadata.get("flag"))
 
 
@@ -37,7 +37,7 @@ def resume_config(output_dir: str | Path, changes: dict[str, dict] | None = None
     field not made with `resumable()`, naming it, so a flag given with --resume is never silently ignored."""
     path = Path(output_dir)
     check_output_dir(path, resume=True, overwrite=False)
-    saved = RunConfig.from_dict(load_checkpoint(path / LAST_FILE)["config"])
+    saved = RunConfig.from_dict(Checkpoint.load(path / LAST_FILE).config)
     changes = {part: dict(values) for part, values in (changes or {}).items()}
     changes.setdefault("train", {}).update(train_changes, output_dir=str(output_dir))
     parts = {part: dataclasses.replace(getattr(saved, part), **changes.get(part, {}))

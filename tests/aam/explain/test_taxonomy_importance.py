@@ -10,8 +10,9 @@ import scipy.sparse as sp
 from scipy.stats import spearmanr
 
 from aam.errors import UserError
-from aam.explain.forest import permutation_importance
-from aam.explain.importance import abundance_columns, asv_table, spearman_columns, taxon_table
+from aam.evaluation.abundance import abundance_columns, spearman_columns
+from aam.evaluation.forest_importance import permutation_importance
+from aam.explain.importance import asv_table, taxon_table
 from aam.explain.taxonomy import UNASSIGNED, read_taxonomy
 
 FEATURES = ["f1", "f2", "f3", "f4", "f5"]

@@ -14,7 +14,7 @@ import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 
-from aam.explain.importance import abundance_columns
+from aam.evaluation.abundance import abundance_columns
 
 PREDICT_CELLS = 16_000_000  # float32 cells per predict call (64 MB): stacking shuffled copies amortizes each call
 
