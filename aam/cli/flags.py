@@ -172,7 +172,8 @@ def given_changes(args: argparse.Namespace, flags=ALL_FLAGS) -> dict[str, dict]:
 
 
 def config_from_args(args: argparse.Namespace, flags=ALL_FLAGS) -> RunConfig:
-    """The run config of the parsed flags; the dataclasses parse and check what they hold (UserError)."""
+    """The run config of the parsed flags, not yet resolved: the command resolves it once it is complete
+    (`RunConfig.resolve`, UserError naming the flag)."""
     changes = given_changes(args, flags)
     changes.setdefault("train", {})["progress"] = not getattr(args, "no_progress", False)
     return RunConfig(*(cls(**changes.get(part, {})) for cls, part in PART_OF.items()))
