@@ -239,13 +239,13 @@ class RunConfig:
 
     def validate(self) -> "RunConfig":
         """Raise UserError for values no run can use; returns self (`resolve()` checks the same)."""
-        _checked_loss(self)
+        _check_settings(self)
         return self
 
 
 def resolve_run(config: RunConfig) -> RunConfig:
     """`config` checked, with its loss resolved, marked resolved."""
-    resolved = dataclasses.replace(config, loss=_checked_loss(config))
+    resolved = dataclasses.replace(config, loss=_check_settings(config))
     object.__setattr__(resolved, "is_resolved", True)
     return resolved
 
@@ -255,9 +255,11 @@ def _resolved_as(config: RunConfig, source: RunConfig) -> RunConfig:
     return config
 
 
-def _checked_loss(config: RunConfig) -> LossConfig:
+def _check_settings(config: RunConfig) -> LossConfig:
     """Raise UserError for values no run can use; the resolved loss (`resolve_loss`)."""
     d, m, lo, t = config.data, config.model, config.loss, config.train
+    # the loss settings first: their messages name what was typed (a NaN quantile level among the others)
+    loss = resolve_loss(lo, d.target_columns) if d.target_columns else lo
     _check_finite(config)
     if not d.target_columns:
         raise UserError("give at least one target column (--metadata-column)")
@@ -289,7 +291,6 @@ def _checked_loss(config: RunConfig) -> LossConfig:
     for name, p in (("--dropout", m.dropout), ("--regressor-dropout", m.regressor_dropout)):
         if not 0.0 <= p < 1.0:
             raise UserError(f"{name} must be in [0, 1); got {p}")
-    loss = resolve_loss(lo, d.target_columns)
     if lo.huber_delta is not None and lo.huber_delta <= 0:
         raise UserError(f"--huber-delta must be > 0; got {lo.huber_delta}")
     for flag, value in (("--over-penalty", lo.over_penalty), ("--under-penalty", lo.under_penalty)):

@@ -3,9 +3,9 @@
 Claim the output folder (`aam.run_folder.run_folder`: writable, locked, then its contents checked),
 build the run (`build_run`), then `train_into` it: the start files, training with checkpoints
 (`loop.fit`) and the reports of the best model (`aam.evaluation.reports`); a cross-validation fold is
-trained by `train_into` too. `resume=True` continues from last.pt. Under torchrun every process trains (`aam.runtime.distributed`); rank 0 checks,
-locks and writes the output folder and reads last.pt for all of them, so the other ranks need the data
-files but not the folder. On the CPU the run uses deterministic algorithms (`determinism.repeatable`).
+trained by `train_into` too. `resume=True` continues from last.pt. Under torchrun every process trains
+(`aam.runtime.distributed`); rank 0 checks, locks and writes the output folder and reads last.pt for all
+of them, so the other ranks need the data files but not the folder. On the CPU the run uses deterministic algorithms (`determinism.repeatable`).
 """
 
 from __future__ import annotations
