@@ -1,6 +1,6 @@
-"""The path from the command line to a finished folder: the configuration is resolved once, `aam cv` and an
-ensemble prediction read the study once, and every command that writes a folder takes its lock before
-it looks at what the folder holds."""
+"""The path from the command line to a finished folder: the configuration is resolved once (`aam train`,
+`train()`, `aam cv`), `aam cv` and an ensemble prediction read the study once, and every command that
+writes a folder takes its lock before it looks at what the folder holds."""
 
 import dataclasses
 import os
@@ -11,6 +11,7 @@ import aam.config
 import aam.data.study
 from aam.cli.main import main
 from aam.config import DataConfig, ModelConfig, RunConfig, TrainConfig
+from aam.errors import UserError
 from aam.run_lock import folder_lock
 from aam.training import train
 
@@ -69,16 +70,17 @@ def test_a_resolved_config_is_frozen_and_a_changed_copy_is_resolved_again():
         config.train.epochs = 3
     changed = dataclasses.replace(config, train=dataclasses.replace(config.train, epochs=0))
     assert not changed.is_resolved
-    with pytest.raises(aam.errors.UserError, match="--epochs"):
+    with pytest.raises(UserError, match="--epochs"):
         changed.resolve()
     assert config.with_output_dir("elsewhere").is_resolved
 
 
-def test_cv_and_its_ensemble_read_the_study_once(small_study_args, tiny_model, tmp_path, reads):
+def test_cv_and_its_ensemble_read_the_study_once(small_study_args, tiny_model, tmp_path, reads, resolutions):
     out = tmp_path / "cv"
     assert main(["cv", *small_study_args, "--metadata-column", "ph", *tiny_model, "--folds", "3", "--trees", "5",
                  "--output-dir", str(out)]) == 0
     assert len(reads["table"]) == 1 and len(reads["metadata"]) == 1
+    assert len(resolutions) == 1  # at the command line; the folds trust it
     assert len(list((out / "folds").glob("repeat1_fold*/test_predictions.tsv"))) == 3
     reads["table"].clear()
     assert main(["predict", "--model", str(out), small_study_args[0], small_study_args[1], "--device", "cpu",
