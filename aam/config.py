@@ -1,10 +1,14 @@
-"""Run configuration: one dataclass per concern, built by the CLI, saved in every checkpoint.
+"""Run configuration: one frozen dataclass per concern, built by the CLI, saved in every checkpoint.
 
-`RunConfig` bundles the four parts and resolves what depends on more than one of them when it is
-built: the loss settings given as text become typed values, --loss-config is keyed by target name,
-and the quantile levels are checked, sorted and defaulted (`LossConfig.quantiles` is then the one
-place they live). `to_dict`/`from_dict` round-trip through JSON (config.json, checkpoints) and read
-the files of earlier versions; `predict` rebuilds the model from the saved `ModelConfig` alone.
+`RunConfig.resolve()` is where a configuration is checked and settled, once: every value is checked
+(UserError naming the flag), --loss-config is keyed by target name, and the quantile levels are
+checked, sorted and defaulted (`LossConfig.quantiles` is then the one place they live); the loss
+settings given as text became typed values when the `LossConfig` was made. A run records its
+defaults that depend on other settings (`with_defaults`: the learning rate). The CLI resolves what it
+parsed; library entry points (`train`, `build_run`, `cross_validate`) resolve what they are given,
+which costs nothing for a config that is already resolved. `dataclasses.replace` gives an unresolved
+copy. `to_dict`/`from_dict` round-trip through JSON (config.json, checkpoints) and read the files of
+earlier versions; `predict` rebuilds the model from the saved `ModelConfig` alone.
 
 ModelConfig fields made with `derived()` are filled from the data by `aam.training.build_run`,
 never by the user, so a resumed run does not compare them; TrainConfig fields made with
@@ -16,6 +20,7 @@ from __future__ import annotations
 import dataclasses
 import math
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from aam.errors import UserError
@@ -52,7 +57,7 @@ def kernel_experts_supported(hidden_dims: tuple[int, ...], dropout: float) -> bo
     return len(hidden_dims) <= 1 and not (hidden_dims and dropout > 0)
 
 
-@dataclass
+@dataclass(frozen=True)
 class DataConfig:
     table: str = ""  # BIOM table (.biom HDF5/JSON) or QIIME 2 FeatureTable .qza
     metadata: str = ""  # QIIME 2 style metadata TSV (first column = sample ID)
@@ -71,7 +76,7 @@ class DataConfig:
     asv_dropout: float = 0.0
 
 
-@dataclass
+@dataclass(frozen=True)
 class ModelConfig:
     embedding_dim: int = 32  # width of every vector in the model (published AAM: 128)
     attention_heads: int = 2  # heads per attention layer (published AAM: 4)
@@ -109,7 +114,7 @@ PUBLISHED_MODEL = ModelConfig(embedding_dim=128, attention_heads=4, asv_layers=2
 PUBLISHED_BATCH_SIZE = 8
 
 
-@dataclass
+@dataclass(frozen=True)
 class LossConfig:
     loss_type: str = "huber"  # mse | mae | huber | quantile | asymmetric | expectile, on z-scored targets
     huber_delta: float | None = None  # Huber threshold in target SDs (huber: 1.0); with quantile: smooth pinball
@@ -125,10 +130,10 @@ class LossConfig:
     moe_balance_weight: float = 0.01  # weight of the Switch balance loss E * sum_e f_e * P_e (MoE heads only)
     moe_router_z_weight: float = 0.0  # weight of the router z-loss mean(logsumexp(logits)^2); 0 = off
 
-    def __post_init__(self):
-        self.loss_config = parse_loss_config(self.loss_config)
-        self.categorical_loss_weights = parse_category_weights(self.categorical_loss_weights)
-        self.quantiles = tuple(self.quantiles)
+    def __post_init__(self):  # the text forms the CLI and JSON files give become typed values
+        object.__setattr__(self, "loss_config", parse_loss_config(self.loss_config))
+        object.__setattr__(self, "categorical_loss_weights", parse_category_weights(self.categorical_loss_weights))
+        object.__setattr__(self, "quantiles", tuple(self.quantiles))
 
     def target_losses(self, target_columns: tuple[str, ...]) -> tuple[TargetLoss, ...]:
         """The loss of each target: its --loss-config entry, else the one the loss flags describe."""
@@ -158,7 +163,7 @@ def resolve_loss(loss: LossConfig, target_columns: tuple[str, ...]) -> LossConfi
     return dataclasses.replace(loss, quantiles=quantiles, loss_config=named)
 
 
-@dataclass
+@dataclass(frozen=True)
 class TrainConfig:
     output_dir: str = resumable("")  # where checkpoints, predictions, metrics and plots go
     # maximum number of passes over the training samples (the cosine decay spans them); more on resume
@@ -194,101 +199,142 @@ class TrainConfig:
     conformal: bool = True
 
 
-@dataclass
+@dataclass(frozen=True)
 class RunConfig:
     data: DataConfig = field(default_factory=DataConfig)
     model: ModelConfig = field(default_factory=ModelConfig)
     loss: LossConfig = field(default_factory=LossConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
-
-    def __post_init__(self):
-        if self.data.target_columns:  # without targets, validate() says so
-            self.loss = resolve_loss(self.loss, self.data.target_columns)
+    # True for the configs `resolve()` returns (and their `with_output_dir`/`with_derived` copies)
+    is_resolved: bool = field(default=False, init=False, repr=False, compare=False)
 
     def to_dict(self) -> dict[str, Any]:
-        return {**dataclasses.asdict(self), "loss": self.loss.to_json()}
+        return {"data": dataclasses.asdict(self.data), "model": dataclasses.asdict(self.model),
+                "loss": self.loss.to_json(), "train": dataclasses.asdict(self.train)}
 
     @classmethod
     def from_dict(cls, values: dict[str, Any]) -> "RunConfig":
+        """A saved configuration, its loss resolved (files of earlier versions hold it as given); not checked
+        again: `resolve()` does that where it is run again."""
         values = _upgrade(values)
-        return cls(**{name: _build(part, values.get(name, {})) for name, part in _PART_TYPES.items()})
+        parts = {name: _build(part, values.get(name, {})) for name, part in _PART_TYPES.items()}
+        if parts["data"].target_columns:
+            parts["loss"] = resolve_loss(parts["loss"], parts["data"].target_columns)
+        return cls(**parts)
 
-    def resolved(self) -> "RunConfig":
-        """The config with the defaults that depend on other settings filled in (recorded in config.json)."""
+    def resolve(self) -> "RunConfig":
+        """The checked, resolved config a run uses (see the module doc); `self` when it is one already."""
+        return self if self.is_resolved else resolve_run(self)
+
+    def with_defaults(self) -> "RunConfig":
+        """The config with the defaults that depend on other settings filled in, as a run records them in
+        config.json (resolved when this one is)."""
         if self.train.lr is not None:
             return self
-        return dataclasses.replace(self, train=dataclasses.replace(self.train, lr=default_lr(self.model.embedding_dim)))
+        train = dataclasses.replace(self.train, lr=default_lr(self.model.embedding_dim))
+        return _resolved_as(dataclasses.replace(self, train=train), self)
+
+    def with_output_dir(self, output_dir: str | Path) -> "RunConfig":
+        """The same run writing into `output_dir` (resolved when this one is: the folder is checked where a
+        command claims it)."""
+        moved = dataclasses.replace(self, train=dataclasses.replace(self.train, output_dir=str(output_dir)))
+        return _resolved_as(moved, self)
+
+    def with_derived(self, **model_fields) -> "RunConfig":
+        """The model's data-dependent (`derived()`) fields set; resolved when this one is."""
+        derived_fields = {f.name for f in dataclasses.fields(ModelConfig) if f.metadata.get("derived")}
+        assert set(model_fields) <= derived_fields, set(model_fields) - derived_fields
+        return _resolved_as(dataclasses.replace(self, model=dataclasses.replace(self.model, **model_fields)), self)
 
     def validate(self) -> "RunConfig":
-        """Raise UserError for values no run can use; returns self."""
-        d, m, lo, t = self.data, self.model, self.loss, self.train
-        _check_finite(self)
-        if not d.target_columns:
-            raise UserError("give at least one target column (--metadata-column)")
-        if len(set(d.target_columns)) != len(d.target_columns):
-            raise UserError(f"target columns repeat: {','.join(d.target_columns)}")
-        overlap = set(d.target_columns) & set(d.categorical_columns)
-        if overlap:
-            raise UserError(f"column(s) both target and categorical: {', '.join(sorted(overlap))}")
-        if not 0.0 < d.test_size < 1.0:
-            raise UserError(f"--test-size must be in (0, 1); got {d.test_size}")
-        _positive("--max-bp", d.max_bp)
-        _positive("--token-limit", d.token_limit)
-        if d.rarefy is not None and not 0.0 < d.rarefy <= 1.0:
-            raise UserError(f"--rarefy must be in (0, 1]; got {d.rarefy}")
-        if not 0.0 <= d.asv_dropout < 1.0:
-            raise UserError(f"--asv-dropout must be in [0, 1); got {d.asv_dropout}")
-        if d.asv_sampling not in ("abundance", "random"):
-            raise UserError(f"--asv-sampling must be abundance or random; got {d.asv_sampling!r}")
-        if m.abundance not in ABUNDANCE_INPUTS:
-            raise UserError(f"--abundance must be one of {', '.join(ABUNDANCE_INPUTS)}; got {m.abundance!r}")
-        _positive("--embedding-dim", m.embedding_dim)
-        _positive("--attention-heads", m.attention_heads)
-        if m.embedding_dim % m.attention_heads:
-            raise UserError(f"--embedding-dim {m.embedding_dim} is not divisible by --attention-heads {m.attention_heads}")
-        if m.asv_layers < 0 or m.sample_layers < 0:
-            raise UserError("layer counts must be >= 0")
-        if m.asv_identity < 0:
-            raise UserError(f"--asv-identity must be >= 0 (0 = off); got {m.asv_identity}")
-        if any(h < 1 for h in m.regressor_hidden_dims):
-            raise UserError(f"--regressor-hidden-dims must be positive; got {m.regressor_hidden_dims}")
-        for name, p in (("--dropout", m.dropout), ("--regressor-dropout", m.regressor_dropout)):
-            if not 0.0 <= p < 1.0:
-                raise UserError(f"{name} must be in [0, 1); got {p}")
-        resolve_loss(lo, d.target_columns)
-        if lo.huber_delta is not None and lo.huber_delta <= 0:
-            raise UserError(f"--huber-delta must be > 0; got {lo.huber_delta}")
-        for flag, value in (("--over-penalty", lo.over_penalty), ("--under-penalty", lo.under_penalty)):
-            if value is not None and not value > 0:
-                raise UserError(f"{flag} must be > 0; got {value}")
-        if m.residual_regression_head and not m.regressor_hidden_dims:
-            raise UserError("--residual-regression-head needs --regressor-hidden-dims (the MLP part), e.g. 64,32")
-        _validate_moe(self)
-        _positive("--epochs", t.epochs)
-        _positive("--batch-size", t.batch_size)
-        if t.lr is not None and t.lr <= 0:
-            raise UserError(f"--lr must be > 0; got {t.lr}")
-        for flag, value in (("--weight-decay", t.weight_decay), ("--max-grad-norm", t.max_grad_norm),
-                            ("--num-workers", t.num_workers)):
-            if value < 0:
-                raise UserError(f"{flag} must be >= 0; got {value}")
-        if not t.encoder_lr_scale > 0:
-            raise UserError(f"--encoder-lr-scale must be > 0; got {t.encoder_lr_scale}")
-        if t.freeze_encoder and not t.pretrained_encoder:
-            raise UserError("--freeze-encoder needs --pretrained-encoder (the encoder to keep fixed)")
-        if not 0.0 <= t.ema_decay < 1.0:
-            raise UserError(f"--ema-decay must be in [0, 1); got {t.ema_decay}")
-        if t.warmup_steps is not None and t.warmup_steps < 0:
-            raise UserError(f"--warmup-steps must be >= 0; got {t.warmup_steps}")
-        if t.norm_batches < 0:
-            raise UserError(f"norm_batches must be >= 0; got {t.norm_batches}")
-        if t.patience < 0:
-            raise UserError(f"--patience must be >= 0; got {t.patience}")
-        if t.device not in DEVICES:
-            raise UserError(f"--device must be one of {', '.join(DEVICES)}; got {t.device!r}")
-        if t.precision not in PRECISIONS:
-            raise UserError(f"--precision must be one of {', '.join(PRECISIONS)}; got {t.precision!r}")
+        """Raise UserError for values no run can use; returns self (`resolve()` checks the same)."""
+        _check_settings(self)
         return self
+
+
+def resolve_run(config: RunConfig) -> RunConfig:
+    """`config` checked, with its loss resolved, marked resolved."""
+    resolved = dataclasses.replace(config, loss=_check_settings(config))
+    object.__setattr__(resolved, "is_resolved", True)
+    return resolved
+
+
+def _resolved_as(config: RunConfig, source: RunConfig) -> RunConfig:
+    object.__setattr__(config, "is_resolved", source.is_resolved)
+    return config
+
+
+def _check_settings(config: RunConfig) -> LossConfig:
+    """Raise UserError for values no run can use; the resolved loss (`resolve_loss`)."""
+    d, m, lo, t = config.data, config.model, config.loss, config.train
+    # the loss settings first: their messages name what was typed (a NaN quantile level among the others)
+    loss = resolve_loss(lo, d.target_columns) if d.target_columns else lo
+    _check_finite(config)
+    if not d.target_columns:
+        raise UserError("give at least one target column (--metadata-column)")
+    if len(set(d.target_columns)) != len(d.target_columns):
+        raise UserError(f"target columns repeat: {','.join(d.target_columns)}")
+    overlap = set(d.target_columns) & set(d.categorical_columns)
+    if overlap:
+        raise UserError(f"column(s) both target and categorical: {', '.join(sorted(overlap))}")
+    if not 0.0 < d.test_size < 1.0:
+        raise UserError(f"--test-size must be in (0, 1); got {d.test_size}")
+    _positive("--max-bp", d.max_bp)
+    _positive("--token-limit", d.token_limit)
+    if d.rarefy is not None and not 0.0 < d.rarefy <= 1.0:
+        raise UserError(f"--rarefy must be in (0, 1]; got {d.rarefy}")
+    if not 0.0 <= d.asv_dropout < 1.0:
+        raise UserError(f"--asv-dropout must be in [0, 1); got {d.asv_dropout}")
+    if d.asv_sampling not in ("abundance", "random"):
+        raise UserError(f"--asv-sampling must be abundance or random; got {d.asv_sampling!r}")
+    if m.abundance not in ABUNDANCE_INPUTS:
+        raise UserError(f"--abundance must be one of {', '.join(ABUNDANCE_INPUTS)}; got {m.abundance!r}")
+    _positive("--embedding-dim", m.embedding_dim)
+    _positive("--attention-heads", m.attention_heads)
+    if m.embedding_dim % m.attention_heads:
+        raise UserError(f"--embedding-dim {m.embedding_dim} is not divisible by --attention-heads {m.attention_heads}")
+    if m.asv_layers < 0 or m.sample_layers < 0:
+        raise UserError("layer counts must be >= 0")
+    if m.asv_identity < 0:
+        raise UserError(f"--asv-identity must be >= 0 (0 = off); got {m.asv_identity}")
+    if any(h < 1 for h in m.regressor_hidden_dims):
+        raise UserError(f"--regressor-hidden-dims must be positive; got {m.regressor_hidden_dims}")
+    for name, p in (("--dropout", m.dropout), ("--regressor-dropout", m.regressor_dropout)):
+        if not 0.0 <= p < 1.0:
+            raise UserError(f"{name} must be in [0, 1); got {p}")
+    if lo.huber_delta is not None and lo.huber_delta <= 0:
+        raise UserError(f"--huber-delta must be > 0; got {lo.huber_delta}")
+    for flag, value in (("--over-penalty", lo.over_penalty), ("--under-penalty", lo.under_penalty)):
+        if value is not None and not value > 0:
+            raise UserError(f"{flag} must be > 0; got {value}")
+    if m.residual_regression_head and not m.regressor_hidden_dims:
+        raise UserError("--residual-regression-head needs --regressor-hidden-dims (the MLP part), e.g. 64,32")
+    _validate_moe(config)
+    _positive("--epochs", t.epochs)
+    _positive("--batch-size", t.batch_size)
+    if t.lr is not None and t.lr <= 0:
+        raise UserError(f"--lr must be > 0; got {t.lr}")
+    for flag, value in (("--weight-decay", t.weight_decay), ("--max-grad-norm", t.max_grad_norm),
+                        ("--num-workers", t.num_workers)):
+        if value < 0:
+            raise UserError(f"{flag} must be >= 0; got {value}")
+    if not t.encoder_lr_scale > 0:
+        raise UserError(f"--encoder-lr-scale must be > 0; got {t.encoder_lr_scale}")
+    if t.freeze_encoder and not t.pretrained_encoder:
+        raise UserError("--freeze-encoder needs --pretrained-encoder (the encoder to keep fixed)")
+    if not 0.0 <= t.ema_decay < 1.0:
+        raise UserError(f"--ema-decay must be in [0, 1); got {t.ema_decay}")
+    if t.warmup_steps is not None and t.warmup_steps < 0:
+        raise UserError(f"--warmup-steps must be >= 0; got {t.warmup_steps}")
+    if t.norm_batches < 0:
+        raise UserError(f"norm_batches must be >= 0; got {t.norm_batches}")
+    if t.patience < 0:
+        raise UserError(f"--patience must be >= 0; got {t.patience}")
+    if t.device not in DEVICES:
+        raise UserError(f"--device must be one of {', '.join(DEVICES)}; got {t.device!r}")
+    if t.precision not in PRECISIONS:
+        raise UserError(f"--precision must be one of {', '.join(PRECISIONS)}; got {t.precision!r}")
+    return loss
 
 
 def default_lr(embedding_dim: int) -> float:

@@ -5,7 +5,7 @@
 writes FOLDER/table.biom (BIOM 2.1 HDF5, feature IDs = random 150 bp sequences), FOLDER/metadata.tsv
 (one numeric target) when absent, then measures in a fresh process what `aam train` does before its
 first step -- read the table, join the metadata, split, fit the scaler, build both AAMDatasets
-(`aam.data.prepared.prepare_data`) -- and collates one batch of 64 samples. It prints one JSON line:
+(`aam.data.prepared.load_prepared`) -- and collates one batch of 64 samples. It prints one JSON line:
 seconds to prepare, peak resident memory of that process (ru_maxrss), the table's nonzeros and the
 tokenized sequences' bytes. bench/test_large_table.py runs it under pytest-benchmark.
 """
@@ -66,12 +66,12 @@ def write_study(folder: Path, n_samples: int, n_features: int, per_sample: int, 
 def measure(folder: Path) -> dict:
     """Run in the measuring process: prepare the data as `aam train` does, collate one batch."""
     from aam.config import DataConfig
-    from aam.data.prepared import prepare_data
+    from aam.data.prepared import load_prepared
 
     started = time.perf_counter()
     config = DataConfig(table=str(folder / "table.biom"), metadata=str(folder / "metadata.tsv"),
                         target_columns=("ph",), max_bp=MAX_BP, token_limit=1024)
-    data = prepare_data(config, seed=0)
+    data = load_prepared(config, seed=0)
     seconds = time.perf_counter() - started
     batch = data.train_set.collate([data.train_set[i] for i in range(64)])
     return {"prepare_s": round(seconds, 2),

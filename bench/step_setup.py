@@ -54,14 +54,14 @@ def run_batches(config, data, n: int):
 
 def demo_batches(n: int = 1):
     """The first n training batches of `aam demo` and its model configuration."""
-    from aam.data.prepared import prepare_data
+    from aam.data.prepared import load_prepared
     from aam.data.simulate import write_simulation
     from aam.training.demo import DEMO_FEATURES, DEMO_SAMPLES, demo_config
 
     with tempfile.TemporaryDirectory() as root:
         write_simulation(Path(root) / "data", n_samples=DEMO_SAMPLES, seed=0, n_features=DEMO_FEATURES)
         config = demo_config(Path(root) / "data", Path(root) / "run", progress=False)
-        return run_batches(config, prepare_data(config.data, config.train.seed), n)
+        return run_batches(config, load_prepared(config.data, config.train.seed), n)
 
 
 def simulated_default_batches(n: int = 4, samples: int = 400, features: int = 2048):
@@ -69,7 +69,7 @@ def simulated_default_batches(n: int = 4, samples: int = 400, features: int = 20
     batch 8) on a simulated study with two targets and one categorical column; 2,048 simulated ASVs give
     ~900 ASVs per sample."""
     from aam.config import PUBLISHED_BATCH_SIZE, PUBLISHED_MODEL, DataConfig, LossConfig, RunConfig, TrainConfig
-    from aam.data.prepared import prepare_data
+    from aam.data.prepared import load_prepared
     from aam.data.simulate import write_simulation
 
     with tempfile.TemporaryDirectory() as root:
@@ -81,7 +81,7 @@ def simulated_default_batches(n: int = 4, samples: int = 400, features: int = 20
             model=PUBLISHED_MODEL, loss=LossConfig(),
             train=TrainConfig(output_dir=str(Path(root) / "run"), batch_size=PUBLISHED_BATCH_SIZE, progress=False,
                               seed=0))
-        return run_batches(config, prepare_data(config.data, config.train.seed), n)
+        return run_batches(config, load_prepared(config.data, config.train.seed), n)
 
 
 def setup_batches(name: str, n: int = 1):

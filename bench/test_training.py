@@ -34,7 +34,7 @@ from bench.common import GPU_SKIP, HAS_CUDA, Provider, measure, params, record, 
 try:
     from aam.config import PUBLISHED_BATCH_SIZE, PUBLISHED_MODEL, DataConfig, LossConfig, RunConfig, TrainConfig
     from aam.data.dataset import make_loader
-    from aam.data.prepared import prepare_data
+    from aam.data.prepared import load_prepared
     from aam.data.simulate import write_simulation
     from aam.models import AAMRegressor
     from aam.runtime.device import cpu_has_native_bf16
@@ -79,7 +79,7 @@ def demo_data(tmp_path_factory):
     root = tmp_path_factory.mktemp("demo")
     write_simulation(root / "data", n_samples=DEMO_SAMPLES, seed=0, n_features=DEMO_FEATURES)
     config = demo_config(root / "data", root / "run", progress=False)
-    return config, prepare_data(config.data, config.train.seed)
+    return config, load_prepared(config.data, config.train.seed)
 
 
 @pytest.fixture(scope="module")
@@ -95,7 +95,7 @@ def default_data(tmp_path_factory):
         loss=LossConfig(),
         train=TrainConfig(output_dir=str(root / "run"), batch_size=PUBLISHED_BATCH_SIZE, progress=False, seed=0),
     )
-    return config, prepare_data(config.data, config.train.seed)
+    return config, load_prepared(config.data, config.train.seed)
 
 
 def build_trainer(config: RunConfig, data, device: torch.device, fused: bool):

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import dataclasses
 
 from aam.cli.flags import (DATA_FLAGS, LOSS_FLAGS, MODEL_FLAGS, TRAIN_FLAGS, add_flags, add_switches,
                            config_from_args)
@@ -52,7 +51,7 @@ def run(args: argparse.Namespace) -> int:
         config, cv = resume_settings(args.output_dir, progress=not args.no_progress, **changes)
     else:
         config = config_from_args(args, DATA_FLAGS + MODEL_FLAGS + LOSS_FLAGS + TRAINING_FLAGS)
-        config = dataclasses.replace(config, train=dataclasses.replace(config.train, output_dir=args.output_dir))
+        config = config.with_output_dir(args.output_dir).resolve()
         cv = CVConfig(folds=args.folds, repeats=args.repeats, trees=args.trees)
     result = cross_validate(config, cv, resume=args.resume)
     if result.interrupted_by is not None:

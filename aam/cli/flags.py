@@ -248,7 +248,9 @@ def given_changes(args: argparse.Namespace, flags=ALL_FLAGS) -> dict[str, dict]:
 
 
 def config_from_args(args: argparse.Namespace, flags=ALL_FLAGS) -> RunConfig:
-    """The run config of the parsed flags; the dataclasses parse and check what they hold (UserError)."""
+    """The run config of the parsed flags, not yet resolved: the command resolves it once it is complete
+    (`RunConfig.resolve`, UserError naming the flag). With --pretrained-encoder, the model settings come
+    from the encoder file."""
     from aam.pretrain.encoder_file import apply_encoder_config
 
     changes = given_changes(args, flags)

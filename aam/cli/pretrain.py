@@ -80,8 +80,7 @@ def config_from_args(args: argparse.Namespace) -> PretrainConfig:
 
 
 def run(args: argparse.Namespace) -> int:
-    from aam.pretrain import pretrain
-    from aam.pretrain.run import resumed_config
+    from aam.pretrain.run import pretrain, resumed_config
     from aam.runtime.distributed import is_main_process
 
     if args.resume and args.overwrite:

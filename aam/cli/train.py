@@ -36,7 +36,7 @@ def run(args: argparse.Namespace) -> int:
             raise UserError("--resume needs --output-dir")
         config = resume_config(args.output_dir, given_changes(args), progress=not args.no_progress)
     else:
-        config = config_from_args(args)
+        config = config_from_args(args).resolve()
     result = train(config, resume=args.resume, overwrite=args.overwrite)
     if result.interrupted_by is not None:
         return 128 + result.interrupted_by  # shell convention: 130 for SIGINT, 143 for SIGTERM

@@ -8,7 +8,8 @@ from pathlib import Path
 import pandas as pd
 
 from aam.crossval.run import fold_model_paths, is_cv_dir
-from aam.evaluation.inference import predict
+from aam.evaluation.inference import load_model, predict_study, prediction_study
+from aam.runtime.device import resolve_device
 
 
 def model_paths(model: str | Path) -> list[Path]:
@@ -21,8 +22,13 @@ def predict_ensemble(paths: list[Path], table: str | Path, sequences: str | Path
                      metadata: str | Path | None = None, device: str = "auto", batch_size: int | None = None
                      ) -> pd.DataFrame:
     """Every column of `predict` averaged over the models of `paths` (quantile columns level by level, in
-    original units); one model's predictions as `predict` gives them."""
-    frames = [predict(p, table, sequences, metadata, device, batch_size) for p in paths]
+    original units); one model's predictions as `predict` gives them. The table is read once: the models of
+    one cross-validation were trained with the same data settings (each brings its own category encoder)."""
+    dev = resolve_device(device)
+    first = load_model(paths[0], dev)
+    study = prediction_study(first, table, sequences, metadata)
+    frames = [predict_study(first, study, dev, batch_size)]
+    frames += [predict_study(load_model(p, dev), study, dev, batch_size) for p in paths[1:]]
     if len(frames) == 1:
         return frames[0]
     values = sum(f.drop(columns="sample_id") for f in frames) / len(frames)

@@ -24,27 +24,29 @@ from aam.config import RunConfig
 from aam.crossval.reference import reference_predictions
 from aam.crossval.report import AAM, METHOD_NAMES, cv_metrics, fold_frame, plot_cv, summary_frame
 from aam.data.dataset import AAMDataset, make_loader
-from aam.data.folds import assign_folds, inner_split, sample_groups
-from aam.data.prepared import load_training_study
-from aam.data.split import write_split
+from aam.data.folds import assign_folds, sample_groups
+from aam.data.prepared import load_training_study, prepare_data
+from aam.data.split import decide_split
 from aam.data.study import Study
 from aam.errors import UserError
 from aam.evaluation import outputs
 from aam.evaluation.inference import load_model, run_model, to_predictions
-from aam.evaluation.reports import write_reports
-from aam.paths import absolute_data_paths, check_writable_dir
-from aam.run_lock import LOCK_FILE, folder_lock
+from aam.run_folder import FolderRules, run_folder
 from aam.runtime.checkpoint import BEST_FILE, LAST_FILE, load_checkpoint
 from aam.runtime.device import resolve_device
-from aam.training import build_run, fit
+from aam.training import build_run
 from aam.training.determinism import repeatable
 from aam.training.resume import check_resumable
+from aam.training.run import train_into
 from aam.training.trainer import NonFiniteLoss
 
 CONFIG_FILE = "cv_config.json"
 FOLDS_FILE = "folds.tsv"
 FOLDS_DIR = "folds"
 TEST_FILE = "test_predictions.tsv"  # written last in a fold folder: the fold is finished
+# Never mix two cross-validations in one folder (aam.run_folder).
+CV_FOLDER = FolderRules(advice="pass --resume to continue it, or choose another folder",
+                        what="a previous cross-validation", resume_file=CONFIG_FILE)
 
 
 @dataclass
@@ -87,20 +89,21 @@ def cross_validate(config: RunConfig, cv: CVConfig, *, resume: bool = False,
                    on_epoch_end: Callable[[str, int, dict], None] | None = None) -> CVResult:
     """Run (or continue) every fold, then write the pooled reports (see module doc).
 
-    `on_epoch_end(fold_name, epoch, history_row)` is called after each training epoch."""
-    config = config.validate().resolved()
+    `on_epoch_end(fold_name, epoch, history_row)` is called after each training epoch. `config` is resolved
+    here unless it is already (`RunConfig.resolve`)."""
+    config = config.resolve().with_defaults()
     if not config.train.output_dir:
         raise UserError("give an output folder (--output-dir)")
     out = Path(config.train.output_dir)
-    check_writable_dir(out, "--output-dir")
-    with folder_lock(out, "aam cv"), repeatable(resolve_device(config.train.device)):
-        _check_output_dir(out, config, cv, resume)
+    with run_folder(out, "aam cv", rules=CV_FOLDER, resume=resume), repeatable(resolve_device(config.train.device)):
+        if resume:
+            _check_same_settings(out, config, cv)
         return cross_validate_into(out, config, cv, resume, on_epoch_end)
 
 
 def cross_validate_into(out: Path, config: RunConfig, cv: CVConfig, resume: bool,
                         on_epoch_end: Callable[[str, int, dict], None] | None) -> CVResult:
-    """`cross_validate` once the folder `out` is checked and locked."""
+    """`cross_validate` once the folder `out` is claimed; the study is read here, once, for every fold."""
     study = load_training_study(config.data)
     groups = sample_groups(study, config.data.group_column)
     assignment = assign_folds(groups, cv.folds, cv.repeats, config.train.seed, config.data.group_column)
@@ -120,7 +123,7 @@ def cross_validate_into(out: Path, config: RunConfig, cv: CVConfig, resume: bool
         folder = out / FOLDS_DIR / fold_name(r, f)
         if not (folder / TEST_FILE).is_file():
             bar.set_description(f"fold {fold_name(r, f)}")
-            stopped = _run_fold(config, cv, study, groups, assignment[r], r, f, folder, device, on_epoch_end)
+            stopped = _run_fold(config, cv, study, assignment[r], r, f, folder, device, on_epoch_end)
             if stopped is not None:
                 bar.close()
                 return CVResult(out, {}, run_now, stopped)
@@ -139,23 +142,30 @@ def cross_validate_into(out: Path, config: RunConfig, cv: CVConfig, resume: bool
     return CVResult(out, metrics, run_now, None, plots)
 
 
-def _run_fold(config: RunConfig, cv: CVConfig, study: Study, groups: np.ndarray, fold_of: np.ndarray,
-              repeat: int, fold: int, folder: Path, device, on_epoch_end) -> int | None:
-    """Train and score one fold; the signal number if training was interrupted, else None."""
+def _run_fold(config: RunConfig, cv: CVConfig, study: Study, fold_of: np.ndarray, repeat: int, fold: int,
+              folder: Path, device, on_epoch_end) -> int | None:
+    """Train (`train_into`, continuing from the fold's last.pt when there is one) and score one fold; the
+    signal number if training was interrupted, else None."""
     test_idx = np.flatnonzero(fold_of == fold)
     train_part = np.flatnonzero(fold_of != fold)
     seed = config.train.seed
-    train_idx, val_idx = inner_split(groups, train_part, config.data.test_size, (seed, repeat, fold))
-    ids = study.sample_ids
-    fold_config = dataclasses.replace(config, train=dataclasses.replace(config.train, output_dir=str(folder)))
+    last = folder / LAST_FILE
+    resume_from = load_checkpoint(last) if last.is_file() else None
+    split = decide_split(study, config.data.test_size, (seed, repeat, fold), config.data.group_column,
+                         given=resume_from["split"] if resume_from is not None else None, within=train_part)
+    run = build_run(config.with_output_dir(folder), device, data=prepare_data(study, split, config.data, seed),
+                    resume_from=resume_from)
     hook = None
     if on_epoch_end is not None:
         def hook(epoch, row):
             on_epoch_end(folder.name, epoch, row)
-    stopped, best_epoch, epochs_run = _train_fold(fold_config, folder, ([ids[i] for i in train_idx],
-                                                                        [ids[i] for i in val_idx]), device, hook)
-    if stopped is not None:
-        return stopped
+    try:
+        trained = train_into(folder, run, hook)
+    except NonFiniteLoss as bad:
+        raise UserError(f"fold {folder.name}: {bad}: stopped; lower --lr or clip gradients (--max-grad-norm) "
+                        "and start again in a new folder") from None
+    if trained.interrupted_by is not None:
+        return trained.interrupted_by
     loaded = load_model(folder / BEST_FILE, device)
     dataset = AAMDataset(study, test_idx, max_bp=config.data.max_bp, token_limit=config.data.token_limit,
                          train=False, encoders=loaded.encoder)
@@ -164,45 +174,18 @@ def _run_fold(config: RunConfig, cv: CVConfig, study: Study, groups: np.ndarray,
                        loaded.scaler, quantiles, loaded.calibration)
     predicted = reference_predictions(study, train_part, test_idx, cv.trees, seed, cv.n_jobs)
     predicted[AAM] = p.point
+    ids = study.sample_ids
     frame = fold_frame([ids[i] for i in test_idx], repeat + 1, fold + 1, config.data.target_columns,
                        study.targets[test_idx], predicted, p.quantile_values, quantiles)
     outputs.write_tsv(folder / TEST_FILE, frame)
     maes = "  ".join(f"{METHOD_NAMES[m]} {np.nanmean(np.abs(frame[f'{t}_{m}'] - frame[f'{t}_observed'])):.4g}"
                      for t in config.data.target_columns for m in predicted)
-    tqdm.write(f"{folder.name} (best epoch {best_epoch} of {epochs_run}): test MAE {maes}")
+    tqdm.write(f"{folder.name} (best epoch {trained.best_epoch} of {trained.epochs_run}): test MAE {maes}")
     return None
 
 
-def _train_fold(config: RunConfig, folder: Path, split: tuple[list[str], list[str]], device, on_epoch_end
-                ) -> tuple[int | None, int, int]:
-    """Train one fold's model into `folder` (an `aam train` output folder), continuing from its last.pt when
-    there is one; (signal that stopped it or None, best epoch, epochs run)."""
-    last = folder / LAST_FILE
-    resume_from = load_checkpoint(last) if last.is_file() else None
-    run = build_run(config, device, split=split, resume_from=resume_from)
-    if resume_from is None:
-        folder.mkdir(parents=True, exist_ok=True)
-        outputs.write_json(folder / "config.json", absolute_data_paths(run.config).to_dict())
-        write_split(folder, run.data.study, run.data.train_idx, run.data.val_idx)
-    try:
-        stopped = fit(run, folder, on_epoch_end)
-    except NonFiniteLoss as bad:
-        raise UserError(f"fold {folder.name}: {bad}: stopped; lower --lr or clip gradients (--max-grad-norm) "
-                        "and start again in a new folder") from None
-    if stopped is None:
-        write_reports(folder, run.data, run.progress.history, run.device)
-    return stopped, run.progress.best_epoch, run.progress.epoch
-
-
-def _check_output_dir(out: Path, config: RunConfig, cv: CVConfig, resume: bool) -> None:
-    """Never mix two cross-validations in one folder; a resumed one must use the same settings."""
-    if not resume:
-        if out.exists() and (not out.is_dir() or any(p.name != LOCK_FILE for p in out.iterdir())):
-            raise UserError(f"--output-dir {out} is not empty (a previous cross-validation?): pass --resume to "
-                            "continue it, or choose another folder")
-        return
-    if not (out / CONFIG_FILE).is_file():
-        raise UserError(f"--resume: no {CONFIG_FILE} in {out} to resume from")
+def _check_same_settings(out: Path, config: RunConfig, cv: CVConfig) -> None:
+    """A resumed cross-validation must use the settings it was started with."""
     saved = json.loads((out / CONFIG_FILE).read_text())
     saved_run = RunConfig.from_dict(saved["run"])
     check_resumable(saved_run, config)
@@ -217,11 +200,11 @@ def _check_output_dir(out: Path, config: RunConfig, cv: CVConfig, resume: bool) 
 
 
 def resume_settings(output_dir: str | Path, **train_changes) -> tuple[RunConfig, CVConfig]:
-    """The settings of the cross-validation in `output_dir`, with allowed TrainConfig changes."""
+    """The settings of the cross-validation in `output_dir`, with allowed TrainConfig changes (resolved)."""
     path = Path(output_dir) / CONFIG_FILE
     if not path.is_file():
         raise UserError(f"--resume: no {CONFIG_FILE} in {output_dir} to resume from")
     saved = json.loads(path.read_text())
     config = RunConfig.from_dict(saved["run"])
     train_part = dataclasses.replace(config.train, output_dir=str(output_dir), **train_changes)
-    return dataclasses.replace(config, train=train_part), CVConfig(**saved["cv"])
+    return dataclasses.replace(config, train=train_part).resolve(), CVConfig(**saved["cv"])

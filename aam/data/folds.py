@@ -1,4 +1,5 @@
-"""Grouped k-fold assignment with repeats, and the inner validation split carved from a fold's training part.
+"""Grouped k-fold assignment with repeats (the inner validation split carved from a fold's training part and
+the grouping are in `aam.data.split`).
 
 A group (e.g. a subject) is never on both sides of a fold; a sample with a missing group value is its own
 group, and without a group column every sample is its own group.
@@ -8,17 +9,11 @@ from __future__ import annotations
 
 import numpy as np
 
-from aam.data.split import group_keys, split_groups
-from aam.data.study import Study
+from aam.data.split import inner_split, sample_groups
 from aam.errors import UserError
 
-
-def sample_groups(study: Study, group_column: str | None) -> np.ndarray:
-    """int64 [n_samples]: each sample's group number (0..G-1)."""
-    if group_column is None:
-        return np.arange(study.n_samples, dtype=np.int64)
-    _, inverse = np.unique(group_keys(study, group_column), return_inverse=True)
-    return inverse.astype(np.int64)
+# The grouping and the inner split live with the other splits (aam.data.split); folds are made of them.
+__all__ = ["assign_folds", "inner_split", "sample_groups"]
 
 
 def assign_folds(groups: np.ndarray, folds: int, repeats: int, seed: int, group_column: str | None = None
@@ -52,14 +47,3 @@ def assign_folds(groups: np.ndarray, folds: int, repeats: int, seed: int, group_
         assignment[r] = fold_of_group[groups]
     return assignment
 
-
-def inner_split(groups: np.ndarray, train_part: np.ndarray, fraction: float, seed: int | tuple[int, ...]
-                ) -> tuple[np.ndarray, np.ndarray]:
-    """(train, validation) positions into the study, both inside `train_part` and grouped: the
-    validation side (about `fraction` of `train_part`) picks the epoch and stops training early."""
-    _, inverse, sizes = np.unique(groups[train_part], return_inverse=True, return_counts=True)
-    if len(sizes) < 2:
-        raise UserError("a fold's training part has a single group: too few groups to carve a validation split")
-    n_val = min(max(1, int(round(fraction * len(train_part)))), len(train_part) - 1)
-    train, val = split_groups(inverse, sizes, n_val, np.random.default_rng(seed))
-    return train_part[train], train_part[val]

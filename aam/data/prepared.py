@@ -1,4 +1,8 @@
-"""From a `DataConfig` to training and validation datasets, with the transforms fitted on train only."""
+"""From a loaded study and its split to training and validation datasets, with the transforms fitted on train only.
+
+The study is read once per command (`load_training_study`) and split by `aam.data.split.decide_split`;
+`prepare_data` then works on both, so cross-validation folds share one study.
+"""
 
 from __future__ import annotations
 
@@ -7,10 +11,9 @@ from dataclasses import dataclass
 import numpy as np
 
 from aam.config import DataConfig
-from aam.data.caveats import warn_caveats
 from aam.data.dataset import AAMDataset
 from aam.data.encoders import CategoryEncoder, TargetScaler
-from aam.data.split import positions_of, split_samples
+from aam.data.split import decide_split
 from aam.data.study import Study, load_study
 from aam.errors import UserError
 
@@ -43,14 +46,10 @@ def load_training_study(config: DataConfig) -> Study:
                       config.categorical_columns, config.group_column, require_targets=True)
 
 
-def prepare_data(config: DataConfig, seed: int, split: tuple[list[str], list[str]] | None = None) -> PreparedData:
-    """Load, split (or reuse `split` = (train IDs, val IDs), as on resume), fit the transforms on train."""
-    study = load_training_study(config)
-    if split is None:
-        train_idx, val_idx = split_samples(study, config.test_size, seed, config.group_column)
-    else:
-        train_idx, val_idx = positions_of(study, split[0], "train split"), positions_of(study, split[1], "val split")
-    warn_caveats(study, train_idx, val_idx)
+def prepare_data(study: Study, split: tuple[np.ndarray, np.ndarray], config: DataConfig, seed: int) -> PreparedData:
+    """Datasets of the (train, validation) positions `split` into `study`, the category encoder and target
+    scaler fitted on the training samples; `seed` seeds the training set's per-epoch draws."""
+    train_idx, val_idx = split
     encoder = None
     if study.categorical_columns:
         encoder = CategoryEncoder.fit(study.categorical_columns, study.categories[train_idx])
@@ -60,3 +59,11 @@ def prepare_data(config: DataConfig, seed: int, split: tuple[list[str], list[str
                            asv_dropout=config.asv_dropout, **options)
     val_set = AAMDataset(study, val_idx, train=False, **options)
     return PreparedData(study, train_idx, val_idx, encoder, scaler, train_set, val_set)
+
+
+def load_prepared(config: DataConfig, seed: int, split: tuple[list[str], list[str]] | None = None) -> PreparedData:
+    """Read the study, split it (`decide_split`: seeded, or `split` = (train IDs, val IDs) as on resume) and
+    prepare it: a single run's data."""
+    study = load_training_study(config)
+    positions = decide_split(study, config.test_size, seed, config.group_column, given=split)
+    return prepare_data(study, positions, config, seed)

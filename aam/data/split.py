@@ -1,16 +1,43 @@
-"""Train/validation split, optionally grouped (no group on both sides), written as sample lists."""
+"""Train/validation split, optionally grouped (no group on both sides), written as sample lists.
+
+`decide_split` is the one place a run's split is decided: the seeded split of a study (`aam train`,
+`aam baseline`), the one a run saved (resume, `aam baseline --train-dir`), or the inner validation
+split carved from a cross-validation fold's training part.
+"""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
 
+from aam.data.caveats import warn_caveats
 from aam.data.study import Study
 from aam.errors import UserError
 
 TRAIN_FILE = "train_samples.txt"
 VAL_FILE = "val_samples.txt"
+
+
+def decide_split(study: Study, test_size: float, seed: int | tuple[int, ...], group_column: str | None = None, *,
+                 given: tuple[Sequence[str], Sequence[str]] | None = None, within: np.ndarray | None = None,
+                 sources: tuple[str, str] = ("train split", "val split")) -> tuple[np.ndarray, np.ndarray]:
+    """(train, validation) int64 positions into `study`, with the caveats of the split logged (`warn_caveats`).
+
+    given: the sample IDs of each side (a resumed run's, a previous run's sample lists), found in `study`
+        (UserError naming `sources[i]` and the first unknown ID).
+    within: positions of a cross-validation fold's training part: `inner_split` of it, seeded by `seed`.
+    neither: `split_samples` of the whole study.
+    """
+    if given is not None:
+        train_idx, val_idx = (positions_of(study, list(ids), source) for ids, source in zip(given, sources))
+    elif within is not None:
+        train_idx, val_idx = inner_split(sample_groups(study, group_column), within, test_size, seed)
+    else:
+        train_idx, val_idx = split_samples(study, test_size, seed, group_column)
+    warn_caveats(study, train_idx, val_idx)
+    return train_idx, val_idx
 
 
 def split_samples(study: Study, test_size: float, seed: int, group_column: str | None = None
@@ -53,6 +80,27 @@ def split_groups(inverse: np.ndarray, sizes: np.ndarray, n_val: int, rng: np.ran
     val_group[order[:n_groups_val]] = True
     is_val = val_group[inverse]
     return np.flatnonzero(~is_val), np.flatnonzero(is_val)
+
+
+def sample_groups(study: Study, group_column: str | None) -> np.ndarray:
+    """int64 [n_samples]: each sample's group number (0..G-1); without a group column every sample is its
+    own group."""
+    if group_column is None:
+        return np.arange(study.n_samples, dtype=np.int64)
+    _, inverse = np.unique(group_keys(study, group_column), return_inverse=True)
+    return inverse.astype(np.int64)
+
+
+def inner_split(groups: np.ndarray, train_part: np.ndarray, fraction: float, seed: int | tuple[int, ...]
+                ) -> tuple[np.ndarray, np.ndarray]:
+    """(train, validation) positions into the study, both inside `train_part` and grouped: the
+    validation side (about `fraction` of `train_part`) picks the epoch and stops training early."""
+    _, inverse, sizes = np.unique(groups[train_part], return_inverse=True, return_counts=True)
+    if len(sizes) < 2:
+        raise UserError("a fold's training part has a single group: too few groups to carve a validation split")
+    n_val = min(max(1, int(round(fraction * len(train_part)))), len(train_part) - 1)
+    train, val = split_groups(inverse, sizes, n_val, np.random.default_rng(seed))
+    return train_part[train], train_part[val]
 
 
 def write_split(output_dir: str | Path, study: Study, train_idx: np.ndarray, val_idx: np.ndarray) -> None:

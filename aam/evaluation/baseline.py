@@ -13,9 +13,8 @@ import numpy as np
 import scipy.sparse as sp
 
 from aam.config import DataConfig, RunConfig
-from aam.data.caveats import warn_caveats
 from aam.data.prepared import load_training_study
-from aam.data.split import TRAIN_FILE, VAL_FILE, positions_of, read_sample_list, split_samples, write_split
+from aam.data.split import TRAIN_FILE, VAL_FILE, decide_split, read_sample_list, write_split
 from aam.data.study import Study
 from aam.errors import UserError
 from aam.evaluation import outputs
@@ -23,8 +22,7 @@ from aam.evaluation.abundance import relative_abundance
 from aam.evaluation.forest_importance import forest_columns, importance_table
 from aam.evaluation.inference import predictions_frame
 from aam.evaluation.metrics import metrics_table
-from aam.paths import check_writable_dir
-from aam.run_lock import LOCK_FILE, folder_lock
+from aam.run_folder import run_folder
 
 
 @dataclass(kw_only=True)
@@ -81,22 +79,17 @@ def run_baseline(data: DataConfig, config: BaselineConfig, overwrite: bool = Fal
         raise UserError(f"--n-jobs must be >= 1, or -1 for all cores; got {config.n_jobs}")
     if config.permutation_repeats < 0:
         raise UserError(f"--permutation-repeats must be >= 0; got {config.permutation_repeats}")
-    check_writable_dir(config.output_dir, "--output-dir")
-    with folder_lock(config.output_dir, "aam baseline"):
-        return _run_baseline(data, config, overwrite)
+    with run_folder(config.output_dir, "aam baseline", overwrite=overwrite) as out:
+        return _run_baseline(out, data, config)
 
 
-def _run_baseline(data: DataConfig, config: BaselineConfig, overwrite: bool) -> dict[str, dict[str, float]]:
-    out = Path(config.output_dir)
-    if any(p.name != LOCK_FILE for p in out.iterdir()) and not overwrite:
-        raise UserError(f"--output-dir {out} is not empty: pass --overwrite or choose another folder")
+def _run_baseline(out: Path, data: DataConfig, config: BaselineConfig) -> dict[str, dict[str, float]]:
     study = load_training_study(data)
+    given = None
     if config.train_dir is not None:
-        train_idx = positions_of(study, read_sample_list(Path(config.train_dir) / TRAIN_FILE), TRAIN_FILE)
-        val_idx = positions_of(study, read_sample_list(Path(config.train_dir) / VAL_FILE), VAL_FILE)
-    else:
-        train_idx, val_idx = split_samples(study, data.test_size, config.seed, data.group_column)
-    warn_caveats(study, train_idx, val_idx)
+        given = tuple(read_sample_list(Path(config.train_dir) / name) for name in (TRAIN_FILE, VAL_FILE))
+    train_idx, val_idx = decide_split(study, data.test_size, config.seed, data.group_column, given=given,
+                                      sources=(TRAIN_FILE, VAL_FILE))
     x = relative_abundance(study.counts)
     predicted = np.full((len(val_idx), len(study.target_columns)), np.nan)
     importance = {}

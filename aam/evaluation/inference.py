@@ -13,7 +13,7 @@ import torch
 from aam.config import RunConfig
 from aam.data.dataset import AAMDataset, make_loader
 from aam.data.encoders import CategoryEncoder, TargetScaler
-from aam.data.study import load_study
+from aam.data.study import Study, load_study
 from aam.errors import UserError
 from aam.evaluation.conformal import IntervalCalibration
 from aam.evaluation.labels import quantile_column
@@ -163,15 +163,26 @@ def predict(model_path: str | Path, table: str | Path, sequences: str | Path | N
     `<target>` and, for a quantile model, `<target>_q<level>` per level."""
     dev = resolve_device(device)
     loaded = load_model(model_path, dev)
-    config = loaded.config
-    categorical = config.data.categorical_columns
+    return predict_study(loaded, prediction_study(loaded, table, sequences, metadata), dev, batch_size)
+
+
+def prediction_study(loaded: LoadedModel, table: str | Path, sequences: str | Path | None = None,
+                     metadata: str | Path | None = None) -> Study:
+    """The samples to predict, read with the categorical columns `loaded` needs (targets not required)."""
+    categorical = loaded.config.data.categorical_columns
     if categorical and metadata is None:
         raise UserError(f"this model uses categorical column(s) {', '.join(categorical)}: pass --metadata with "
                         "them (values not seen in training are allowed)")
-    study = load_study(table, sequences, metadata, categorical_columns=categorical, require_targets=False)
+    return load_study(table, sequences, metadata, categorical_columns=categorical, require_targets=False)
+
+
+def predict_study(loaded: LoadedModel, study: Study, device: torch.device, batch_size: int | None = None
+                  ) -> pd.DataFrame:
+    """`predict`'s table for a study already read (`prediction_study`), with the model on `device`."""
+    config = loaded.config
     dataset = AAMDataset(study, max_bp=config.data.max_bp, token_limit=config.data.token_limit, train=False,
                          encoders=loaded.encoder)
     loader = make_loader(dataset, batch_size or config.train.batch_size, shuffle=False)
-    predictions = to_predictions(run_model(loaded.model, loader, dev), loaded.scaler, config.loss.quantiles,
+    predictions = to_predictions(run_model(loaded.model, loader, device), loaded.scaler, config.loss.quantiles,
                                  loaded.calibration)
     return predictions.frame(config.data.target_columns, with_observed=False)

@@ -31,8 +31,7 @@ from aam.explain.taxonomy import Taxonomy, read_taxonomy
 from aam.evaluation.abundance import relative_abundance
 from aam.evaluation.inference import load_model
 from aam.evaluation.outputs import safe_name, write_json, write_tsv
-from aam.paths import check_writable_dir
-from aam.run_lock import LOCK_FILE, folder_lock
+from aam.run_folder import run_folder
 from aam.runtime.device import resolve_device
 
 log = logging.getLogger("aam.explain")
@@ -48,7 +47,7 @@ METHOD_TEXT = {
 }
 
 
-def check_config(config: ExplainConfig, overwrite: bool) -> Path:
+def check_config(config: ExplainConfig) -> None:
     if not config.models:
         raise UserError("give a model checkpoint (--model)")
     if not config.table:
@@ -67,20 +66,15 @@ def check_config(config: ExplainConfig, overwrite: bool) -> Path:
         raise UserError(f"--reference must be one of {', '.join(REFERENCES)}; got {config.reference!r}")
     if config.steps < 2:
         raise UserError(f"--steps must be >= 2; got {config.steps}")
-    out = Path(config.output_dir)
-    check_writable_dir(out, "--output-dir")
-    if out.is_dir() and any(p.name != LOCK_FILE for p in out.iterdir()) and not overwrite:
-        raise UserError(f"--output-dir {out} is not empty: pass --overwrite or choose another folder")
-    return out
 
 
 def run_explain(config: ExplainConfig, overwrite: bool = False) -> Explanation:
     """Explain the study with the model(s) and write the files, holding the output folder's lock (as
     `aam train` does)."""
-    out = check_config(config, overwrite)
+    check_config(config)
     # the checkpoints to average: each --model as given, or an `aam cv` folder's finished fold models
     config = dataclasses.replace(config, models=tuple(str(p) for m in config.models for p in model_paths(m)))
-    with folder_lock(out, "aam explain"):
+    with run_folder(config.output_dir, "aam explain", overwrite=overwrite) as out:
         return explain_into(out, config)
 
 

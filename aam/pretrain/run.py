@@ -12,24 +12,39 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import json
+import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
 from aam.config import user_settings
 from aam.errors import UserError
 from aam.evaluation import outputs
-from aam.paths import check_writable_dir
 from aam.pretrain.config import PretrainConfig
 from aam.pretrain.encoder_file import ENCODER_FILE
 from aam.pretrain.loop import PretrainRun, build_pretrain_run, fit_pretrain
 from aam.pretrain.plots import plot_pretrain_losses
-from aam.run_lock import folder_lock
+from aam.run_folder import FolderRules, run_folder
+from aam.run_lock import LOCK_FILE
 from aam.runtime import distributed
 from aam.runtime.checkpoint import LAST_FILE, load_checkpoint
 from aam.runtime.device import resolve_device
 from aam.training.determinism import repeatable
-from aam.training.output_folder import check_output_dir, remove_start_files
 
+FILES = ("config.json", "history.tsv", LAST_FILE, ENCODER_FILE)
+
+
+def _clear(path: Path) -> None:
+    for name in FILES:
+        (path / name).unlink(missing_ok=True)
+    shutil.rmtree(path / "plots", ignore_errors=True)
+
+
+# a folder holding only config.json is a start that finished no epoch: a plain rerun may reuse it
+PRETRAIN_FOLDER = FolderRules(
+    advice="pass --resume to continue it, --overwrite to replace it, or choose another folder",
+    what="a previous pretraining run", resume_file=LAST_FILE,
+    reusable=lambda path: {p.name for p in path.iterdir()} <= {"config.json", LOCK_FILE},
+    resume_hint=" (no epoch finished there: run the same command without --resume to start over)", clear=_clear)
 RESUMABLE = ("epochs", "patience", "device", "precision", "num_workers", "progress", "output_dir")
 
 
@@ -59,11 +74,8 @@ def pretrain(config: PretrainConfig, *, resume: bool = False, overwrite: bool = 
             main = distributed.is_main_process()
 
             def claim_folder():
-                check_writable_dir(out, "--output-dir")
-                held.enter_context(folder_lock(out, "aam pretrain"))
-                check_output_dir(out, resume, overwrite)
-                if overwrite:
-                    (out / ENCODER_FILE).unlink(missing_ok=True)
+                held.enter_context(run_folder(out, "aam pretrain", rules=PRETRAIN_FOLDER, overwrite=overwrite,
+                                              resume=resume))
                 return load_checkpoint(out / LAST_FILE) if resume else None
 
             last = distributed.on_main_rank(claim_folder)
@@ -78,7 +90,7 @@ def pretrain(config: PretrainConfig, *, resume: bool = False, overwrite: bool = 
                     interrupted = fit_pretrain(run, out)
         state = run.progress
         if main and state.epoch == 0:
-            remove_start_files(out)
+            (out / "config.json").unlink(missing_ok=True)
         elif main:
             plot_pretrain_losses(out / "plots", state.history)
         return PretrainResult(out, state.best_epoch, state.epoch, state.history, interrupted)

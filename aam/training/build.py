@@ -1,14 +1,13 @@
 """`build_run`: from a `RunConfig` to everything a training run needs (data, model, loss, loaders, trainer).
 
-`train()` builds its run here; so can a cross-validation fold (explicit train/validation sample IDs
-through `split`) or a benchmark (already prepared `data`). Under torchrun (a process group joined with
+`train()` builds its run here; so can a cross-validation fold or a benchmark (already prepared `data`,
+e.g. one study shared by every fold). Under torchrun (a process group joined with
 `aam.runtime.distributed.session`) every rank builds the same run, with its share of each global batch
 in the loaders and a trainer that reduces across ranks (`aam.training.data_parallel`).
 """
 
 from __future__ import annotations
 
-import dataclasses
 from dataclasses import dataclass
 from typing import Any
 
@@ -18,7 +17,7 @@ from torch.utils.data import DataLoader
 
 from aam.config import RunConfig
 from aam.data.dataset import make_loader
-from aam.data.prepared import PreparedData, prepare_data
+from aam.data.prepared import PreparedData, load_prepared
 from aam.data.sharding import make_sharded_loader
 from aam.evaluation.metrics import best_metric_column
 from aam.models import AAMRegressor
@@ -58,23 +57,27 @@ def build_run(config: RunConfig, device: torch.device | str | None = None, *,
               data: PreparedData | None = None) -> Run:
     """Load and split the data, fill the data-dependent model fields, build model, loss, loaders and trainer.
 
+    config: resolved here unless it is already (`RunConfig.resolve`).
     device: None = `config.train.device` ("auto": CUDA when present).
     split: (training sample IDs, validation sample IDs) instead of the seeded random split.
     resume_from: `last.pt` (a `Checkpoint`, or the dict `load_checkpoint` reads); its configuration must match
         (UserError naming the first setting that differs), and its split, weights, optimizer, scheduler,
         progress and RNG states are restored.
-    data: data already prepared for this config (e.g. shared by several runs, split included); None = load it.
+    data: data already prepared for this config (e.g. shared by several runs, split included; with
+        `resume_from`, split as it was); None = load it.
     A UserError on any rank stops every rank (rank 0 raises it).
     """
-    if data is not None and (split is not None or resume_from is not None):
-        raise ValueError("build_run: give `data` or a split (`split`, `resume_from`), not both")
+    if data is not None and split is not None:
+        raise ValueError("build_run: give `data` or a split (`split`), not both")
     if isinstance(resume_from, dict):
         resume_from = Checkpoint.from_dict(resume_from, LAST_FILE)
+    if data is not None and resume_from is not None and (data.train_ids, data.val_ids) != tuple(resume_from.split):
+        raise ValueError("build_run: `data` is not split as the run in `resume_from` was")
     return distributed.on_every_rank(lambda: _build(config, device, split, resume_from, data))
 
 
 def _build(config: RunConfig, device: torch.device | str | None, split, resume_from, data) -> Run:
-    config = config.validate().resolved()
+    config = config.resolve().with_defaults()
     best_metric_column(config.train.best_metric, config.data.target_columns)  # a bad --best-metric fails here
     device = distributed.rank_device(resolve_device(config.train.device) if device is None else torch.device(device))
     compute_dtype(device, config.train.precision, training=True)  # --precision bf16 on a CPU without it fails here
@@ -83,7 +86,7 @@ def _build(config: RunConfig, device: torch.device | str | None, split, resume_f
         check_resumable(RunConfig.from_dict(resume_from.config), config, resume_from.progress["epoch"])
         split = resume_from.split
     if data is None:
-        data = prepare_data(config.data, config.train.seed, split)
+        data = load_prepared(config.data, config.train.seed, split)
     vocabulary = None
     # a new run learns the vocabulary of its training samples, unless its pretrained encoder brings one (then
     # asv_vocabulary is already set); a resumed run restores it with the weights
@@ -136,7 +139,6 @@ def fill_model_fields(config: RunConfig, data: PreparedData, plan: LossPlan, voc
     cards = tuple(len(data.encoder.levels[c]) for c in data.encoder.columns) if data.encoder else ()
     routing = config.model.moe_routing
     routing_index = data.encoder.columns.index(routing) if config.model.moe_experts and routing != "learned" else -1
-    model = dataclasses.replace(config.model, max_bp=config.data.max_bp, n_targets=len(config.data.target_columns),
-                                n_quantiles=plan.n_quantiles, category_cardinalities=cards,
-                                moe_routing_index=routing_index, asv_vocabulary=vocabulary)
-    return dataclasses.replace(config, model=model)
+    return config.with_derived(max_bp=config.data.max_bp, n_targets=len(config.data.target_columns),
+                               n_quantiles=plan.n_quantiles, category_cardinalities=cards,
+                               moe_routing_index=routing_index, asv_vocabulary=vocabulary)

@@ -6,7 +6,7 @@ from pathlib import Path
 
 from aam.config import DataConfig, LossConfig, ModelConfig, RunConfig, TrainConfig
 from aam.data.simulate import write_simulation
-from aam.errors import UserError
+from aam.run_folder import run_folder
 from aam.training.run import TrainResult, train
 
 DEMO_SAMPLES = 300
@@ -31,10 +31,9 @@ def demo_config(data_dir: Path, run_dir: Path, epochs: int = 40, progress: bool 
 
 def run_demo(output_dir: str | Path = "aam-demo", epochs: int = 40, overwrite: bool = False,
              progress: bool = True) -> TrainResult:
-    """Writes `output_dir/data` (simulated study) and `output_dir/run` (the trained model and reports)."""
-    output_dir = Path(output_dir)
-    if output_dir.is_dir() and any(output_dir.iterdir()) and not overwrite:
-        raise UserError(f"--output-dir {output_dir} is not empty: pass --overwrite or choose another folder")
-    data_dir, run_dir = output_dir / "data", output_dir / "run"
-    write_simulation(data_dir, n_samples=DEMO_SAMPLES, seed=0, n_features=DEMO_FEATURES)
-    return train(demo_config(data_dir, run_dir, epochs, progress), overwrite=True)
+    """Writes `output_dir/data` (simulated study) and `output_dir/run` (the trained model and reports),
+    holding the folder's lock (the run folder inside it is `train`'s own)."""
+    with run_folder(output_dir, "aam demo", overwrite=overwrite) as out:
+        data_dir, run_dir = out / "data", out / "run"
+        write_simulation(data_dir, n_samples=DEMO_SAMPLES, seed=0, n_features=DEMO_FEATURES)
+        return train(demo_config(data_dir, run_dir, epochs, progress), overwrite=True)

@@ -8,8 +8,9 @@ from pathlib import Path
 from aam.config import RunConfig, TrainConfig, user_settings
 from aam.errors import UserError
 from aam.paths import absolute_data_paths
+from aam.run_folder import check_contents
 from aam.runtime.checkpoint import LAST_FILE, Checkpoint
-from aam.training.output_folder import check_output_dir
+from aam.training.output_folder import TRAIN_FOLDER
 
 # flags of the TrainConfig fields a resumed run may change (made with `resumable()`): where it runs, how long,
 # how it reports
@@ -34,12 +35,13 @@ def check_resumable(saved: RunConfig, current: RunConfig, epochs_done: int = 0) 
 def resume_config(output_dir: str | Path, changes: dict[str, dict] | None = None, **train_changes) -> RunConfig:
     """The configuration of the run in `output_dir` (from last.pt) with `changes` ({part: {field: value}},
     part = data/model/loss/train) and `train_changes` applied. `build_run` then refuses any change of a
-    field not made with `resumable()`, naming it, so a flag given with --resume is never silently ignored."""
+    field not made with `resumable()`, naming it, so a flag given with --resume is never silently ignored.
+    The configuration is resolved (`RunConfig.resolve`): UserError for a change no run can use."""
     path = Path(output_dir)
-    check_output_dir(path, resume=True, overwrite=False)
+    check_contents(path, TRAIN_FOLDER, resume=True)
     saved = RunConfig.from_dict(Checkpoint.load(path / LAST_FILE).config)
     changes = {part: dict(values) for part, values in (changes or {}).items()}
     changes.setdefault("train", {}).update(train_changes, output_dir=str(output_dir))
     parts = {part: dataclasses.replace(getattr(saved, part), **changes.get(part, {}))
              for part in ("data", "model", "loss", "train")}
-    return RunConfig(**parts)
+    return RunConfig(**parts).resolve()

@@ -15,7 +15,7 @@ FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "pre_change"
 
 
 def config(**loss) -> RunConfig:
-    return RunConfig(DataConfig(target_columns=("ph", "temperature")), ModelConfig(), LossConfig(**loss))
+    return RunConfig(DataConfig(target_columns=("ph", "temperature")), ModelConfig(), LossConfig(**loss)).resolve()
 
 
 def test_loss_config_is_typed_and_keyed_by_target_name():

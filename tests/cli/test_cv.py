@@ -2,6 +2,7 @@
 the forest and the mean on the same folds, metrics recomputed from cv_predictions.tsv with numpy and
 scikit-learn, resume after an interruption, the fold ensemble in `aam predict`, and bad inputs."""
 
+import dataclasses
 import json
 import signal
 
@@ -136,7 +137,8 @@ def test_an_interrupted_cv_resumes_to_the_same_results(cv_run, study, tiny, tmp_
     out = tmp_path / "cv"
     args = build_parser().parse_args(["cv", *data_flags(study), *tiny])
     config = config_from_args(args, DATA_FLAGS + MODEL_FLAGS + LOSS_FLAGS + TRAINING_FLAGS)
-    config.train.output_dir, config.data.group_column = str(out), "subject"
+    config = dataclasses.replace(config, data=dataclasses.replace(config.data, group_column="subject"),
+                                 train=dataclasses.replace(config.train, output_dir=str(out)))
 
     def stop_in_second_fold(fold, epoch, row):
         if fold == "repeat1_fold2" and epoch == 2:

@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 
 from aam.data import read_sample_list, split_samples, write_split
-from aam.data.split import positions_of
+from aam.data.split import decide_split, positions_of
 from aam.errors import UserError
 from studies import make_study
 
@@ -52,3 +52,31 @@ def test_written_lists_round_trip(tmp_path):
     np.testing.assert_array_equal(positions_of(study, val_ids), val)
     with pytest.raises(UserError, match="sample 'zz' is not in the study"):
         positions_of(study, ["s1", "zz"])
+
+
+def test_decide_split_seeded_is_the_plain_split_and_logs_its_caveats(caplog):
+    study = make_study(20)
+    with caplog.at_level("WARNING", logger="aam.data"):
+        train, val = decide_split(study, 0.1, 5)
+    expected = split_samples(study, 0.1, seed=5)
+    np.testing.assert_array_equal(train, expected[0])
+    np.testing.assert_array_equal(val, expected[1])
+    assert len(val) == 2 and "validation" in caplog.text  # two validation samples: too few to choose an epoch
+
+
+def test_decide_split_given_ids_keeps_their_order_and_names_the_source():
+    study = make_study(10)
+    train, val = decide_split(study, 0.2, 0, given=(["s9", "s0", "s4"], ["s2"]))
+    assert train.tolist() == [9, 0, 4] and val.tolist() == [2]
+    with pytest.raises(UserError, match="val_samples.txt: sample 'zz'"):
+        decide_split(study, 0.2, 0, given=(["s1"], ["zz"]), sources=("train_samples.txt", "val_samples.txt"))
+
+
+def test_decide_split_within_a_fold_stays_inside_it_and_keeps_groups_whole():
+    labels = [f"p{i // 3}" for i in range(60)]
+    study = make_study(60, labels)
+    within = np.arange(0, 45)
+    train, val = decide_split(study, 0.2, (1, 0, 2), "subject", within=within)
+    assert set(train) | set(val) == set(within.tolist()) and set(train).isdisjoint(val)
+    assert {labels[i] for i in train}.isdisjoint({labels[i] for i in val})
+    assert 6 <= len(val) <= 12  # about 0.2 of 45, in whole groups of 3

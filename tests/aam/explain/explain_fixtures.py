@@ -6,7 +6,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from aam.config import DataConfig, LossConfig, ModelConfig, RunConfig
+from aam.config import DataConfig, LossConfig, ModelConfig, RunConfig, TrainConfig
 from aam.data.encoders import CategoryEncoder, TargetScaler
 from aam.data.simulate import write_simulation
 from aam.data.study import load_study
@@ -41,8 +41,8 @@ def tiny_model(study, quantiles=(), categorical=True, seed=0, moe_experts=0, abu
                                moe_experts=moe_experts, abundance=abundance)
     config = RunConfig(data=DataConfig(target_columns=("ph",), categorical_columns=columns, max_bp=MAX_BP,
                                        token_limit=TOKEN_LIMIT), model=model_config,
-                       loss=LossConfig("quantile", quantiles=tuple(quantiles)) if quantiles else LossConfig())
-    config.train.batch_size = 6
+                       loss=LossConfig("quantile", quantiles=tuple(quantiles)) if quantiles else LossConfig(),
+                       train=TrainConfig(batch_size=6))
     model = AAMRegressor(model_config)
     from aam.data.dataset import AAMDataset, make_loader
 

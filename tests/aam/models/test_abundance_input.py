@@ -51,7 +51,7 @@ def test_relative_input_is_log1p_of_reads_per_ten_thousand():
 
 @pytest.mark.parametrize("width, lr", [(32, 2e-3), (128, 1e-3), (8, 4e-3)])
 def test_the_default_learning_rate_follows_the_width(width, lr):
-    config = RunConfig(model=ModelConfig(embedding_dim=width, attention_heads=2)).resolved()
+    config = RunConfig(model=ModelConfig(embedding_dim=width, attention_heads=2)).with_defaults()
     assert config.train.lr == pytest.approx(lr) == default_lr(width)
-    given = RunConfig(train=TrainConfig(lr=5e-4)).resolved()
+    given = RunConfig(train=TrainConfig(lr=5e-4)).with_defaults()
     assert given.train.lr == 5e-4
