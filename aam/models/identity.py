@@ -57,6 +57,18 @@ class ASVIdentity(nn.Module):
         assert hashes.shape == self.hashes.shape, "the vocabulary size is fixed when the model is built"
         self.hashes.copy_(hashes)
 
+    @torch.no_grad()
+    def take_vectors(self, hashes: torch.Tensor, weight: torch.Tensor) -> None:
+        """Copy the vectors of another vocabulary (sorted `hashes` [V'], `weight` [V' + 1, D]) into the rows of
+        the same ASVs here, and its row for unknown ASVs into row 0; other rows keep their values."""
+        hashes, weight = hashes.to(self.hashes.device), weight.to(self.embedding.weight.device)
+        self.embedding.weight[0] = weight[0]
+        if hashes.numel() == 0:
+            return
+        position = torch.searchsorted(hashes, self.hashes).clamp_max(hashes.numel() - 1)
+        rows = torch.nonzero(hashes[position] == self.hashes).flatten()  # ours that the other vocabulary has
+        self.embedding.weight[rows + 1] = weight[position[rows] + 1]
+
     def forward(self, tokens: torch.Tensor) -> torch.Tensor:
         """uint8 [U, L] -> [U, D]"""
         h = sequence_hashes(tokens)

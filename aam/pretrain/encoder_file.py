@@ -21,6 +21,7 @@ from aam.runtime.checkpoint import load_checkpoint, save_checkpoint
 
 ENCODER_FILE = "encoder.pt"
 KIND = "aam-encoder"
+IDENTITY = "asv_encoder.identity."
 # ModelConfig fields an encoder fixes, with the flag that sets each
 FIXED = {"embedding_dim": "--embedding-dim", "attention_heads": "--attention-heads", "asv_layers": "--asv-layers",
          "sample_layers": "--sample-layers", "feedforward_multiplier": None, "abundance": "--abundance",
@@ -52,25 +53,29 @@ def apply_encoder_config(config: RunConfig, given: dict[str, Any]) -> RunConfig:
         if flag and name in given and given[name] != settings[name]:
             raise UserError(f"{flag} {given[name]} contradicts the pretrained encoder {path} ({flag} "
                             f"{settings[name]}); leave {flag} out, the encoder sets it")
-    if settings.get("asv_vocabulary"):  # the encoder's ASV identity vectors replace a study vocabulary
-        given_identity = given.get("asv_identity", settings["asv_identity"])
-        if given_identity != settings["asv_identity"]:
-            raise UserError(f"--asv-identity {given_identity} contradicts the pretrained encoder {path}, whose "
-                            f"{settings['asv_vocabulary']} ASV identity vectors (--asv-identity "
-                            f"{settings['asv_identity']} in pretraining) the model takes over; leave it out")
-    else:
-        settings = {k: v for k, v in settings.items() if k not in ("asv_identity", "asv_vocabulary")}
-    model = dataclasses.replace(config.model, **{k: v for k, v in settings.items() if k != "max_bp"})
+    # ASV identity vectors: on when the encoder has them, unless --asv-identity says otherwise for the study
+    identity = {"asv_identity": given.get("asv_identity", settings.get("asv_identity", 0))}
+    fixed = {k: v for k, v in settings.items() if k in FIXED and k != "max_bp"}
+    model = dataclasses.replace(config.model, **fixed, **identity)
     data = dataclasses.replace(config.data, max_bp=settings["max_bp"])
     return dataclasses.replace(config, model=model, data=data)
 
 
+def encoder_vocabulary(path: str | Path) -> torch.Tensor | None:
+    """The sorted ASV hashes of the encoder's identity vectors, None when it has none."""
+    return read_encoder(path)["encoder_state"].get(IDENTITY + "hashes")
+
+
 def load_encoder_weights(model: torch.nn.Module, path: str | Path) -> None:
-    """Copy the encoder file's weights into `model`'s two encoders (shapes must match the file's settings)."""
-    state = read_encoder(path)["encoder_state"]
-    pretrained_identity = any(k.startswith("asv_encoder.identity.") for k in state)
+    """Copy the encoder file's weights into `model`'s two encoders (shapes must match the file's settings).
+    The identity vectors of the encoder's ASVs go to the same ASVs of the model's vocabulary (which holds the
+    encoder's, `aam.training.build`), and its row for other ASVs to the model's."""
+    state = dict(read_encoder(path)["encoder_state"])
+    identity = {k[len(IDENTITY):]: state.pop(k) for k in list(state) if k.startswith(IDENTITY)}
     own = {k for k in model.state_dict() if k.startswith(("asv_encoder.", "sample_encoder."))
-           and (pretrained_identity or not k.startswith("asv_encoder.identity."))}
+           and not k.startswith(IDENTITY)}
+    if identity and model.asv_encoder.identity is not None:
+        model.asv_encoder.identity.take_vectors(identity["hashes"], identity["embedding.weight"])
     if set(state) != own:
         raise UserError(f"--pretrained-encoder {path}: its weights do not fit this model (run with the settings "
                         "the encoder was pretrained with)")

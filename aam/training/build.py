@@ -22,7 +22,7 @@ from aam.data.sharding import make_sharded_loader
 from aam.evaluation.metrics import best_metric_column
 from aam.models import AAMRegressor
 from aam.models.identity import vocabulary as asv_vocabulary
-from aam.pretrain.encoder_file import load_encoder_weights
+from aam.pretrain.encoder_file import encoder_vocabulary, load_encoder_weights
 from aam.runtime import distributed
 from aam.runtime.checkpoint import LAST_FILE, Checkpoint, set_rng_state
 from aam.runtime.device import compute_dtype, resolve_device
@@ -88,11 +88,14 @@ def _build(config: RunConfig, device: torch.device | str | None, split, resume_f
     if data is None:
         data = load_prepared(config.data, config.train.seed, split)
     vocabulary = None
-    # a new run learns the vocabulary of its training samples, unless its pretrained encoder brings one (then
-    # asv_vocabulary is already set); a resumed run restores it with the weights
-    if config.model.asv_identity and not config.model.asv_vocabulary and resume_from is None:
+    # a new run's vocabulary: its training samples' frequent ASVs, and those of its pretrained encoder; a
+    # resumed run restores it with the weights
+    if config.model.asv_identity and resume_from is None:
         prevalence = np.asarray((data.study.counts[data.train_idx] > 0).sum(axis=0)).ravel()
         vocabulary = asv_vocabulary(data.train_set.tokens, prevalence, config.model.asv_identity)
+        pretrained = encoder_vocabulary(config.train.pretrained_encoder) if config.train.pretrained_encoder else None
+        if pretrained is not None:
+            vocabulary = torch.unique(torch.cat([vocabulary, pretrained]))
     config = fill_model_fields(config, data, plan, config.model.asv_vocabulary if vocabulary is None
                                else vocabulary.numel())
 

@@ -108,8 +108,9 @@ def test_two_gloo_processes_pretrain_like_one(tables, pretrained, tmp_path):
     one, two = (pd.read_csv(p / "history.tsv", sep="\t").drop(columns="seconds") for p in (pretrained, out))
     np.testing.assert_allclose(two.to_numpy(float), one.to_numpy(float), rtol=2e-5, atol=1e-5)
     state_one, state_two = (load_checkpoint(p / "last.pt")["model_state"] for p in (pretrained, out))
-    # biases whose gradient is zero by construction move by rounding noise in either run (see test_distributed)
-    gauge = ("asv_encoder.stack.norm.bias", "asv_encoder.norm.running_mean", "pool.score.bias", "presence_bias")
+    # biases whose gradient is zero by construction move by rounding noise in either run (see test_distributed);
+    # here also the projection's bias, which every distance between projected vectors cancels
+    gauge = ("asv_encoder.stack.norm.bias", "asv_encoder.norm.running_mean", "pool.score.bias", "projection.bias")
     for name, value in state_one.items():
         other = state_two[name]
         if name.endswith("attn.qkv.bias"):
@@ -149,8 +150,10 @@ def test_freeze_encoder_keeps_the_weights_and_predict_needs_no_encoder(small_stu
             assert torch.equal(trained["model_state"][name], value), name
     assert trained["config"]["train"]["pretrained_encoder"] == str(encoder_copy.resolve())
     assert trained["config"]["train"]["freeze_encoder"] is True
-    head = load_checkpoint(out / "last.pt")["model_state"]["head.linear.weight"]
-    assert not torch.equal(head, torch.zeros_like(head))
+    initial = build_run(config_from_args(build_parser().parse_args(fine_tune_args(
+        small_study, encoder_copy, "--freeze-encoder", "--output-dir", str(tmp_path / "unused"))))).model.state_dict()
+    head = [k for k in initial if k.startswith("head.")]
+    assert head and all(not torch.equal(trained["model_state"][k], initial[k]) for k in head)  # the head trained
     encoder_copy.unlink()
     assert main(["predict", "--model", str(out / "model.pt"), "--table", str(small_study / "table.biom"),
                  "--output", str(tmp_path / "p.tsv")]) == 0
@@ -183,3 +186,23 @@ def test_pretrain_errors_are_one_line(capsys, tables, tmp_path):
     one_error_line(capsys, ["pretrain", *tables, "--mask-fraction", "1.5", *out], "--mask-fraction")
     one_error_line(capsys, ["pretrain", *tables, "--tree", str(tmp_path / "none.nwk"), "--epochs", "1", *out],
                    "tree file not found")
+
+
+def test_pretrained_identity_vectors_carry_over_to_the_same_asvs(tables, small_study, tmp_path):
+    out = tmp_path / "identity"
+    flags = list(PRETRAIN)
+    flags[flags.index("--epochs") + 1] = "1"
+    assert main(["pretrain", "--table", str(small_study / "table.biom"), *tables, *flags, "--asv-identity", "2",
+                 "--output-dir", str(out)]) == 0
+    args = build_parser().parse_args(fine_tune_args(small_study, out / "encoder.pt", "--output-dir",
+                                                    str(tmp_path / "x")))
+    config = config_from_args(args)
+    assert config.model.asv_identity == 2
+    model = build_run(config.resolve()).model
+    encoder = load_checkpoint(out / "encoder.pt")["encoder_state"]
+    theirs, weight = encoder["asv_encoder.identity.hashes"], encoder["asv_encoder.identity.embedding.weight"]
+    mine = model.asv_encoder.identity
+    assert set(theirs.tolist()) <= set(mine.hashes.tolist())  # the study's vocabulary holds the encoder's
+    for row, h in enumerate(theirs.tolist()):
+        assert torch.equal(mine.embedding.weight[mine.hashes.tolist().index(h) + 1], weight[row + 1])
+    assert torch.equal(mine.embedding.weight[0], weight[0])

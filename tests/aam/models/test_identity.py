@@ -33,3 +33,20 @@ def test_the_vocabulary_holds_the_asvs_of_enough_samples_and_others_share_row_ze
     for k, h in enumerate(sequence_hashes(torch.from_numpy(tokens)).tolist()):
         assert torch.equal(out[k], identity.embedding.weight[rows.get(h, 0)])
     assert torch.equal(out[1], out[4])  # both unknown
+
+
+def test_take_vectors_copies_the_rows_of_the_same_asvs_and_the_unknown_row():
+    tokens = torch.from_numpy(tokenize(SEQUENCES, 8))
+    hashes = sequence_hashes(tokens)
+    other = ASVIdentity(3, 4)
+    other.set_vocabulary(torch.sort(hashes[[0, 1, 2]]).values)
+    mine = ASVIdentity(3, 4)
+    mine.set_vocabulary(torch.sort(hashes[[1, 2, 4]]).values)
+    before = mine.embedding.weight.detach().clone()
+    mine.take_vectors(other.hashes, other.embedding.weight.detach())
+    with torch.no_grad():
+        ours, theirs = mine(tokens), other(tokens)
+    assert torch.equal(ours[1], theirs[1]) and torch.equal(ours[2], theirs[2])  # shared ASVs
+    assert torch.equal(ours[3], theirs[3])  # unknown to both: row 0, taken over
+    row = mine.hashes.tolist().index(hashes[4].item()) + 1
+    assert torch.equal(ours[4], before[row])  # only mine: kept
