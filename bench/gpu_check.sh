@@ -10,7 +10,7 @@
 # import only torch and aam_kernels; the end-to-end benchmark also needs aam's dependencies (biom-format,
 # scipy, ...) and is skipped with a message when they are neither installed nor in bench/wheels/.
 #
-# Budget: 9 minutes on one H100. Each step runs under `timeout`; at its limit it gets SIGINT, so pytest
+# Budget: 10 minutes on one H100. Each step runs under `timeout`; at its limit it gets SIGINT, so pytest
 # still writes the JSON of the benchmarks that finished (SIGKILL 20 s later). The limits leave room
 # above the times of the last GPU run (docs/performance-log.md).
 #   step                                  limit
@@ -18,14 +18,15 @@
 #   2 peaks (copy 1 GiB, two matmuls)        20 s
 #   3 regression_loss, 15 cases x 8          60 s   6 torch.compile graphs (two size classes)
 #   4 moe_mlp, 11 cases x 11                 80 s   4 torch.compile graphs
-#   5 training, default model x 2            50 s   imports, study, 2 x 4 epochs
+#   4b cross_entropy, 3 cases x 2            40 s   one Triton compile per class count
+#   5 training, default model x 2; pretrain  70 s   imports, study, 2 x 4 epochs; 5 pretraining epochs (bf16)
 #   6 report                                 20 s
 #   7 sweep: block sizes, scale-shape check  70 s   bench/gpu_sweep.py, stops starting runs after 55 s
 #   8 profile: moe_mlp and loss kernels      40 s   bench/gpu_sweep.py --profile
 #   9 training step: eager, compile, graphs  90 s   bench/gpu_step.py, two torch.compile graphs; each mode's
 #                                                   line and JSON are written as it ends, so a cut run keeps
 #                                                   the modes that finished
-#   sum of limits                           530 s (+ ~10 s of set-up: within 9 minutes)
+#   sum of limits                           590 s (+ ~10 s of set-up: within 10 minutes)
 # Benchmarks run --benchmark-max-time=0.05 with at least 3 rounds: enough for medians of calls that take
 # microseconds to milliseconds; calls over 0.25 s get exactly 3 rounds (bench/common.py).
 set -uo pipefail
@@ -100,17 +101,21 @@ step 2-peaks 20 "${pytest_q[@]}" bench/test_peak.py "${bench_opts[@]}" --benchma
 step 3-regression-loss 60 "${pytest_q[@]}" bench/test_regression_loss.py "${bench_opts[@]}" \
   --benchmark-json="$out/regression_loss.json"
 step 4-moe 80 "${pytest_q[@]}" bench/test_moe.py "${bench_opts[@]}" --benchmark-json="$out/moe.json"
+step 4b-cross-entropy 40 "${pytest_q[@]}" bench/test_cross_entropy.py "${bench_opts[@]}" \
+  --benchmark-json="$out/cross_entropy.json"
 
 if install_offline scipy:scipy pandas:pandas biom:biom-format sklearn:scikit-learn matplotlib:matplotlib \
   tqdm:tqdm h5py:h5py; then
-  step 5-training 50 "${pytest_q[@]}" bench/test_training.py "${bench_opts[@]}" --benchmark-json="$out/training.json"
+  install_offline skbio:scikit-bio || log "  scikit-bio missing: bench/test_pretrain.py skips"
+  step 5-training 70 "${pytest_q[@]}" bench/test_training.py bench/test_pretrain.py "${bench_opts[@]}" \
+    --benchmark-json="$out/training.json"
 else
   log "5-training skipped: the aam package needs scipy, pandas, biom-format, scikit-learn, matplotlib, tqdm and" \
       "h5py (put their wheels in $wheels/)"
 fi
 
 results=()
-for name in peak regression_loss moe training; do
+for name in peak regression_loss moe cross_entropy training; do
   [ -s "$out/$name.json" ] && results+=("$out/$name.json")
 done
 if [ ${#results[@]} -gt 0 ]; then
