@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-from pathlib import Path
 from typing import Any
 
 from aam.config import LOSS_TYPES, DataConfig, LossConfig, ModelConfig, RunConfig, TrainConfig
@@ -131,7 +130,8 @@ TRAIN_FLAGS = [
      "native bf16) or auto (bf16 on CUDA, fp32 on the CPU)"),
     ("--num-workers", TrainConfig, "num_workers", int, "data loader worker processes"),
     ("--pretrained-encoder", TrainConfig, "pretrained_encoder", str,
-     "encoder.pt of aam pretrain: the model's encoders start from it and take its dimensions"),
+     "encoder.pt of aam pretrain, or 'builtin' (the encoder shipped with aam, pretrained on 2,002 human stool "
+     "and throat samples): the model's encoders start from it and take its dimensions"),
     ("--encoder-lr-scale", TrainConfig, "encoder_lr_scale", float,
      "the encoders' learning rate as a multiple of --lr (e.g. 0.1 to move a pretrained encoder slowly)"),
 ]
@@ -251,13 +251,13 @@ def config_from_args(args: argparse.Namespace, flags=ALL_FLAGS) -> RunConfig:
     """The run config of the parsed flags, not yet resolved: the command resolves it once it is complete
     (`RunConfig.resolve`, UserError naming the flag). With --pretrained-encoder, the model settings come
     from the encoder file."""
-    from aam.pretrain.encoder_file import apply_encoder_config
+    from aam.pretrain.encoder_file import apply_encoder_config, encoder_path
 
     changes = given_changes(args, flags)
     train = changes.setdefault("train", {})
     train["progress"] = not getattr(args, "no_progress", False)
     if train.get("pretrained_encoder"):
-        train["pretrained_encoder"] = str(Path(train["pretrained_encoder"]).resolve())
+        train["pretrained_encoder"] = encoder_path(train["pretrained_encoder"])
     config = RunConfig(*(cls(**changes.get(part, {})) for cls, part in PART_OF.items()))
     return apply_encoder_config(config, {**changes.get("data", {}), **changes.get("model", {})})
 

@@ -20,12 +20,20 @@ from aam.errors import UserError
 from aam.runtime.checkpoint import load_checkpoint, save_checkpoint
 
 ENCODER_FILE = "encoder.pt"
+BUILTIN = "builtin"  # --pretrained-encoder builtin: the encoder shipped in this package (docs/pretraining.md)
 KIND = "aam-encoder"
 IDENTITY = "asv_encoder.identity."
 # ModelConfig fields an encoder fixes, with the flag that sets each
 FIXED = {"embedding_dim": "--embedding-dim", "attention_heads": "--attention-heads", "asv_layers": "--asv-layers",
          "sample_layers": "--sample-layers", "feedforward_multiplier": None, "abundance": "--abundance",
          "max_bp": "--max-bp"}
+
+
+def encoder_path(given: str) -> str:
+    """The absolute path of a --pretrained-encoder value (`builtin`: the file shipped in the package)."""
+    if given == BUILTIN:
+        return str(Path(__file__).resolve().parent / "builtin" / ENCODER_FILE)
+    return str(Path(given).resolve())
 
 
 def save_encoder(path: Path, model: ModelConfig, state: dict[str, torch.Tensor], extra: dict[str, Any]) -> None:

@@ -36,18 +36,9 @@ from aam.runtime.checkpoint import LAST_FILE, rng_state, save_checkpoint, set_rn
 from aam.runtime.device import autocast, compute_dtype, resolve_device
 from aam.training.norm_statistics import recompute_norm_statistics
 from aam.training.schedule import default_warmup_steps, warmup_cosine
-from aam.training.trainer import StopFlag, TrainingInterrupted, is_better
+from aam.training.trainer import StopFlag, TrainerState, TrainingInterrupted, is_better
 
 STATE_KIND = "aam-pretrain-state"
-
-
-@dataclass
-class PretrainState:
-    epoch: int = 0  # epochs completed
-    best_value: float | None = None
-    best_epoch: int = 0
-    bad_epochs: int = 0
-    history: list[dict[str, Any]] = field(default_factory=list)
 
 
 @dataclass
@@ -63,7 +54,7 @@ class PretrainRun:
     objectives: tuple[str, ...]  # the objectives this run trains, in OBJECTIVES order
     corpus: dict[str, Any]  # what encoder.pt records of the corpus
     stop: StopFlag = field(default_factory=StopFlag)
-    progress: PretrainState = field(default_factory=PretrainState)
+    progress: TrainerState = field(default_factory=TrainerState)
 
 
 def active_objectives(config: PretrainConfig) -> tuple[str, ...]:
@@ -111,7 +102,7 @@ def build_pretrain_run(config: PretrainConfig, last: dict[str, Any] | None) -> P
     total = max(1, t.epochs * len(train_loader))
     warmup = default_warmup_steps(total) if t.warmup_steps is None else t.warmup_steps
     scheduler = warmup_cosine(optimizer, warmup, total)
-    corpus = {"tables": list(c.tables), "samples": study.n_samples, "asvs": len(study.sequences),
+    corpus = {"tables": [Path(table).name for table in c.tables], "samples": study.n_samples, "asvs": len(study.sequences),
               "distance": config.objectives.distance_metric(c.tree) if "distance" in objectives else None}
     run = PretrainRun(config, device, model, optimizer, scheduler, train_loader, val_loader,
                       (train_set.sample_ids, val_set.sample_ids), objectives, corpus)
@@ -119,7 +110,7 @@ def build_pretrain_run(config: PretrainConfig, last: dict[str, Any] | None) -> P
         model.load_state_dict(last["model_state"])
         optimizer.load_state_dict(last["optimizer"])
         scheduler.load_state_dict(last["scheduler"])
-        run.progress = PretrainState(**last["progress"])
+        run.progress = TrainerState(**last["progress"])
         set_rng_state(last["rng"])
     return run
 

@@ -21,7 +21,8 @@ import time
 import numpy as np
 import pandas as pd
 import pytest
-import torch
+
+from cli_helpers import assert_weights_close
 
 from aam.data.simulate import write_simulation
 
@@ -83,13 +84,7 @@ def assert_same_run(a, b, weights: bool = True) -> None:
                                pred_b.drop(columns="sample_id").to_numpy(float), rtol=2e-5, atol=1e-5)
     if weights:
         state_a, state_b = (load_checkpoint(p / "last.pt")["model_state"] for p in (a, b))
-        for name, value in state_a.items():
-            other = state_b[name]
-            if name.endswith("attn.qkv.bias"):
-                d = value.numel() // 3
-                value, other = torch.cat([value[:d], value[2 * d:]]), torch.cat([other[:d], other[2 * d:]])
-            if not any(name.endswith(g) for g in GAUGE):
-                torch.testing.assert_close(other, value, rtol=1e-4, atol=2e-4, msg=name)
+        assert_weights_close(state_a, state_b, GAUGE)
 
 
 def test_two_gloo_processes_train_like_one(study, single, tmp_path):
