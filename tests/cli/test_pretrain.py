@@ -200,3 +200,18 @@ def test_pretrained_identity_vectors_carry_over_to_the_same_asvs(tables, small_s
     for row, h in enumerate(theirs.tolist()):
         assert torch.equal(mine.embedding.weight[mine.hashes.tolist().index(h) + 1], weight[row + 1])
     assert torch.equal(mine.embedding.weight[0], weight[0])
+
+
+def test_the_builtin_encoder_is_found_and_starts_a_run(small_study, tmp_path):
+    args = build_parser().parse_args(fine_tune_args(small_study, "builtin", "--output-dir", str(tmp_path / "x")))
+    config = config_from_args(args)
+    path = config.train.pretrained_encoder
+    assert path.endswith("aam/pretrain/builtin/encoder.pt")
+    encoder = load_checkpoint(path)
+    assert encoder["corpus"]["tables"] == ["table.qza", "table.biom"] and encoder["corpus"]["samples"] == 2002
+    assert config.model.abundance == "relative" and config.model.asv_identity == 2 and config.data.max_bp == 150
+    model = build_run(config.resolve()).model
+    state = model.state_dict()
+    for name, value in encoder["encoder_state"].items():
+        if not name.startswith("asv_encoder.identity."):
+            assert torch.equal(state[name], value), name
