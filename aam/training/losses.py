@@ -140,7 +140,3 @@ class RegressionLoss(nn.Module):
         mass = (~torch.isnan(flat_target)).float()
         return elements, mass if weight is None else mass * weight.float()[:, None]
 
-
-def build_loss(config: LossConfig, target_columns: tuple[str, ...], *, use_kernels: bool = False) -> RegressionLoss:
-    plan = plan_loss(config, target_columns)
-    return RegressionLoss(plan.columns(), n_quantiles=plan.n_quantiles, use_kernels=use_kernels)

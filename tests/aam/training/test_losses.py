@@ -7,11 +7,16 @@ import torch
 
 from aam.config import LossConfig
 from aam.errors import UserError
-from aam.training.losses import ColumnLoss, RegressionLoss, build_loss, named_loss
+from aam.training.losses import ColumnLoss, RegressionLoss, named_loss, plan_loss
 
 # pred [B=2, T=2, Q=1]; target [2, 2]; residuals r = target - pred = [[1.5, -0.5], [-3.0, 0.2]]
 PRED = torch.tensor([[[0.5], [1.0]], [[2.0], [-0.2]]])
 TARGET = torch.tensor([[2.0, 0.5], [-1.0, 0.0]])
+
+
+def build_loss(config: LossConfig, target_columns: tuple[str, ...]) -> RegressionLoss:
+    plan = plan_loss(config, target_columns)
+    return RegressionLoss(plan.columns(), n_quantiles=plan.n_quantiles)
 
 
 def test_mse_is_mean_of_squares_not_halved():
