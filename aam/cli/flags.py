@@ -145,7 +145,8 @@ SWITCHES = [
     ("--fused-kernels", ModelConfig, "use_kernels", True,
      "use the fused aam_kernels loss and MoE head (Triton on CUDA, CPU path on CPU)"),
     ("--freeze-encoder", TrainConfig, "freeze_encoder", True,
-     "keep the --pretrained-encoder's weights fixed: train only the head and categorical embeddings"),
+     "keep the --pretrained-encoder's weights fixed: train only the head, the categorical embeddings and the ASV "
+     "identity vectors"),
     ("--no-conformal", TrainConfig, "conformal", False,
      "quantile models: keep the intervals as trained, without the conformal offsets fitted on the validation "
      "samples after training"),

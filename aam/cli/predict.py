@@ -21,7 +21,7 @@ def add_parser(subparsers) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from aam.crossval.ensemble import model_paths, predict_ensemble
+    from aam.evaluation.models import model_paths, predict_ensemble
     from aam.evaluation.outputs import write_tsv
 
     config = PredictConfig(**given_values(args, PREDICT_FLAGS))

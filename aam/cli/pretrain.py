@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import dataclasses
 
 from aam.cli.flags import MODEL_FLAGS, TRAIN_FLAGS, add_flags
 from aam.config import ModelConfig, TrainConfig
@@ -37,11 +36,14 @@ OBJECTIVE_FLAGS = [
 ]
 ENCODER_MODEL_FLAGS = [f for f in MODEL_FLAGS if f[2] in ("embedding_dim", "attention_heads", "asv_layers",
                                                          "sample_layers", "dropout", "abundance", "asv_identity")]
-PRETRAIN_TRAIN_FLAGS = [f for f in TRAIN_FLAGS if f[2] in (
-    "output_dir", "epochs", "batch_size", "lr", "weight_decay", "warmup_steps", "max_grad_norm", "patience", "seed",
-    "device", "precision", "num_workers")]
-PART_OF = {CorpusConfig: "corpus", ModelConfig: "model", ObjectiveConfig: "objectives", TrainConfig: "train"}
 PRETRAIN_DEFAULTS = {"epochs": 30, "patience": 5}  # differ from aam train's
+# (flag, dataclass, field, type, help): aam train's rows, the defaults above stated in their help
+PRETRAIN_TRAIN_FLAGS = [
+    (flag, cls, name, kind, f"{text} (default: {PRETRAIN_DEFAULTS[name]})" if name in PRETRAIN_DEFAULTS else text)
+    for flag, cls, name, kind, text in TRAIN_FLAGS
+    if name in ("output_dir", "epochs", "batch_size", "lr", "weight_decay", "warmup_steps", "max_grad_norm",
+                "patience", "seed", "device", "precision", "num_workers")]
+PART_OF = {CorpusConfig: "corpus", ModelConfig: "model", ObjectiveConfig: "objectives", TrainConfig: "train"}
 
 
 def add_parser(subparsers) -> None:
@@ -63,10 +65,6 @@ def add_parser(subparsers) -> None:
                            help="continue the run in --output-dir from its last.pt (only --epochs, --patience, "
                                 "--device, --precision and --num-workers may change)")
     run_group.add_argument("--overwrite", action="store_true", help="replace a previous run in --output-dir")
-    for action in parser._actions:  # the pretraining defaults in --help
-        if action.dest in PRETRAIN_DEFAULTS and action.help:
-            action.help = action.help.replace(f"(default: {getattr(TrainConfig(), action.dest)})",
-                                              f"(default: {PRETRAIN_DEFAULTS[action.dest]})")
     parser.set_defaults(run=run)
 
 
@@ -99,6 +97,3 @@ def run(args: argparse.Namespace) -> int:
     if is_main_process():
         print(result.summary())
     return 0
-
-
-assert set(PRETRAIN_DEFAULTS) <= {f.name for f in dataclasses.fields(TrainConfig)}

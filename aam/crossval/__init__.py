@@ -2,8 +2,8 @@
 
 Public API:
 - `cross_validate(RunConfig, CVConfig, resume=False) -> CVResult` (run.py); `resume_settings(output_dir)`.
-- `model_paths(model)` (ensemble.py): the checkpoints a `--model` names (itself, or a CV folder's fold models);
-  `predict_ensemble(paths, table, ...)`: their predictions averaged.
+What a `--model` names (a checkpoint or this folder's fold models) and their averaged predictions are in
+`aam.evaluation.models`, which `aam predict` and `aam explain` use.
 """
 
 from aam.crossval.run import CVConfig, CVResult, cross_validate, resume_settings

@@ -31,6 +31,7 @@ from aam.data.study import Study
 from aam.errors import UserError
 from aam.evaluation import outputs
 from aam.evaluation.inference import load_model, run_model, to_predictions
+from aam.evaluation.models import CONFIG_FILE, FOLDS_DIR, TEST_FILE
 from aam.run_folder import FolderRules, run_folder
 from aam.runtime.checkpoint import BEST_FILE, LAST_FILE, load_checkpoint
 from aam.runtime.device import resolve_device
@@ -40,10 +41,7 @@ from aam.training.resume import check_resumable
 from aam.training.run import train_into
 from aam.training.trainer import NonFiniteLoss
 
-CONFIG_FILE = "cv_config.json"
 FOLDS_FILE = "folds.tsv"
-FOLDS_DIR = "folds"
-TEST_FILE = "test_predictions.tsv"  # written last in a fold folder: the fold is finished
 # Never mix two cross-validations in one folder (aam.run_folder).
 CV_FOLDER = FolderRules(advice="pass --resume to continue it, or choose another folder",
                         what="a previous cross-validation", resume_file=CONFIG_FILE)
@@ -69,20 +67,6 @@ class CVResult:
 def fold_name(repeat: int, fold: int) -> str:
     """Folder of a fold (0-based arguments, 1-based name)."""
     return f"repeat{repeat + 1}_fold{fold + 1}"
-
-
-def fold_model_paths(output_dir: str | Path) -> list[Path]:
-    """The model.pt of every finished fold of a cross-validation folder (an ensemble); a folder without a
-    finished fold is the user's error (given as --model)."""
-    folder = Path(output_dir) / FOLDS_DIR
-    paths = sorted(p / BEST_FILE for p in folder.glob("repeat*_fold*") if (p / TEST_FILE).is_file())
-    if not paths:
-        raise UserError(f"--model {output_dir}: no finished fold models in this cross-validation folder")
-    return paths
-
-
-def is_cv_dir(path: str | Path) -> bool:
-    return (Path(path) / CONFIG_FILE).is_file()
 
 
 def cross_validate(config: RunConfig, cv: CVConfig, *, resume: bool = False,

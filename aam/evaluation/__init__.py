@@ -4,6 +4,8 @@ Public API:
 - `predict(model_path, table, sequences=None, metadata=None, device="auto") -> DataFrame` (inference.py).
 - `load_model(path)` (inference.py): the trained model with its config, target scaler and encoder.
 - `PredictConfig` (config.py): what `aam predict` is asked to do.
+- `model_paths(model)` (models.py): the checkpoints a `--model` names (itself, or a cross-validation folder's
+  fold models); `predict_ensemble(paths, table, ...)`: their predictions averaged.
 - `regression_metrics` (metrics.py); `run_baseline` (baseline.py); `IntervalCalibration` (conformal.py): the
   conformal offsets of a quantile model's intervals, fitted on its validation samples after training.
 - `forest_columns`, `permutation_importance` (forest_importance.py): the baseline forest's ASV importances;

@@ -19,7 +19,6 @@ import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 
-from aam.crossval.ensemble import model_paths
 from aam.data.study import Study, load_study
 from aam.errors import UserError
 from aam.explain import plots
@@ -30,6 +29,7 @@ from aam.explain.importance import asv_table, taxon_table
 from aam.explain.taxonomy import Taxonomy, read_taxonomy
 from aam.evaluation.abundance import relative_abundance
 from aam.evaluation.inference import load_model
+from aam.evaluation.models import model_paths
 from aam.evaluation.outputs import safe_name, write_json, write_tsv
 from aam.run_folder import run_folder
 from aam.runtime.device import resolve_device

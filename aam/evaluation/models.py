@@ -1,5 +1,8 @@
 """What a `--model` names (one checkpoint, or the fold models of a cross-validation folder), and the
-predictions of several models averaged (an ensemble)."""
+predictions of several models averaged (an ensemble).
+
+The layout names of a cross-validation folder live here, below `aam.crossval` that writes it, so that
+`aam predict` and `aam explain` read such a folder without importing the cross-validation code."""
 
 from __future__ import annotations
 
@@ -7,9 +10,28 @@ from pathlib import Path
 
 import pandas as pd
 
-from aam.crossval.run import fold_model_paths, is_cv_dir
+from aam.errors import UserError
 from aam.evaluation.inference import load_model, predict_study, prediction_study
+from aam.runtime.checkpoint import BEST_FILE
 from aam.runtime.device import resolve_device
+
+CONFIG_FILE = "cv_config.json"  # a folder holding it is a cross-validation folder
+FOLDS_DIR = "folds"
+TEST_FILE = "test_predictions.tsv"  # written last in a fold folder: the fold is finished
+
+
+def fold_model_paths(output_dir: str | Path) -> list[Path]:
+    """The model.pt of every finished fold of a cross-validation folder (an ensemble); a folder without a
+    finished fold is the user's error (given as --model)."""
+    folder = Path(output_dir) / FOLDS_DIR
+    paths = sorted(p / BEST_FILE for p in folder.glob("repeat*_fold*") if (p / TEST_FILE).is_file())
+    if not paths:
+        raise UserError(f"--model {output_dir}: no finished fold models in this cross-validation folder")
+    return paths
+
+
+def is_cv_dir(path: str | Path) -> bool:
+    return (Path(path) / CONFIG_FILE).is_file()
 
 
 def model_paths(model: str | Path) -> list[Path]:
