@@ -33,7 +33,7 @@ from aam.evaluation import outputs
 from aam.evaluation.inference import load_model, run_model, to_predictions
 from aam.evaluation.models import CONFIG_FILE, FOLDS_DIR, TEST_FILE
 from aam.run_folder import FolderRules, run_folder
-from aam.runtime.checkpoint import BEST_FILE, LAST_FILE, load_checkpoint
+from aam.runtime.checkpoint import BEST_FILE, LAST_FILE, Checkpoint
 from aam.runtime.device import resolve_device
 from aam.training import build_run
 from aam.training.determinism import repeatable
@@ -134,9 +134,9 @@ def _run_fold(config: RunConfig, cv: CVConfig, study: Study, fold_of: np.ndarray
     train_part = np.flatnonzero(fold_of != fold)
     seed = config.train.seed
     last = folder / LAST_FILE
-    resume_from = load_checkpoint(last) if last.is_file() else None
+    resume_from = Checkpoint.load(last) if last.is_file() else None
     split = decide_split(study, config.data.test_size, (seed, repeat, fold), config.data.group_column,
-                         given=resume_from["split"] if resume_from is not None else None, within=train_part)
+                         given=resume_from.split if resume_from is not None else None, within=train_part)
     run = build_run(config.with_output_dir(folder), device, data=prepare_data(study, split, config.data, seed),
                     resume_from=resume_from)
     hook = None

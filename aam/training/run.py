@@ -26,7 +26,7 @@ from aam.evaluation.reports import write_reports
 from aam.paths import absolute_data_paths
 from aam.run_folder import run_folder
 from aam.runtime import distributed
-from aam.runtime.checkpoint import BEST_FILE, LAST_FILE, load_checkpoint
+from aam.runtime.checkpoint import BEST_FILE, LAST_FILE, Checkpoint
 from aam.runtime.device import resolve_device
 from aam.training.build import Run, build_run
 from aam.training.determinism import repeatable
@@ -67,7 +67,7 @@ def train(config: RunConfig, *, resume: bool = False, overwrite: bool = False,
             def claim_folder():
                 held.enter_context(run_folder(out, "aam train", rules=TRAIN_FOLDER, overwrite=overwrite,
                                               resume=resume))
-                return load_checkpoint(out / LAST_FILE) if resume else None
+                return Checkpoint.load(out / LAST_FILE) if resume else None
 
             last = distributed.on_main_rank(claim_folder)  # rank 0 alone locks: the ranks of one run never wait
             with repeatable(resolve_device(config.train.device)):
