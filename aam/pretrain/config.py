@@ -17,7 +17,7 @@ from aam.errors import UserError
 DISTANCES = ("auto", "braycurtis", "aitchison", "unifrac", "none")
 
 
-@dataclass
+@dataclass(frozen=True)
 class CorpusConfig:
     tables: tuple[str, ...] = ()  # BIOM / .qza tables; ASVs of different tables are matched by sequence
     sequences: tuple[str, ...] = ()  # one FASTA / rep-seqs .qza per table, in order ("none": IDs are sequences)
@@ -27,7 +27,7 @@ class CorpusConfig:
     validation_fraction: float = 0.1  # samples held out to report each objective's loss and pick the epoch
 
 
-@dataclass
+@dataclass(frozen=True)
 class ObjectiveConfig:
     # masked ASVs: hide this fraction of each sample's ASVs (at least one kept), predict from the rest which
     # ASVs of the batch were hidden and their abundance
@@ -46,7 +46,7 @@ class ObjectiveConfig:
         return self.distance
 
 
-@dataclass
+@dataclass(frozen=True)
 class PretrainConfig:
     corpus: CorpusConfig = field(default_factory=CorpusConfig)
     model: ModelConfig = field(default_factory=ModelConfig)

@@ -45,7 +45,6 @@ PRETRAIN_FOLDER = FolderRules(
     what="a previous pretraining run", resume_file=LAST_FILE,
     reusable=lambda path: {p.name for p in path.iterdir()} <= {"config.json", LOCK_FILE},
     resume_hint=" (no epoch finished there: run the same command without --resume to start over)", clear=_clear)
-RESUMABLE = ("epochs", "patience", "device", "precision", "num_workers", "progress", "output_dir")
 
 
 @dataclass
@@ -97,14 +96,12 @@ def pretrain(config: PretrainConfig, *, resume: bool = False, overwrite: bool = 
 
 
 def check_same_run(saved: PretrainConfig, current: PretrainConfig) -> None:
-    """--resume continues the same run: every setting but where it runs, how long and how it reports."""
+    """--resume continues the same run: every setting but where it runs, how long and how it reports (the
+    `resumable()` fields of `TrainConfig`). Both configurations are resolved."""
     for part in ("corpus", "model", "objectives", "train"):
         before, now = user_settings(getattr(saved, part)), user_settings(getattr(current, part))
-        if part == "train":
-            before = {k: v for k, v in before.items() if k not in RESUMABLE}
-            now = {k: v for k, v in now.items() if k not in RESUMABLE}
         for name, value in before.items():
-            if now.get(name) != value and not (part == "train" and name == "lr" and now.get(name) is None):
+            if now.get(name) != value:
                 raise UserError(f"--resume: --{name.replace('_', '-')} was {value!r} in the run being resumed, "
                                 f"now {now.get(name)!r}; give the same settings (or only --output-dir)")
 
