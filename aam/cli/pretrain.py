@@ -69,8 +69,9 @@ def add_parser(subparsers) -> None:
 
 
 def config_from_args(args: argparse.Namespace) -> PretrainConfig:
-    changes: dict[str, dict] = {"corpus": {"tables": tuple(args.tables or ()), "sequences": tuple(args.sequences or ())},
-                                "train": dict(PRETRAIN_DEFAULTS, progress=not args.no_progress)}
+    changes: dict[str, dict] = {
+        "corpus": {"tables": tuple(args.tables or ()), "sequences": tuple(args.sequences or ())},
+        "train": dict(PRETRAIN_DEFAULTS, progress=not args.no_progress)}
     for _, cls, name, _, _ in CORPUS_FLAGS + ENCODER_MODEL_FLAGS + OBJECTIVE_FLAGS + PRETRAIN_TRAIN_FLAGS:
         if getattr(args, name, None) is not None:
             changes.setdefault(PART_OF[cls], {})[name] = getattr(args, name)

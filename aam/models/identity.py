@@ -41,10 +41,11 @@ def sequence_hashes(tokens: torch.Tensor) -> torch.Tensor:
     return first * (1 << 31) + second
 
 
-def vocabulary(tokens: np.ndarray, prevalence: np.ndarray, min_samples: int) -> torch.Tensor:
-    """Sorted distinct hashes [V] of the feature tokens [F, L] held by at least `min_samples` samples."""
-    chosen = torch.from_numpy(tokens[prevalence >= min_samples])
-    return torch.unique(sequence_hashes(chosen))  # sorted
+def vocabulary(counts, tokens: np.ndarray, min_samples: int) -> torch.Tensor:
+    """Sorted distinct hashes [V] of the features (tokens [F, L]) that at least `min_samples` rows of the
+    samples x features `counts` (the training samples) hold."""
+    prevalence = np.asarray((counts > 0).sum(axis=0)).ravel()
+    return torch.unique(sequence_hashes(torch.from_numpy(tokens[prevalence >= min_samples])))  # sorted
 
 
 class ASVIdentity(nn.Module):

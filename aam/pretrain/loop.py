@@ -11,7 +11,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
@@ -89,8 +88,7 @@ def build_pretrain_run(config: PretrainConfig, last: dict[str, Any] | None) -> P
                              collate_fn=PretrainCollate(val_set, study.counts, distances))
     vocabulary = None
     if config.model.asv_identity:
-        prevalence = np.asarray((study.counts[train_idx] > 0).sum(axis=0)).ravel()
-        vocabulary = asv_vocabulary(train_set.tokens, prevalence, config.model.asv_identity)
+        vocabulary = asv_vocabulary(study.counts[train_idx], train_set.tokens, config.model.asv_identity)
         config = dataclasses.replace(config, model=dataclasses.replace(config.model,
                                                                        asv_vocabulary=vocabulary.numel()))
     torch.manual_seed(t.seed)
@@ -102,7 +100,8 @@ def build_pretrain_run(config: PretrainConfig, last: dict[str, Any] | None) -> P
     total = max(1, t.epochs * len(train_loader))
     warmup = default_warmup_steps(total) if t.warmup_steps is None else t.warmup_steps
     scheduler = warmup_cosine(optimizer, warmup, total)
-    corpus = {"tables": [Path(table).name for table in c.tables], "samples": study.n_samples, "asvs": len(study.sequences),
+    corpus = {"tables": [Path(table).name for table in c.tables], "samples": study.n_samples,
+              "asvs": len(study.sequences),
               "distance": config.objectives.distance_metric(c.tree) if "distance" in objectives else None}
     run = PretrainRun(config, device, model, optimizer, scheduler, train_loader, val_loader,
                       (train_set.sample_ids, val_set.sample_ids), objectives, corpus)

@@ -55,7 +55,8 @@ def presence_loss(logits: torch.Tensor, positives: torch.Tensor, negatives: torc
     """logits [b, U] of these rows; `n_scored`: samples of the whole batch with a hidden ASV."""
     bce = F.binary_cross_entropy_with_logits(logits, positives.to(logits.dtype), reduction="none")
     n_pos, n_neg = positives.sum(1), negatives.sum(1)
-    per_sample = 0.5 * (bce * positives).sum(1) / n_pos.clamp_min(1) + 0.5 * (bce * negatives).sum(1) / n_neg.clamp_min(1)
+    per_sample = (0.5 * (bce * positives).sum(1) / n_pos.clamp_min(1)
+                  + 0.5 * (bce * negatives).sum(1) / n_neg.clamp_min(1))
     return (per_sample * (n_pos > 0)).sum() / max(n_scored, 1)
 
 

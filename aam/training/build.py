@@ -11,7 +11,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-import numpy as np
 import torch
 from torch.utils.data import DataLoader
 
@@ -91,8 +90,7 @@ def _build(config: RunConfig, device: torch.device | str | None, split, resume_f
     # a new run's vocabulary: its training samples' frequent ASVs, and those of its pretrained encoder; a
     # resumed run restores it with the weights
     if config.model.asv_identity and resume_from is None:
-        prevalence = np.asarray((data.study.counts[data.train_idx] > 0).sum(axis=0)).ravel()
-        vocabulary = asv_vocabulary(data.train_set.tokens, prevalence, config.model.asv_identity)
+        vocabulary = asv_vocabulary(data.study.counts[data.train_idx], data.train_set.tokens, config.model.asv_identity)
         pretrained = encoder_vocabulary(config.train.pretrained_encoder) if config.train.pretrained_encoder else None
         if pretrained is not None:
             vocabulary = torch.unique(torch.cat([vocabulary, pretrained]))

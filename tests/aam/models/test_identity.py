@@ -23,8 +23,9 @@ def test_the_hash_ignores_padding_and_separates_sequences():
 
 def test_the_vocabulary_holds_the_asvs_of_enough_samples_and_others_share_row_zero():
     tokens = tokenize(SEQUENCES, 8)
-    prevalence = np.array([3, 1, 2, 5, 0])
-    hashes = vocabulary(tokens, prevalence, 2)  # ASVs 0, 2, 3
+    # samples x ASVs: ASV 0 held by 3 samples, 1 by 1, 2 by 2, 3 by 5, 4 by none
+    counts = np.array([[1, 4, 2, 1, 0], [5, 0, 1, 2, 0], [2, 0, 0, 3, 0], [0, 0, 0, 1, 0], [0, 0, 0, 7, 0]])
+    hashes = vocabulary(counts, tokens, 2)  # ASVs 0, 2, 3
     assert hashes.tolist() == sorted(sequence_hashes(torch.from_numpy(tokens[[0, 2, 3]])).tolist())
     identity = ASVIdentity(3, 4)
     identity.set_vocabulary(hashes)
