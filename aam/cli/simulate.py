@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import argparse
 
-from aam.data.simulate import write_simulation
+from aam.data.simulate import make_output_dir, write_simulation
 from aam.errors import UserError
+from aam.run_folder import run_folder
 
 
 def add_parser(subparsers) -> None:
@@ -18,6 +19,7 @@ def add_parser(subparsers) -> None:
     parser.add_argument("--features", type=int, default=256, help="number of ASVs (default 256)")
     parser.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
     parser.add_argument("--mean-depth", type=float, default=5000.0, help="median reads per sample (default 5000)")
+    parser.add_argument("--overwrite", action="store_true", help="replace a study already in --output-dir")
     parser.set_defaults(run=run)
 
 
@@ -28,8 +30,12 @@ def run(args: argparse.Namespace) -> int:
         raise UserError(f"--features must be >= 8, got {args.features}")
     if args.mean_depth < 1:
         raise UserError(f"--mean-depth must be >= 1, got {args.mean_depth}")
-    study = write_simulation(args.output_dir, n_samples=args.samples, seed=args.seed,
-                             n_features=args.features, mean_depth=args.mean_depth)
+    # the folder first, so that a path that cannot be one is reported as such; then claimed like every
+    # output folder (locked; a non-empty one needs --overwrite)
+    out = make_output_dir(args.output_dir)
+    with run_folder(out, "aam simulate", overwrite=args.overwrite):
+        study = write_simulation(out, n_samples=args.samples, seed=args.seed, n_features=args.features,
+                                 mean_depth=args.mean_depth)
     print(f"wrote {args.output_dir}/table.biom ({len(study.sample_ids)} samples x {len(study.sequences)} features), "
           f"metadata.tsv, truth.json")
     return 0

@@ -169,17 +169,23 @@ def _unique(sequences: list[str], rng: np.random.Generator) -> list[str]:
     return out
 
 
+def make_output_dir(output_dir: str | Path) -> Path:
+    """The folder, created with its parents when missing; UserError naming it when that fails."""
+    output_dir = Path(output_dir)
+    try:
+        output_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise UserError(f"cannot create output folder {output_dir}: {exc.strerror}") from None
+    return output_dir
+
+
 def write_simulation(output_dir: str | Path, n_samples: int = 300, seed: int = 0, **kwargs) -> SimulatedStudy:
     """Simulate and write `table.biom` (HDF5, feature IDs = sequences), `metadata.tsv`, `truth.json`."""
     import biom  # imported here: the package must import without biom-format
     import h5py
 
     study = simulate(n_samples, seed, **kwargs)
-    output_dir = Path(output_dir)
-    try:
-        output_dir.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise UserError(f"cannot create output folder {output_dir}: {exc.strerror}") from None
+    output_dir = make_output_dir(output_dir)
     table = biom.Table(study.counts.T.tocsr(), observation_ids=study.sequences, sample_ids=study.sample_ids)
     with h5py.File(output_dir / "table.biom", "w") as handle:
         table.to_hdf5(handle, generated_by="aam simulate")

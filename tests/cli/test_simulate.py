@@ -38,3 +38,15 @@ def test_bad_arguments_exit_2_with_one_line(tmp_path, capsys):
         assert main(argv) == 2
         err = capsys.readouterr().err.strip()
         assert err.startswith("aam simulate: error: ") and fragment in err and "\n" not in err
+
+
+def test_a_folder_holding_a_study_is_kept_unless_overwrite(tmp_path, capsys):
+    out = tmp_path / "sim"
+    assert main(["simulate", "--output-dir", str(out), "--samples", "10", "--seed", "1"]) == 0
+    before = (out / "metadata.tsv").read_text()
+    assert main(["simulate", "--output-dir", str(out), "--samples", "12", "--seed", "2"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "is not empty" in err and "--overwrite" in err and "\n" not in err
+    assert (out / "metadata.tsv").read_text() == before
+    assert main(["simulate", "--output-dir", str(out), "--samples", "12", "--seed", "2", "--overwrite"]) == 0
+    assert (out / "metadata.tsv").read_text() != before
