@@ -17,7 +17,7 @@ from scipy.special import logsumexp
 
 CLASSIFICATION_METRICS = ("accuracy", "balanced_accuracy", "roc_auc", "average_precision", "log_loss", "brier",
                           "ece")
-# log loss reads probabilities clipped to [eps, 1 - eps], eps = float64 machine epsilon (scikit-learn >= 1.5
+# log loss reads probabilities clipped to [eps, 1 - eps], eps = float64 machine epsilon (scikit-learn 1.9
 # does the same), so a true level predicted with probability 0 costs -log(eps) ~ 36.04 instead of inf
 LOG_LOSS_EPS = float(np.finfo(np.float64).eps)
 CALIBRATION_BINS = 10
