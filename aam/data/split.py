@@ -173,22 +173,21 @@ def stratified_holdout(strata: np.ndarray, group_of: np.ndarray, n_val: int, see
     folds = min(max(2, round(len(group_of) / n_val)), len(sizes))
     fold_of = stratified_group_folds(strata, group_of, folds, random_state_from(seed))
     if fold_of is None:
-        _, val = split_groups(group_of, sizes, n_val, np.random.default_rng(seed))
-        val_group = np.zeros(len(sizes), dtype=bool)
-        val_group[group_of[val]] = True
+        val = split_groups(group_of, sizes, n_val, np.random.default_rng(seed))[1]
     else:
-        val_group = np.zeros(len(sizes), dtype=bool)
-        val_group[group_of[fold_of == 0]] = True
+        val = np.flatnonzero(fold_of == 0)
+    val_group = np.zeros(len(sizes), dtype=bool)
+    val_group[group_of[val]] = True
     labelled = strata >= 0
     if labelled.any():
         has = np.zeros((len(sizes), int(strata.max()) + 1), dtype=bool)  # [G, C]: group g holds class c
         has[group_of[labelled], strata[labelled]] = True
-        _both_sides(val_group, has, sizes)
+        classes_on_both_sides(val_group, has, sizes)
     is_val = val_group[group_of]
     return np.flatnonzero(~is_val), np.flatnonzero(is_val)
 
 
-def _both_sides(val_group: np.ndarray, has: np.ndarray, sizes: np.ndarray) -> None:
+def classes_on_both_sides(val_group: np.ndarray, has: np.ndarray, sizes: np.ndarray) -> None:
     """Move groups across `val_group` (bool [G], in place) so that each class of `has` (bool [G, C]: the
     group holds the class) with at least two groups is on both sides. A group moves only when every class
     it holds keeps another group on the side it leaves, so a class once on both sides stays there; the
