@@ -20,7 +20,6 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
-from sklearn.model_selection import StratifiedGroupKFold
 
 from aam.data.caveats import warn_caveats
 from aam.data.study import Study
@@ -142,6 +141,8 @@ def stratified_group_folds(strata: np.ndarray, groups: np.ndarray, folds: int, r
     Its greedy placement can leave a fold empty when there are barely more groups than folds; such a fold
     takes the smallest group (the first in group order among equals) of a fold holding the most groups.
     """
+    from sklearn.model_selection import StratifiedGroupKFold  # here: the commands that never stratify skip it
+
     if np.all(np.unique(strata, return_counts=True)[1] < folds):
         return None
     fold_of = np.empty(len(groups), dtype=np.int64)
