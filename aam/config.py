@@ -30,6 +30,7 @@ from aam.loss_spec import (DEFAULT_QUANTILES, LOSS_TYPES, QUANTILE_LOSSES, Categ
 DEVICES = ("auto", "cpu", "cuda")
 PRECISIONS = ("auto", "fp32", "bf16")  # of a training step; aam.runtime.device.compute_dtype says what each means
 ABUNDANCE_INPUTS = ("reads", "relative")
+CLASS_WEIGHTS = ("none", "auto")
 
 __all__ = ["DEFAULT_QUANTILES", "DEVICES", "LOSS_TYPES", "PRECISIONS", "QUANTILE_LOSSES", "DataConfig",
            "LossConfig", "ModelConfig", "RunConfig", "TargetLoss", "TrainConfig", "kernel_experts_supported"]
@@ -62,7 +63,10 @@ class DataConfig:
     table: str = ""  # BIOM table (.biom HDF5/JSON) or QIIME 2 FeatureTable .qza
     metadata: str = ""  # QIIME 2 style metadata TSV (first column = sample ID)
     sequences: str | None = None  # FASTA / rep-seqs .qza, when feature IDs are not DNA
-    target_columns: tuple[str, ...] = ()  # numeric metadata columns to predict, one output each
+    target_columns: tuple[str, ...] = ()  # metadata columns to predict: numeric ones regressed, the others classified
+    # targets classified even though their values read as numbers (e.g. 0/1 codes); a target whose values are
+    # text, or that the #q2:types row declares categorical, is classified without being named here
+    classification_columns: tuple[str, ...] = ()
     categorical_columns: tuple[str, ...] = ()  # metadata columns embedded into the sample vector
     group_column: str | None = None  # keep samples of one group (e.g. subject) on one side of the split
     test_size: float = 0.2  # fraction of samples (or groups) held out for validation
@@ -104,6 +108,7 @@ class ModelConfig:
     n_targets: int = derived(1)
     n_quantiles: int = derived(1)  # outputs per target: len(LossConfig.quantiles), 1 for a point output
     category_cardinalities: tuple[int, ...] = derived(())  # levels per categorical column, code 0 = unknown excluded
+    n_classes: tuple[int, ...] = derived(())  # per target: its levels (a classifier output), 0 = regression; () = all 0
     asv_vocabulary: int = derived(0)  # ASVs with a learned identity vector (see asv_identity)
     moe_routing_index: int = derived(-1)  # position of the moe_routing column among the categorical ones; -1 = learned
 
@@ -127,6 +132,9 @@ class LossConfig:
     loss_config: dict[str, TargetLoss] | None = None
     # --categorical-loss-weights: None, "auto" (balanced per level) or {column: {level: weight}}; JSON text accepted
     categorical_loss_weights: str | CategoryWeights | None = None
+    # classification targets: "auto" weighs each level n / (k * n_level) over the training samples (balanced)
+    class_weights: str = "none"
+    label_smoothing: float = 0.0  # classification targets: cross-entropy against (1 - eps) one-hot + eps / K
     moe_balance_weight: float = 0.01  # weight of the Switch balance loss E * sum_e f_e * P_e (MoE heads only)
     moe_router_z_weight: float = 0.0  # weight of the router z-loss mean(logsumexp(logits)^2); 0 = off
 
@@ -197,6 +205,9 @@ class TrainConfig:
     # quantile models: after training, move the quantile intervals by the conformal offsets fitted on the
     # validation samples (aam.evaluation.conformal); stored in model.pt and applied by predict and cv
     conformal: bool = True
+    # classifiers: after training, fit a temperature per classification target on the validation samples
+    # (softmax(logits / T) minimizing their log loss); stored in model.pt and applied by predict and cv
+    calibration: bool = True
 
 
 @dataclass(frozen=True)
@@ -274,6 +285,14 @@ def _check_settings(config: RunConfig) -> LossConfig:
         raise UserError("give at least one target column (--metadata-column)")
     if len(set(d.target_columns)) != len(d.target_columns):
         raise UserError(f"target columns repeat: {','.join(d.target_columns)}")
+    unknown = [c for c in d.classification_columns if c not in d.target_columns]
+    if unknown:
+        raise UserError(f"--classification-columns names '{unknown[0]}', which is not a target (--metadata-column "
+                        f"{','.join(d.target_columns)})")
+    if lo.class_weights not in CLASS_WEIGHTS:
+        raise UserError(f"--class-weights must be one of {', '.join(CLASS_WEIGHTS)}; got {lo.class_weights!r}")
+    if not 0.0 <= lo.label_smoothing < 1.0:
+        raise UserError(f"--label-smoothing must be in [0, 1); got {lo.label_smoothing}")
     overlap = set(d.target_columns) & set(d.categorical_columns)
     if overlap:
         raise UserError(f"column(s) both target and categorical: {', '.join(sorted(overlap))}")

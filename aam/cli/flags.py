@@ -44,7 +44,11 @@ DATA_FLAGS = [
     ("--table", DataConfig, "table", str, "feature table: BIOM (HDF5/JSON) or QIIME 2 .qza"),
     ("--metadata", DataConfig, "metadata", str, "QIIME 2 style metadata TSV (first column = sample ID)"),
     ("--sequences", DataConfig, "sequences", str, "FASTA or rep-seqs .qza, when feature IDs are not DNA"),
-    ("--metadata-column", DataConfig, "target_columns", _names, "numeric target column(s), comma-separated"),
+    ("--metadata-column", DataConfig, "target_columns", _names,
+     "target column(s), comma-separated: numeric ones are regressed; text ones, or ones typed categorical in "
+     "#q2:types, are classified"),
+    ("--classification-columns", DataConfig, "classification_columns", _names,
+     "target column(s) to classify although their values are numbers (e.g. 0/1 codes)"),
     ("--categorical-columns", DataConfig, "categorical_columns", _names,
      "categorical metadata column(s) embedded into the sample vector, comma-separated"),
     ("--group-column", DataConfig, "group_column", str, "keep each group (e.g. subject) on one side of the split"),
@@ -101,6 +105,10 @@ LOSS_FLAGS = [
      '"delta": 0.5}}\'; targets not named use --loss-type'),
     ("--categorical-loss-weights", LossConfig, "categorical_loss_weights", str,
      "'auto' (balance the levels of each categorical column) or JSON {column: {level: weight}}"),
+    ("--class-weights", LossConfig, "class_weights", str,
+     "classification targets: none, or auto (weigh each level n / (levels x its samples): balanced)"),
+    ("--label-smoothing", LossConfig, "label_smoothing", float,
+     "classification targets: cross-entropy against (1 - eps) one-hot + eps / levels, eps in [0, 1)"),
     ("--moe-balance-weight", LossConfig, "moe_balance_weight", float,
      "weight of the Switch load-balancing loss E * sum_e f_e * P_e of an MoE head (0 = off)"),
     ("--moe-router-z-weight", LossConfig, "moe_router_z_weight", float,
@@ -120,7 +128,8 @@ TRAIN_FLAGS = [
      "with this decay, e.g. 0.95 (0 = off)"),
     ("--patience", TrainConfig, "patience", int, "early stopping: epochs without improvement (0 = off)"),
     ("--best-metric", TrainConfig, "best_metric", str,
-     "val_loss, or mae|rmse|r2|pearson of the first target, or <target>:<metric>, or last (keep the final "
+     "val_loss, or mae|rmse|r2|pearson of the first target (log_loss|accuracy|balanced_accuracy|roc_auc for a "
+     "classification target; mae of one means log_loss), or <target>:<metric>, or last (keep the final "
      "epoch's model: no early stopping)"),
     ("--seed", TrainConfig, "seed", int,
      "random seed; on the CPU the same seed, data, flags and thread count give bitwise the same run"),
@@ -150,6 +159,9 @@ SWITCHES = [
     ("--no-conformal", TrainConfig, "conformal", False,
      "quantile models: keep the intervals as trained, without the conformal offsets fitted on the validation "
      "samples after training"),
+    ("--no-calibration", TrainConfig, "calibration", False,
+     "classifiers: keep the probabilities as trained, without the temperature fitted on the validation samples "
+     "after training"),
 ]
 
 # `aam explain` and `aam predict`: the flags in their *_REQUIRED tuples must be given and show no default, nor

@@ -7,7 +7,7 @@ import numpy as np
 from aam.data.study import Study
 from aam.evaluation.baseline import forest_predictions
 
-FOREST, MEAN = "forest", "mean"
+FOREST, MEAN, PRIOR = "forest", "mean", "prior"
 
 
 def reference_predictions(study: Study, train_part: np.ndarray, test_idx: np.ndarray, trees: int, seed: int,

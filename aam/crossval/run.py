@@ -22,7 +22,9 @@ from tqdm.auto import tqdm
 
 from aam.config import RunConfig
 from aam.crossval.reference import reference_predictions
-from aam.crossval.report import AAM, METHOD_NAMES, cv_metrics, fold_frame, plot_cv, summary_frame
+from aam.crossval.reference import FOREST, PRIOR
+from aam.crossval.report import (AAM, CLASS_METHODS, METHOD_NAMES, METHODS, cv_metrics, fold_frame, plot_cv,
+                                 summary_frame)
 from aam.data.dataset import AAMDataset, make_loader
 from aam.data.folds import assign_folds, sample_groups
 from aam.data.prepared import load_training_study, prepare_data
@@ -30,6 +32,8 @@ from aam.data.split import decide_split
 from aam.data.study import Study
 from aam.errors import UserError
 from aam.evaluation import outputs
+from aam.evaluation.abundance import relative_abundance
+from aam.evaluation.forest_classifier import forest_probabilities, level_indices, prior_probabilities, study_levels
 from aam.evaluation.inference import load_model, run_model, to_predictions
 from aam.evaluation.models import CONFIG_FILE, FOLDS_DIR, TEST_FILE
 from aam.run_folder import FolderRules, run_folder
@@ -90,7 +94,8 @@ def cross_validate_into(out: Path, config: RunConfig, cv: CVConfig, resume: bool
     """`cross_validate` once the folder `out` is claimed; the study is read here, once, for every fold."""
     study = load_training_study(config.data)
     groups = sample_groups(study, config.data.group_column)
-    assignment = assign_folds(groups, cv.folds, cv.repeats, config.train.seed, config.data.group_column)
+    levels, strata = study_levels(study), study.strata()
+    assignment = assign_folds(groups, cv.folds, cv.repeats, config.train.seed, config.data.group_column, strata=strata)
     if not resume:
         out.mkdir(parents=True, exist_ok=True)
         outputs.write_json(out / CONFIG_FILE, {"run": config.to_dict(), "cv": dataclasses.asdict(cv)})
@@ -107,7 +112,7 @@ def cross_validate_into(out: Path, config: RunConfig, cv: CVConfig, resume: bool
         folder = out / FOLDS_DIR / fold_name(r, f)
         if not (folder / TEST_FILE).is_file():
             bar.set_description(f"fold {fold_name(r, f)}")
-            stopped = _run_fold(config, cv, study, assignment[r], r, f, folder, device, on_epoch_end)
+            stopped = _run_fold(config, cv, study, assignment[r], r, f, folder, device, on_epoch_end, levels, strata)
             if stopped is not None:
                 bar.close()
                 return CVResult(out, {}, run_now, stopped)
@@ -117,26 +122,30 @@ def cross_validate_into(out: Path, config: RunConfig, cv: CVConfig, resume: bool
     bar.close()
     frame = pd.concat(frames, ignore_index=True)
     targets, quantiles = config.data.target_columns, config.loss.quantiles
-    metrics = cv_metrics(frame, targets, quantiles)
-    metrics = {"folds": cv.folds, "repeats": cv.repeats, "group_column": config.data.group_column, **metrics}
+    names = {c: levels.levels[c] for c in levels.columns} if levels else {}
+    metrics = cv_metrics(frame, targets, quantiles, names)
+    metrics = {"folds": cv.folds, "repeats": cv.repeats, "group_column": config.data.group_column,
+               **({"levels": names} if names else {}), **metrics}
     outputs.write_tsv(out / "cv_predictions.tsv", frame)
     outputs.write_json(out / "cv_metrics.json", metrics)
-    outputs.write_tsv(out / "cv_summary.tsv", summary_frame(metrics, targets))
-    plots = plot_cv(out / "plots", frame, metrics, targets)
+    outputs.write_tsv(out / "cv_summary.tsv", summary_frame(metrics, targets, names))
+    plots = plot_cv(out / "plots", frame, metrics, targets, names)
     return CVResult(out, metrics, run_now, None, plots)
 
 
 def _run_fold(config: RunConfig, cv: CVConfig, study: Study, fold_of: np.ndarray, repeat: int, fold: int,
-              folder: Path, device, on_epoch_end) -> int | None:
+              folder: Path, device, on_epoch_end, levels=None, strata: np.ndarray | None = None) -> int | None:
     """Train (`train_into`, continuing from the fold's last.pt when there is one) and score one fold; the
-    signal number if training was interrupted, else None."""
+    signal number if training was interrupted, else None. `levels`: the study's levels of its classification
+    targets; `strata`: what the inner validation split is stratified by (`Study.strata`)."""
     test_idx = np.flatnonzero(fold_of == fold)
     train_part = np.flatnonzero(fold_of != fold)
     seed = config.train.seed
     last = folder / LAST_FILE
     resume_from = Checkpoint.load(last) if last.is_file() else None
     split = decide_split(study, config.data.test_size, (seed, repeat, fold), config.data.group_column,
-                         given=resume_from.split if resume_from is not None else None, within=train_part)
+                         given=resume_from.split if resume_from is not None else None, within=train_part,
+                         strata=strata)
     run = build_run(config.with_output_dir(folder), device, data=prepare_data(study, split, config.data, seed),
                     resume_from=resume_from)
     hook = None
@@ -151,21 +160,47 @@ def _run_fold(config: RunConfig, cv: CVConfig, study: Study, fold_of: np.ndarray
     if trained.interrupted_by is not None:
         return trained.interrupted_by
     loaded = load_model(folder / BEST_FILE, device)
+    fold_levels = loaded.classes.levels if loaded.classes is not None else {}
     dataset = AAMDataset(study, test_idx, max_bp=config.data.max_bp, token_limit=config.data.token_limit,
-                         train=False, encoders=loaded.encoder)
+                         train=False, encoders=loaded.encoder, levels=run.data.levels)
     quantiles = loaded.config.loss.quantiles
     p = to_predictions(run_model(loaded.model, make_loader(dataset, config.train.batch_size, shuffle=False), device),
-                       loaded.scaler, quantiles, loaded.calibration)
+                       loaded.scaler, quantiles, loaded.calibration, loaded.classes)
     predicted = reference_predictions(study, train_part, test_idx, cv.trees, seed, cv.n_jobs)
     predicted[AAM] = p.point
+    observed = study.targets[test_idx].copy()
+    names = {c: levels.levels[c] for c in levels.columns} if levels else {}
+    probabilities = {AAM: {}, FOREST: {}, PRIOR: {}}
+    for column in study.class_columns:
+        t = study.target_columns.index(column)
+        known = level_indices(study, levels, column)
+        observed[:, t] = known[test_idx]
+        probabilities[AAM][t] = aligned_probabilities(p.probabilities[t], fold_levels[column], names[column])
+        probabilities[FOREST][t] = forest_probabilities(relative_abundance(study.counts), known, train_part, test_idx,
+                                                        len(names[column]), cv.trees, seed, cv.n_jobs)[0]
+        probabilities[PRIOR][t] = prior_probabilities(known, train_part, len(test_idx), len(names[column]))
     ids = study.sample_ids
     frame = fold_frame([ids[i] for i in test_idx], repeat + 1, fold + 1, config.data.target_columns,
-                       study.targets[test_idx], predicted, p.quantile_values, quantiles)
+                       observed, predicted, p.quantile_values, quantiles, probabilities, names)
     outputs.write_tsv(folder / TEST_FILE, frame)
-    maes = "  ".join(f"{METHOD_NAMES[m]} {np.nanmean(np.abs(frame[f'{t}_{m}'] - frame[f'{t}_observed'])):.4g}"
-                     for t in config.data.target_columns for m in predicted)
-    tqdm.write(f"{folder.name} (best epoch {trained.best_epoch} of {trained.epochs_run}): test MAE {maes}")
+    scores = []
+    for t in config.data.target_columns:
+        if t in names:
+            fold_metrics = cv_metrics(frame, [t], levels=names)["pooled"]
+            scores += [f"{t} ROC AUC {METHOD_NAMES[m]} {fold_metrics[m][t]['roc_auc']:.3f}" for m in CLASS_METHODS]
+        else:
+            scores += [f"{t} MAE {METHOD_NAMES[m]} {np.nanmean(np.abs(frame[f'{t}_{m}'] - frame[f'{t}_observed'])):.4g}"
+                       for m in METHODS]
+    tqdm.write(f"{folder.name} (best epoch {trained.best_epoch} of {trained.epochs_run}): test {'  '.join(scores)}")
     return None
+
+
+def aligned_probabilities(probabilities: np.ndarray, fold_levels: list[str], levels: list[str]) -> np.ndarray:
+    """[n, K_fold] probabilities over the levels a fold's model was trained on -> [n, K] over the study's
+    levels (0 for a level the fold's training samples lacked)."""
+    out = np.zeros((probabilities.shape[0], len(levels)))
+    out[:, [levels.index(level) for level in fold_levels]] = probabilities
+    return out
 
 
 def _check_same_settings(out: Path, config: RunConfig, cv: CVConfig) -> None:

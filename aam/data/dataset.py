@@ -44,6 +44,9 @@ class AAMDataset(Dataset):
     cannot lean on a few ASVs of a group whose abundances move together and learns to use the others too.
     encoders: the CategoryEncoder fitted on the training samples; when None it is fitted here, which
     is only allowed for a training dataset (see `encoder` to reuse it).
+    levels: the training levels of the study's classification targets (`aam.data.prepared.fit_levels`); a
+    classification target's column of `targets` holds the level's index (0-based), NaN where the level is
+    missing or not among them.
     """
 
     def __init__(
@@ -56,6 +59,7 @@ class AAMDataset(Dataset):
         asv_sampling: Literal["abundance", "random"] = "abundance",
         train: bool = False,
         encoders: CategoryEncoder | None = None,
+        levels: CategoryEncoder | None = None,
         start_token: bool = False,
         seed: int = 0,
         rarefy: float | None = None,
@@ -85,6 +89,12 @@ class AAMDataset(Dataset):
         self._totals = np.asarray(counts.sum(axis=1), dtype=np.float64).ravel()  # all reads, not only kept ASVs
         self.tokens = tokenize(study.sequences, max_bp, start_token)  # uint8 [n_features, L]
         self.targets = study.targets[self.indices].astype(np.float32)  # [n, T]
+        if study.class_columns:
+            if levels is None:
+                raise ValueError("a study with classification targets needs their training levels (`levels`)")
+            codes = levels.transform(study.class_labels()[self.indices]).astype(np.float32) - 1  # -1 = unknown
+            for i, column in enumerate(study.class_columns):
+                self.targets[:, study.target_columns.index(column)] = np.where(codes[:, i] >= 0, codes[:, i], np.nan)
         if study.categorical_columns:
             if encoders is None:
                 if not train:

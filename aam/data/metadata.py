@@ -52,6 +52,14 @@ class Metadata:
         self.check_finite(column, "target")
         return parsed.to_numpy(dtype=np.float64)
 
+    def is_class_target(self, column: str, named: bool = False) -> bool:
+        """Whether target `column` is classified: `named` (--classification-columns), declared categorical in
+        `#q2:types`, or (undeclared) holding a value that is not a number."""
+        self.require(column, "target")
+        if named or self.types.get(column) == "categorical":
+            return True
+        return self.types.get(column) != "numeric" and not self.is_numeric(column)
+
     def check_finite(self, column: str, role: str) -> None:
         """UserError naming the first samples whose `column` cell is an infinite number ('inf',
         '-Infinity', '1e999'): no scaling, loss or category of one means anything."""

@@ -3,7 +3,8 @@
 Generative story: a random binary phylogeny over the ASVs; sequences evolved down it from a
 16S-like root, so mutations are shared within clades; each top-level clade has niche optima on
 pH and temperature (ASVs jitter around their clade's); four sites shift abundances; soil depth has
-a small clade effect; read depth is log-normal and counts are multinomial.
+a small clade effect; read depth is log-normal and counts are multinomial. `ph_class` (acidic,
+neutral, alkaline: pH below 5.5, below 7.5, from 7.5 on) is a categorical target the abundances predict.
 """
 
 from __future__ import annotations
@@ -22,6 +23,8 @@ from aam.errors import UserError
 _ROOT_PREFIX = "TACGGAGGGTGCAAGCGTTAATCGGAATTACTGGGCGTAAAGCGCACGCAGGCGGTTTGTTAAGTCAGATGTGAAATCCCCGGGCTCAACCTGGGAACTGCATCTGATACTGGCAAGCTTGAGTCTCGTAGAGGGGGGTAGAATTCCAGG"
 _BASES = np.array(list("ACGT"))
 LOCATIONS = ("site_A", "site_B", "site_C", "site_D")
+PH_CLASSES = ("acidic", "neutral", "alkaline")
+PH_CLASS_EDGES = (5.5, 7.5)  # pH below the first edge is acidic, from the second on alkaline
 
 
 @dataclass
@@ -29,7 +32,7 @@ class SimulatedStudy:
     counts: sp.csr_matrix  # int64 [n_samples, n_features]
     sample_ids: list[str]
     sequences: list[str]  # also the feature IDs
-    metadata: pd.DataFrame  # index sample_id; columns ph, temperature, location, depth
+    metadata: pd.DataFrame  # index sample_id; columns ph, temperature, location, depth, ph_class
     truth: dict  # generating parameters (JSON-serializable)
 
 
@@ -82,6 +85,7 @@ def simulate(
     metadata = pd.DataFrame({
         "ph": np.round(ph, 3), "temperature": np.round(temperature, 2),
         "location": [LOCATIONS[k] for k in location], "depth": np.round(depth, 1),
+        "ph_class": np.asarray(PH_CLASSES)[np.searchsorted(PH_CLASS_EDGES, np.round(ph, 3), side="right")],
     }, index=pd.Index(sample_ids, name="sample_id"))
     truth = {
         "seed": seed, "n_samples": n_samples, "n_features": n_features, "n_clades": n_clades,
@@ -91,6 +95,7 @@ def simulate(
         "ph_width": ph_width, "temperature_width": temp_width, "base_log_abundance": base.round(4).tolist(),
         "site_effect": {loc: site_effect[k].round(4).tolist() for k, loc in enumerate(LOCATIONS)},
         "depth_effect_per_30cm": depth_coef.round(4).tolist(), "noise_sd": 0.3,
+        "ph_class_edges": list(PH_CLASS_EDGES),
         "reads_per_sample": reads.tolist(),
     }
     return SimulatedStudy(sp.csr_matrix(counts), sample_ids, sequences, metadata, truth)

@@ -32,6 +32,31 @@ class Study:
     categories: np.ndarray  # object [n_samples, C]: raw string values, None = missing
     metadata: pd.DataFrame | None  # metadata rows aligned with sample_ids (all columns), None without metadata
     dropped: dict[str, int] = field(default_factory=dict)  # reason -> number of samples dropped
+    class_columns: tuple[str, ...] = ()  # the targets that are classified (their `targets` column is all NaN)
+    labels: np.ndarray | None = None  # object [n_samples, len(class_columns)]: raw levels, None = missing
+
+    def class_labels(self) -> np.ndarray:
+        """object [n_samples, len(class_columns)] (empty without classification targets)."""
+        return self.labels if self.labels is not None else np.full((self.n_samples, 0), None, dtype=object)
+
+    def target_values(self) -> np.ndarray:
+        """float64 [n_samples, T]: `targets`, with each classification target's level as an index into its
+        sorted levels (NaN = missing)."""
+        values = self.targets.copy()
+        for i, column in enumerate(self.class_columns):
+            labels = self.class_labels()[:, i]
+            known = ~is_none(labels)
+            t = self.target_columns.index(column)
+            values[known, t] = np.unique(labels[known].astype(str), return_inverse=True)[1]
+        return values
+
+    def strata(self) -> np.ndarray | None:
+        """int64 [n_samples]: each sample's level index of the first classification target (-1 = missing),
+        what folds and validation splits are stratified by; None without classification targets."""
+        if not self.class_columns:
+            return None
+        values = self.target_values()[:, self.target_columns.index(self.class_columns[0])]
+        return np.where(np.isnan(values), -1, values).astype(np.int64)
 
     @property
     def n_samples(self) -> int:
@@ -70,18 +95,23 @@ def load_study(
     categorical_columns: Sequence[str] = (),
     group_column: str | None = None,
     require_targets: bool = True,
+    classification_columns: Sequence[str] = (),
 ) -> Study:
     """Read and join a study. Drops (with a logged warning and a count in `Study.dropped`):
     samples with zero reads; when `require_targets`, table samples without metadata and samples
     whose targets are all missing. With `require_targets=False` (prediction) every table sample with
     reads is kept, metadata is optional, and target or categorical columns it lacks read as missing
-    (with a warning), so `targets` and `categories` always have one column per name given."""
+    (with a warning), so `targets` and `categories` always have one column per name given.
+    A target in `classification_columns`, declared categorical or holding text is a classification target
+    (`Study.class_columns`, its levels in `Study.labels`); it needs two levels, each in two samples or more."""
     target_columns, categorical_columns = tuple(target_columns), tuple(categorical_columns)
     ftable = read_table(table)
     meta = read_metadata(metadata) if metadata is not None else None
     if meta is None and (target_columns or categorical_columns or group_column) and require_targets:
         raise UserError("target, categorical and group columns need a metadata file (--metadata)")
     n = len(ftable.sample_ids)
+    class_columns: tuple[str, ...] = ()
+    labels = np.full((n, 0), None, dtype=object)
     dropped: dict[str, int] = {}
     keep = np.ones(n, dtype=bool)
     targets = np.full((n, len(target_columns)), np.nan)
@@ -104,8 +134,15 @@ def load_study(
         if require_targets:
             _drop(keep, ~in_meta, dropped, "not in metadata")
         frame = meta.frame.reindex(ftable.sample_ids)
+        if require_targets:
+            class_columns = tuple(c for c in target_columns
+                                  if meta.is_class_target(c, named=c in classification_columns))
+        labels = np.full((n, len(class_columns)), None, dtype=object)
+        for i, column in enumerate(class_columns):
+            meta.check_finite(column, "target")
+            labels[:, i] = _as_objects(frame[column])
         for i, column in enumerate(target_columns):
-            if column in meta.frame.columns:
+            if column in meta.frame.columns and column not in class_columns:
                 values = pd.Series(meta.numeric(column), index=meta.frame.index)
                 targets[:, i] = values.reindex(ftable.sample_ids).to_numpy(dtype=np.float64)
         for i, column in enumerate(categorical_columns):
@@ -115,7 +152,7 @@ def load_study(
     reads = np.asarray(ftable.counts.sum(axis=1)).ravel()
     _drop(keep, reads <= 0, dropped, "zero reads")
     if target_columns and require_targets:
-        _drop(keep, np.isnan(targets).all(axis=1), dropped, "all targets missing")
+        _drop(keep, np.isnan(targets).all(axis=1) & is_none(labels).all(axis=1), dropped, "all targets missing")
     if not keep.any():
         raise UserError(f"no samples left in {ftable.path} after dropping: "
                         + ", ".join(f"{count} {why}" for why, count in dropped.items()))
@@ -126,12 +163,36 @@ def load_study(
         counts = counts[:, used].tocsr()
     kept_table = FeatureTable(counts, [ftable.sample_ids[i] for i in rows],
                               [ftable.feature_ids[j] for j in used], ftable.path)
+    labels = labels[rows]
+    for i, column in enumerate(class_columns):
+        check_levels(column, labels[:, i], kept_table.sample_ids)
     return Study(
         counts=counts, sample_ids=kept_table.sample_ids, feature_ids=kept_table.feature_ids,
         sequences=resolve_sequences(kept_table, sequences), target_columns=target_columns, targets=targets[rows],
         categorical_columns=categorical_columns, categories=categories[rows],
-        metadata=frame.iloc[rows] if frame is not None else None, dropped=dropped,
+        metadata=frame.iloc[rows] if frame is not None else None, dropped=dropped, class_columns=class_columns,
+        labels=labels,
     )
+
+
+def check_levels(column: str, values: np.ndarray, sample_ids: list[str]) -> None:
+    """UserError when classification target `column` has fewer than two levels, or a level held by one sample
+    only (it could not be on both sides of a split)."""
+    seen = [str(v) for v in values if v is not None]
+    levels, counts = np.unique(np.asarray(seen, dtype=object).astype(str), return_counts=True)
+    if len(levels) < 2:
+        found = f"only the level '{levels[0]}'" if len(levels) else "no values"
+        raise UserError(f"classification target '{column}' has {found}: a classifier needs two levels or more")
+    single = levels[counts == 1]
+    if len(single):
+        sample = sample_ids[next(i for i, v in enumerate(values) if v is not None and str(v) == single[0])]
+        raise UserError(f"level '{single[0]}' of classification target '{column}' has a single sample ('{sample}'): "
+                        "it cannot be learned and validated; remove the sample or merge the level into another")
+
+
+def is_none(values: np.ndarray) -> np.ndarray:
+    """bool array: where an object array holds None (a missing value)."""
+    return np.frompyfunc(lambda v: v is None, 1, 1)(values).astype(bool)
 
 
 def _drop(keep: np.ndarray, mask: np.ndarray, dropped: dict[str, int], reason: str) -> None:

@@ -1,4 +1,5 @@
-"""Random-forest baseline on relative abundances, on the same split as an `aam train` run.
+"""Random-forest baseline on relative abundances, on the same split as an `aam train` run (a classification
+target gets the random-forest classifier).
 
 The field's standard comparison: if the transformer does not beat this, say so.
 """
@@ -20,8 +21,8 @@ from aam.errors import UserError
 from aam.evaluation import outputs
 from aam.evaluation.abundance import relative_abundance
 from aam.evaluation.forest_importance import forest_columns, importance_table
-from aam.evaluation.inference import predictions_frame
-from aam.evaluation.metrics import metrics_table
+from aam.evaluation.forest_classifier import forest_probabilities, level_indices, study_levels
+from aam.evaluation.inference import Predictions, predictions_frame
 from aam.run_folder import run_folder
 
 
@@ -89,7 +90,7 @@ def _run_baseline(out: Path, data: DataConfig, config: BaselineConfig) -> dict[s
     if config.train_dir is not None:
         given = tuple(read_sample_list(Path(config.train_dir) / name) for name in (TRAIN_FILE, VAL_FILE))
     train_idx, val_idx = decide_split(study, data.test_size, config.seed, data.group_column, given=given,
-                                      sources=(TRAIN_FILE, VAL_FILE))
+                                      sources=(TRAIN_FILE, VAL_FILE), strata=study.strata())
     x = relative_abundance(study.counts)
     predicted = np.full((len(val_idx), len(study.target_columns)), np.nan)
     importance = {}
@@ -97,13 +98,26 @@ def _run_baseline(out: Path, data: DataConfig, config: BaselineConfig) -> dict[s
         predicted[:, t] = forest.predict(x[val_idx])
         importance.update(forest_columns(forest, x[val_idx], study.targets[val_idx, t], study.target_columns[t],
                                          config.permutation_repeats, config.seed))
-    observed = study.targets[val_idx]
+    observed = study.targets[val_idx].copy()
+    levels = study_levels(study)
+    probabilities, names = {}, {}
+    for column in study.class_columns:  # the random-forest classifier
+        t = study.target_columns.index(column)
+        names[t] = levels.levels[column]
+        known = level_indices(study, levels, column)
+        probabilities[t], forest = forest_probabilities(x, known, train_idx, val_idx, len(names[t]),
+                                                        config.n_estimators, config.seed, config.n_jobs)
+        observed[:, t] = known[val_idx]
+        predicted[:, t] = probabilities[t].argmax(axis=1)
+        importance.update(forest_columns(forest, x[val_idx], known[val_idx], column, config.permutation_repeats,
+                                         config.seed))
     out.mkdir(parents=True, exist_ok=True)
     write_split(out, study, train_idx, val_idx)
     val_ids = [study.sample_ids[i] for i in val_idx]
     outputs.write_tsv(out / "val_predictions.tsv",
-                      predictions_frame(val_ids, predicted, study.target_columns, observed))
+                      predictions_frame(val_ids, predicted, study.target_columns, observed,
+                                        probabilities=probabilities, levels=names))
     outputs.write_tsv(out / "asv_importance.tsv", importance_table(study, x, importance))
-    metrics = metrics_table(predicted, observed, study.target_columns)
+    metrics = Predictions(val_ids, predicted, None, observed, (), probabilities, names).metrics(study.target_columns)
     outputs.write_json(out / "metrics.json", metrics)
     return metrics

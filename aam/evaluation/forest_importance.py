@@ -31,15 +31,20 @@ def r2(observed: np.ndarray, predicted: np.ndarray) -> float:
     return float(1.0 - residual / total) if total > 0 else float("nan")
 
 
+def accuracy(observed: np.ndarray, predicted: np.ndarray) -> float:
+    return float((observed == predicted).mean())
+
+
 def permutation_importance(forest, x: sp.csr_matrix, y: np.ndarray, repeats: int = 5, seed: int = 0) -> np.ndarray:
-    """float64 [F]: mean decrease in R^2 over `repeats` shuffles of each column of `x` [n, F] (validation
-    samples with a known target)."""
+    """float64 [F]: mean decrease in R^2 (a classifier: accuracy) over `repeats` shuffles of each column of
+    `x` [n, F] (validation samples with a known target)."""
+    score = accuracy if hasattr(forest, "classes_") else r2
     dense = x.toarray().astype(np.float32)  # [n, F]; trees compare float32 values anyway
     n = dense.shape[0]
     out = np.zeros(dense.shape[1])
     if n < 2:
         return out
-    reference = r2(y, forest.predict(dense))
+    reference = score(y, forest.predict(dense))
     varying = dense.max(axis=0) > dense.min(axis=0)
     candidates = [j for j in used_features(forest) if varying[j]]
     rng = np.random.default_rng(seed)
@@ -52,7 +57,7 @@ def permutation_importance(forest, x: sp.csr_matrix, y: np.ndarray, repeats: int
                 stacked[c * repeats + r, :, j] = dense[rng.permutation(n), j]
         predicted = forest.predict(stacked.reshape(-1, dense.shape[1])).reshape(len(chunk), repeats, n)
         for c, j in enumerate(chunk):
-            out[j] = reference - np.mean([r2(y, predicted[c, r]) for r in range(repeats)])
+            out[j] = reference - np.mean([score(y, predicted[c, r]) for r in range(repeats)])
     return out
 
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -15,8 +15,10 @@ from aam.data.dataset import AAMDataset, make_loader
 from aam.data.encoders import CategoryEncoder, TargetScaler
 from aam.data.study import Study, load_study
 from aam.errors import UserError
+from aam.evaluation.classes import ClassLevels
+from aam.evaluation.classification import classification_metrics
 from aam.evaluation.conformal import IntervalCalibration
-from aam.evaluation.labels import quantile_column
+from aam.evaluation.labels import probability_column, quantile_column
 from aam.evaluation.metrics import metrics_table
 from aam.models import AAMRegressor
 from aam.models.moe import Routing
@@ -86,10 +88,24 @@ def inverse_scale(scaler: TargetScaler, pred_z: torch.Tensor) -> np.ndarray:
 
 def predictions_frame(sample_ids: list[str], predicted: np.ndarray, target_columns,
                       observed: np.ndarray | None = None, quantile_values: np.ndarray | None = None,
-                      quantiles: tuple[float, ...] = ()) -> pd.DataFrame:
-    """sample_id, then per target `<t>`, `<t>_q<level>` per quantile, and `<t>_observed` when given."""
+                      quantiles: tuple[float, ...] = (), probabilities: dict[int, np.ndarray] | None = None,
+                      levels: dict[int, list[str]] | None = None) -> pd.DataFrame:
+    """sample_id, then per target `<t>`, `<t>_q<level>` per quantile, and `<t>_observed` when given.
+
+    A classification target t (a key of `probabilities` [N, K] and `levels`): `<t>` is the predicted level
+    (the most probable), then `<t>_p_<level>` per level, and the observed level (empty when missing)."""
+    probabilities, levels = probabilities or {}, levels or {}
     columns = {"sample_id": sample_ids}
     for i, name in enumerate(target_columns):
+        if i in probabilities:
+            names = np.asarray(levels[i], dtype=object)
+            columns[name] = names[probabilities[i].argmax(axis=1)]
+            for k, level in enumerate(levels[i]):
+                columns[probability_column(name, level)] = probabilities[i][:, k]
+            if observed is not None:
+                known = ~np.isnan(observed[:, i])
+                columns[f"{name}_observed"] = np.where(known, names[np.where(known, observed[:, i], 0).astype(int)], "")
+            continue
         columns[name] = predicted[:, i]
         for j, level in enumerate(quantiles):
             columns[quantile_column(name, level)] = quantile_values[:, i, j]
@@ -103,29 +119,49 @@ class Predictions:
     """Everything a report needs from one pass of a model, in original units."""
 
     sample_ids: list[str]
-    point: np.ndarray  # [N, T]
-    quantile_values: np.ndarray | None  # [N, T, Q] or None for a point model
-    observed: np.ndarray  # [N, T], NaN = missing
+    point: np.ndarray  # [N, T]; a classification target: the index of the most probable level
+    quantile_values: np.ndarray | None  # [N, T, Q] or None for a point model (NaN for classification targets)
+    observed: np.ndarray  # [N, T], NaN = missing; a classification target: the level's index
     quantiles: tuple[float, ...] = ()  # the Q levels of quantile_values (sorted); () for a point model
+    probabilities: dict[int, np.ndarray] = field(default_factory=dict)  # classification target -> [N, K]
+    levels: dict[int, list[str]] = field(default_factory=dict)  # classification target -> its K levels
 
     def frame(self, target_columns, with_observed: bool) -> pd.DataFrame:
         return predictions_frame(self.sample_ids, self.point, target_columns,
-                                 self.observed if with_observed else None, self.quantile_values, self.quantiles)
+                                 self.observed if with_observed else None, self.quantile_values, self.quantiles,
+                                 self.probabilities, self.levels)
 
     def metrics(self, target_columns) -> dict[str, dict[str, float]]:
         """{target: metrics} against the observed values (the metrics.json shape)."""
-        return metrics_table(self.point, self.observed, target_columns, self.quantile_values, self.quantiles)
+        regression = [i for i in range(len(target_columns)) if i not in self.probabilities]
+        values = self.quantile_values[:, regression] if self.quantile_values is not None else None
+        table = metrics_table(self.point[:, regression], self.observed[:, regression],
+                              [target_columns[i] for i in regression], values, self.quantiles)
+        for i, probabilities in self.probabilities.items():
+            observed = np.where(np.isnan(self.observed[:, i]), -1, self.observed[:, i]).astype(np.int64)
+            table[target_columns[i]] = classification_metrics(probabilities, observed, self.levels[i])
+        return {name: table[name] for name in target_columns}
 
 
 def to_predictions(outputs: ModelOutputs, scaler: TargetScaler, quantiles: tuple[float, ...],
-                   calibration: IntervalCalibration | None = None) -> Predictions:
+                   calibration: IntervalCalibration | None = None, classes: ClassLevels | None = None) -> Predictions:
     """Original units; `quantiles` are the levels of the model's Q outputs (`LossConfig.quantiles`);
-    `calibration` moves the quantile intervals (the point prediction stays the model's own)."""
-    point = inverse_scale(scaler, point_predictions(outputs.pred_z, quantiles))
-    values = inverse_scale(scaler, outputs.pred_z) if quantiles else None
+    `calibration` moves the quantile intervals (the point prediction stays the model's own); `classes`: the
+    classification targets' levels and temperatures, whose probabilities replace their outputs."""
+    pred = outputs.pred_z[..., :max(1, len(quantiles))]  # [N, T, Q]; a classification target's first logits
+    point = inverse_scale(scaler, point_predictions(pred, quantiles))
+    values = inverse_scale(scaler, pred) if quantiles else None
     if values is not None and calibration is not None:
         values = calibration.apply(values)
-    return Predictions(outputs.sample_ids, point, values, outputs.targets.double().numpy(), quantiles)
+    probabilities, levels = {}, {}
+    for t in classes.positions if classes is not None else ():
+        probabilities[t] = classes.probabilities(outputs.pred_z, t)
+        levels[t] = classes.levels[classes.target_columns[t]]
+        point[:, t] = probabilities[t].argmax(axis=1)
+        if values is not None:
+            values[:, t] = np.nan
+    return Predictions(outputs.sample_ids, point, values, outputs.targets.double().numpy(), quantiles,
+                       probabilities, levels)
 
 
 @dataclass
@@ -136,6 +172,7 @@ class LoadedModel:
     encoder: CategoryEncoder | None
     checkpoint: Checkpoint
     calibration: IntervalCalibration | None = None  # conformal interval offsets fitted after training
+    classes: ClassLevels | None = None  # classification targets: training levels and fitted temperatures
 
 
 def load_model(path: str | Path, device: torch.device | str = "cpu") -> LoadedModel:
@@ -151,10 +188,11 @@ def load_model(path: str | Path, device: torch.device | str = "cpu") -> LoadedMo
         encoder = CategoryEncoder.from_dict(checkpoint.category_encoder) if checkpoint.category_encoder else None
         calibration = (IntervalCalibration.from_dict(checkpoint.interval_calibration)
                        if checkpoint.interval_calibration is not None else None)
+        classes = ClassLevels.of(config.data.target_columns, checkpoint.target_levels, checkpoint.class_temperatures)
     except (KeyError, RuntimeError, TypeError) as exc:
         raise UserError(f"{path}: checkpoint does not match this aam's model ({type(exc).__name__}: "
                         f"{str(exc).splitlines()[0]})") from None
-    return LoadedModel(model.to(device).eval(), config, scaler, encoder, checkpoint, calibration)
+    return LoadedModel(model.to(device).eval(), config, scaler, encoder, checkpoint, calibration, classes)
 
 
 def predict(model_path: str | Path, table: str | Path, sequences: str | Path | None = None,
@@ -184,5 +222,5 @@ def predict_study(loaded: LoadedModel, study: Study, device: torch.device, batch
                          encoders=loaded.encoder)
     loader = make_loader(dataset, batch_size or config.train.batch_size, shuffle=False)
     predictions = to_predictions(run_model(loaded.model, loader, device), loaded.scaler, config.loss.quantiles,
-                                 loaded.calibration)
+                                 loaded.calibration, loaded.classes)
     return predictions.frame(config.data.target_columns, with_observed=False)

@@ -1,4 +1,5 @@
-"""How quantile levels are named in predictions files, metrics.json and plots: the shortest decimal form."""
+"""How quantile levels are named in predictions files, metrics.json and plots (the shortest decimal form),
+and the probability columns of a classification target."""
 
 from __future__ import annotations
 
@@ -16,3 +17,8 @@ def quantile_label(level: float) -> str:
 def quantile_column(target: str, level: float) -> str:
     """The predictions column of one target's quantile: ("ph", 0.1) -> "ph_q0.1"."""
     return f"{target}_{quantile_label(level)}"
+
+
+def probability_column(target: str, level: str) -> str:
+    """The predictions column of one level's probability: ("host_sex", "female") -> "host_sex_p_female"."""
+    return f"{target}_p_{level}"

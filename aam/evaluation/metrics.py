@@ -10,7 +10,9 @@ from aam.evaluation.labels import level_label
 
 METRICS = ("mae", "rmse", "r2", "pearson")
 MOE_KEY = "moe"  # metrics.json key of an MoE head's routing report, next to the targets (moe_report.py)
-HIGHER_IS_BETTER = {"mae": False, "rmse": False, "r2": True, "pearson": True, "loss": False}
+CLASS_METRICS = ("log_loss", "accuracy", "balanced_accuracy", "roc_auc")  # --best-metric of a classification target
+HIGHER_IS_BETTER = {"mae": False, "rmse": False, "r2": True, "pearson": True, "loss": False, "log_loss": False,
+                    "accuracy": True, "balanced_accuracy": True, "roc_auc": True}
 
 
 def regression_metrics(predicted: np.ndarray, observed: np.ndarray) -> dict[str, float]:
@@ -88,6 +90,10 @@ def format_metrics(metrics: dict[str, dict]) -> list[str]:
     for target, v in metrics.items():
         if is_moe_block(target, v):
             continue
+        if "accuracy" in v:  # a classification target
+            lines.append(f"  {target}: accuracy {v['accuracy']:.3f}  balanced accuracy {v['balanced_accuracy']:.3f}"
+                         f"  ROC AUC {v['roc_auc']:.3f}  log loss {v['log_loss']:.4g}  (n={v['n']})")
+            continue
         line = (f"  {target}: MAE {v['mae']:.4g}  RMSE {v['rmse']:.4g}  R2 {v['r2']:.3f}  Pearson {v['pearson']:.3f}"
                 f"  (n={v['n']})")
         if "coverage" in v:
@@ -100,11 +106,14 @@ def format_metrics(metrics: dict[str, dict]) -> list[str]:
     return lines
 
 
-def best_metric_column(spec: str, target_columns) -> tuple[str, bool]:
+def best_metric_column(spec: str, target_columns, class_targets=None) -> tuple[str, bool]:
     """`--best-metric` -> (history.tsv column, higher is better).
 
     "val_loss"; "mae" (or rmse, r2, pearson) of the first target; "<target>:<metric>"; "last": the latest
     epoch is always the best (the epoch column always rises), so training runs all --epochs.
+    A classification target (in `class_targets`; None = not known yet, any metric name passes) has the metrics
+    log_loss, accuracy, balanced_accuracy and roc_auc; the default "mae" of a first target that is classified
+    means its log_loss.
     """
     from aam.errors import UserError
 
@@ -114,9 +123,17 @@ def best_metric_column(spec: str, target_columns) -> tuple[str, bool]:
         return "epoch", True
     target, _, metric = spec.rpartition(":")
     target = target or target_columns[0]
-    if metric not in METRICS:
+    if metric not in METRICS + CLASS_METRICS:
         raise UserError(f"--best-metric {spec!r}: metric must be val_loss, last or one of {', '.join(METRICS)} "
-                        "(optionally as <target>:<metric>)")
+                        f"(classification targets: {', '.join(CLASS_METRICS)}), optionally as <target>:<metric>")
     if target not in target_columns:
         raise UserError(f"--best-metric {spec!r}: '{target}' is not a target column ({', '.join(target_columns)})")
+    if class_targets is not None:
+        classified = target in class_targets
+        if classified and spec == "mae":
+            metric = "log_loss"
+        elif classified != (metric in CLASS_METRICS):
+            kind, names = (("a classification", CLASS_METRICS) if classified else ("a regression", METRICS))
+            raise UserError(f"--best-metric {spec!r}: '{target}' is {kind} target; its metrics are "
+                            f"{', '.join(names)}")
     return f"{target}_{metric}", HIGHER_IS_BETTER[metric]

@@ -40,19 +40,23 @@ def write_history(path: Path, history: list[dict]) -> None:
     write_tsv(path, pd.DataFrame(history))
 
 
-def history_row(epoch: int, result, lr: float, seconds: float, target_columns, n_quantiles: int = 1) -> dict:
-    """One history.tsv row: losses (total and per target; MoE router losses), learning rate, time,
-    validation metrics."""
+HISTORY_METRICS = ("mae", "rmse", "r2", "pearson", "coverage", "interval_width",  # regression
+                   "accuracy", "balanced_accuracy", "roc_auc", "log_loss")  # classification
+
+
+def history_row(epoch: int, result, lr: float, seconds: float, target_columns, column_targets: list[int]) -> dict:
+    """One history.tsv row: losses (total and per target, the mean of its loss columns, whose targets
+    `column_targets` gives; MoE router losses), learning rate, time, validation metrics."""
     row = {"epoch": epoch, "train_loss": result.train_loss, "val_loss": result.val_loss, "lr": lr,
            "seconds": round(seconds, 3)}
     for i, name in enumerate(target_columns):
-        cols = slice(i * n_quantiles, (i + 1) * n_quantiles)
-        row[f"train_loss_{name}"] = float(np.mean(result.train_column_loss[cols]))
-        row[f"val_loss_{name}"] = float(np.mean(result.val_column_loss[cols]))
+        cols = [k for k, t in enumerate(column_targets) if t == i]
+        row[f"train_loss_{name}"] = float(np.mean([result.train_column_loss[k] for k in cols]))
+        row[f"val_loss_{name}"] = float(np.mean([result.val_column_loss[k] for k in cols]))
     for name, value in result.train_router_loss.items():  # MoE: train_balance_loss, train_z_loss
         row[f"train_{name}"] = value
     for name, values in result.metrics.items():
-        for metric in ("mae", "rmse", "r2", "pearson", "coverage", "interval_width"):
+        for metric in HISTORY_METRICS:
             if metric in values:
                 row[f"{name}_{metric}"] = values[metric]
     return row
@@ -64,6 +68,8 @@ def plot_predictions(plots_dir: Path, p, target_columns) -> list[Path]:
     plt = pyplot(plots_dir)
     paths = []
     for i, name in enumerate(target_columns):
+        if i in p.probabilities:  # a classification target: aam.evaluation.class_plots
+            continue
         ok = ~np.isnan(p.observed[:, i])
         x, y = p.observed[ok, i], p.point[ok, i]
         fig, ax = plt.subplots(figsize=(4.5, 4.5))

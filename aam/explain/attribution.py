@@ -32,6 +32,7 @@ from aam.data.batch import Batch
 from aam.data.encoders import TargetScaler
 from aam.models import AAMRegressor
 from aam.evaluation.conformal import IntervalCalibration
+from aam.evaluation.classes import ClassLevels
 from aam.evaluation.inference import point_predictions
 
 REFERENCES = ("empty", "counts")
@@ -63,18 +64,37 @@ def _gauss_legendre(n: int, lo: float, hi: float) -> tuple[np.ndarray, np.ndarra
     return lo + half * (x + 1), w * half
 
 
-def output_names(target_columns, quantiles: tuple[float, ...]) -> list[str]:
-    """One output per target (`<t>`: point prediction), plus `<t>_width` (highest - lowest quantile, after
-    the model's conformal calibration when it has one: see `output_values`)."""
-    names = list(target_columns)
+def output_names(target_columns, quantiles: tuple[float, ...], classes: ClassLevels | None = None) -> list[str]:
+    """One output per regression target (`<t>`: point prediction), plus `<t>_width` (highest - lowest
+    quantile, after the model's conformal calibration when it has one: see `output_values`); then per
+    classification target `<t>=<level>`, the log-odds of a level (of the second level only for two)."""
+    regression = [t for t in target_columns if classes is None or t not in classes.levels]
+    names = list(regression)
     if len(quantiles) > 1:
-        names += [f"{t}_width" for t in target_columns]
+        names += [f"{t}_width" for t in regression]
+    for t in classes.positions if classes is not None else ():
+        names += [f"{target_columns[t]}={level}" for level in explained_levels(classes, t)]
     return names
 
 
+def explained_levels(classes: ClassLevels, target: int) -> list[str]:
+    """The levels whose log-odds are explained: the second of two (the first's are their negatives), else all."""
+    levels = classes.levels[classes.target_columns[target]]
+    return levels[1:] if len(levels) == 2 else levels
+
+
+def log_odds(logits: torch.Tensor) -> torch.Tensor:
+    """[B, K] logits -> [B, K]: log(p_k / (1 - p_k)) = z_k - logsumexp_{j != k} z_j, p = softmax(z)."""
+    k = logits.shape[1]
+    others = logits[:, None, :].expand(-1, k, -1).masked_fill(torch.eye(k, dtype=torch.bool, device=logits.device),
+                                                              float("-inf"))
+    return logits - torch.logsumexp(others, dim=-1)
+
+
 def output_values(pred_z: torch.Tensor, scaler: TargetScaler, quantiles: tuple[float, ...],
-                  calibration: IntervalCalibration | None = None) -> torch.Tensor:
-    """[B, T, Q] z-scored predictions -> [B, K] outputs in target units (see `output_names`).
+                  calibration: IntervalCalibration | None = None, classes: ClassLevels | None = None) -> torch.Tensor:
+    """[B, T, S] model outputs -> [B, K] outputs in target units (see `output_names`); a classification
+    target's log-odds use its calibrated probabilities, softmax(logits / temperature).
 
     With a `calibration`, the width is the one `aam predict` reports: the highest minus the lowest level
     after each pair is moved apart by its offset and the levels sorted, max_q(v_q + s_q) - min_q(v_q + s_q)
@@ -84,12 +104,31 @@ def output_values(pred_z: torch.Tensor, scaler: TargetScaler, quantiles: tuple[f
     holds, but the quadrature resolves a kink (two levels trading places along the path) less well, which
     `BatchAttribution.gap` shows.
     """
+    class_outputs, regression = [], list(range(pred_z.shape[1]))
+    if classes is not None:
+        for t in classes.positions:
+            z = classes.layout(max(1, len(quantiles))).logits(pred_z, t)
+            z = z / classes.temperatures.get(classes.target_columns[t], 1.0)
+            explained = [classes.levels[classes.target_columns[t]].index(v) for v in explained_levels(classes, t)]
+            class_outputs.append(log_odds(z)[:, explained])
+        regression = classes.layout(max(1, len(quantiles))).regression_targets
+        pred_z = pred_z[:, regression, :max(1, len(quantiles))]
+        scaler = TargetScaler(scaler.columns, [scaler.mean[t] for t in regression], [scaler.std[t] for t in regression])
+    regression_outputs = _regression_outputs(pred_z, scaler, quantiles, calibration, regression)
+    return torch.cat([regression_outputs, *class_outputs], dim=1) if class_outputs else regression_outputs
+
+
+def _regression_outputs(pred_z: torch.Tensor, scaler: TargetScaler, quantiles: tuple[float, ...],
+                        calibration: IntervalCalibration | None, targets: list[int]) -> torch.Tensor:
+    """[B, R, Q] z-scored predictions of the regression targets `targets` (indices into the model's) ->
+    [B, R (+ R widths)] in target units."""
     std = torch.as_tensor(scaler.std, dtype=pred_z.dtype, device=pred_z.device)  # [T]
     mean = torch.as_tensor(scaler.mean, dtype=pred_z.dtype, device=pred_z.device)
     # point_predictions is linear in pred_z (the median between levels is interpolated), so exact to differentiate
     point = point_predictions(pred_z, quantiles) * std + mean
     if len(quantiles) > 1 and calibration is not None:
-        shifts = torch.as_tensor(calibration.shifts(len(quantiles)), dtype=pred_z.dtype, device=pred_z.device)
+        shifts = torch.as_tensor(calibration.shifts(len(quantiles))[targets], dtype=pred_z.dtype,
+                                 device=pred_z.device)
         levels = pred_z * std[:, None] + shifts  # [B, T, Q] in target units, less the mean
         return torch.cat([point, levels.amax(-1) - levels.amin(-1)], dim=1)
     if len(quantiles) > 1:
@@ -145,11 +184,12 @@ class SlotInputs:
 
 
 def attribute_batch(model: AAMRegressor, batch: Batch, scaler: TargetScaler, quantiles: tuple[float, ...],
-                    steps: int, reference: str = "empty",
-                    calibration: IntervalCalibration | None = None) -> BatchAttribution:
+                    steps: int, reference: str = "empty", calibration: IntervalCalibration | None = None,
+                    classes: ClassLevels | None = None) -> BatchAttribution:
     """Integrated gradients of every output for every sample and slot of `batch` (already on the model's
     device); `steps` forward + backward passes of the sample encoder and head, fp32. `calibration`: the
-    model's conformal offsets, which the width output includes (`output_values`)."""
+    model's conformal offsets, which the width output includes; `classes`: its classification targets'
+    levels and temperatures (`output_values`)."""
     assert not model.training, "explain in eval mode: batch statistics would couple the samples"
     nodes, weights = quadrature(steps, reference)
     run = SlotInputs(model, batch)
@@ -162,13 +202,13 @@ def attribute_batch(model: AAMRegressor, batch: Batch, scaler: TargetScaler, qua
     delta = x1 - x0  # [B, A, D]
     mask = batch.asv_mask.unsqueeze(-1)
     with torch.no_grad():
-        prediction = output_values(run(x1), scaler, quantiles, calibration).double()
-        baseline = output_values(run(x0), scaler, quantiles, calibration).double()
+        prediction = output_values(run(x1), scaler, quantiles, calibration, classes).double()
+        baseline = output_values(run(x0), scaler, quantiles, calibration, classes).double()
     k = prediction.shape[1]
     total = torch.zeros(*x1.shape[:2], k, dtype=torch.float64, device=x1.device)  # [B, A, K]
     for a, w in zip(nodes.tolist(), weights.tolist()):
         x = (x0 + a * delta).requires_grad_(True)
-        y = output_values(run(x), scaler, quantiles, calibration)  # [B, K]
+        y = output_values(run(x), scaler, quantiles, calibration, classes)  # [B, K]
         for j in range(k):
             (grad,) = torch.autograd.grad(y[:, j].sum(), x, retain_graph=j + 1 < k)
             total[..., j] += w * (grad * delta * mask).sum(-1).double()

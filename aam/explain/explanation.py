@@ -54,9 +54,15 @@ def check_compatible(models: list[LoadedModel]) -> None:
         c = other.config
         for what, a, b in (("target columns", first.data.target_columns, c.data.target_columns),
                            ("quantiles", first.loss.quantiles, c.loss.quantiles),
+                           ("classification levels", _levels(models[0]), _levels(other)),
                            ("categorical columns", first.data.categorical_columns, c.data.categorical_columns)):
             if tuple(a) != tuple(b):
                 raise UserError(f"models to average differ in their {what}: {list(a)} vs {list(b)}")
+
+
+def _levels(model: LoadedModel) -> tuple:
+    """The model's classification targets and their levels, comparable across models."""
+    return tuple((c, tuple(v)) for c, v in model.classes.levels.items()) if model.classes is not None else ()
 
 
 def explain_study(models: list[LoadedModel], study: Study, device: torch.device,
@@ -74,7 +80,7 @@ def explain_study(models: list[LoadedModel], study: Study, device: torch.device,
         raise ValueError(f"method must be one of {METHODS}; got {config.method!r}")
     check_compatible(models)
     run = models[0].config
-    names = output_names(run.data.target_columns, run.loss.quantiles)
+    names = output_names(run.data.target_columns, run.loss.quantiles, models[0].classes)
     n, f, k = study.n_samples, len(study.feature_ids), len(names)
     prediction, baseline = np.zeros((n, k)), np.zeros((n, k))
     attributions = [sp.csr_matrix((n, f)) for _ in range(k)]
@@ -120,7 +126,7 @@ def _predict_one(loaded: LoadedModel, study: Study, device: torch.device, batch_
     preds, players = [], []
     for _, batch, items in _batches(loaded, study, device, batch_size):
         pred_z = model.forward_batch(batch)
-        preds.append(output_values(pred_z, loaded.scaler, config.loss.quantiles, loaded.calibration)
+        preds.append(output_values(pred_z, loaded.scaler, config.loss.quantiles, loaded.calibration, loaded.classes)
                      .double().cpu().numpy())
         players += [item.features for item in items]
         bar.update(1)
@@ -134,7 +140,7 @@ def _explain_one(loaded: LoadedModel, study: Study, device: torch.device, batch_
     preds, bases, rows, cols, values = [], [], [], [], []
     for start, batch, items in _batches(loaded, study, device, batch_size):
         result = attribute_batch(model, batch, loaded.scaler, config.loss.quantiles, steps, reference,
-                                 loaded.calibration)
+                                 loaded.calibration, loaded.classes)
         mask = batch.asv_mask.cpu().numpy()  # [B, A]
         slot_row, slot = np.nonzero(mask)
         # Feature column of each real slot: the dataset keeps each sample's ASVs as a prefix of its slots.

@@ -1,4 +1,5 @@
-"""Regression heads: sample vector [B, D] -> predictions [B, n_targets, n_quantiles]."""
+"""Output heads: sample vector [B, D] -> regression predictions [B, n_targets, n_quantiles], or the class
+logits of the classification targets [B, sum of their levels]."""
 
 from __future__ import annotations
 
@@ -46,3 +47,17 @@ class RegressionHead(nn.Module):
         if self.linear is not None:
             y = y + self.linear(x)
         return non_crossing(y.view(x.shape[0], self.n_targets, self.n_quantiles))
+
+
+class ClassifierHead(nn.Module):
+    """Linear or MLP (the regression head's hidden widths and dropout) to the logits of every classification
+    target, concatenated: [B, D] -> [B, sum(classes)]."""
+
+    def __init__(self, in_dim: int, *, classes: tuple[int, ...], hidden_dims: tuple[int, ...] = (),
+                 dropout: float = 0.0):
+        super().__init__()
+        self.classes = classes
+        self.net = mlp(in_dim, tuple(hidden_dims), sum(classes), dropout)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.net(x)

@@ -8,7 +8,8 @@ from torch import nn
 from aam.config import ModelConfig
 from aam.data.batch import Batch
 from aam.models.encoders import ASVEncoder, SampleEncoder
-from aam.models.heads import RegressionHead
+from aam.models.heads import ClassifierHead, RegressionHead
+from aam.models.layout import OutputLayout
 from aam.models.moe import MoEHead, Routing
 
 
@@ -25,14 +26,20 @@ class AAMRegressor(nn.Module):
                                             c.feedforward_multiplier, c.dropout, c.gradient_checkpointing)
         # One embedding per categorical column; row 0 = unknown/unseen level, so new categories still work.
         self.categories = nn.ModuleList(nn.Embedding(n + 1, c.embedding_dim) for n in c.category_cardinalities)
-        head = dict(n_targets=c.n_targets, n_quantiles=c.n_quantiles, hidden_dims=c.regressor_hidden_dims,
+        self.layout = OutputLayout.of(c)
+        n_regression = len(self.layout.regression_targets)
+        head = dict(n_targets=n_regression, n_quantiles=c.n_quantiles, hidden_dims=c.regressor_hidden_dims,
                     dropout=c.regressor_dropout, residual=c.residual_regression_head)
         if c.moe_experts:
             levels = c.category_cardinalities[c.moe_routing_index] if c.moe_routing_index >= 0 else 0
             self.head = MoEHead(c.embedding_dim, **head, experts=c.moe_experts, top_k=c.moe_top_k,
                                 routing_index=c.moe_routing_index, routing_levels=levels, use_kernels=c.use_kernels)
         else:
-            self.head = RegressionHead(c.embedding_dim, **head)
+            self.head = RegressionHead(c.embedding_dim, **head) if n_regression else None
+        classes = tuple(k for k in self.layout.n_classes if k)
+        # the classification targets' logits come from a head of their own, beside an MoE head's experts
+        self.classifier = ClassifierHead(c.embedding_dim, classes=classes, hidden_dims=c.regressor_hidden_dims,
+                                         dropout=c.regressor_dropout) if classes else None
 
     def encode_asvs(self, asv_tokens: torch.Tensor, asv_index: torch.Tensor) -> torch.Tensor:
         """ASV vectors for every (sample, slot): [B, A, D]. The U distinct ASVs of the batch [U, L] are
@@ -50,7 +57,8 @@ class AAMRegressor(nn.Module):
 
     def forward(self, asv_tokens: torch.Tensor, asv_index: torch.Tensor, asv_mask: torch.Tensor,
                 log_counts: torch.Tensor, categories: torch.Tensor, return_routing: bool = False):
-        """Predictions [B, n_targets, n_quantiles] in z-scored target units.
+        """Predictions [B, n_targets, S] (`aam.models.layout`): a regression target's Q outputs in z-scored
+        units, a classification target's class logits; S = Q without classification targets.
 
         `return_routing=True`: (predictions, Routing of the MoE head, or None for a single head).
         """
@@ -59,7 +67,9 @@ class AAMRegressor(nn.Module):
         if self.config.moe_experts:
             pred, routing = self.head(x, categories)
         else:
-            pred = self.head(x)
+            pred = self.head(x) if self.head is not None else None
+        if self.classifier is not None:
+            pred = self.layout.assemble(pred, self.classifier(x))
         return (pred, routing) if return_routing else pred
 
     def abundance_input(self, batch: Batch) -> torch.Tensor:

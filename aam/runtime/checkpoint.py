@@ -91,6 +91,8 @@ class Checkpoint:
     epoch: int | None = None  # the epoch these weights are from (1-based)
     metrics: dict[str, Any] | None = None  # model.pt: that epoch's validation metrics
     interval_calibration: dict[str, Any] | None = None  # model.pt of a quantile model: IntervalCalibration.to_dict()
+    target_levels: dict[str, Any] | None = None  # classifiers: each classification target's training levels
+    class_temperatures: dict[str, float] | None = None  # model.pt of a classifier: fitted temperature per target
     trainer: dict[str, Any] | None = None  # last.pt: Trainer.state_dict() (optimizer, scheduler, weight average)
     progress: dict[str, Any] | None = None  # last.pt: TrainerState as a dict (epochs done, best so far, history)
     rng: dict[str, Any] | None = None  # last.pt: `rng_state()`

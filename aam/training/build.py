@@ -18,6 +18,7 @@ from aam.config import RunConfig
 from aam.data.dataset import make_loader
 from aam.data.prepared import PreparedData, load_prepared
 from aam.data.sharding import make_sharded_loader
+from aam.evaluation.classes import ClassLevels
 from aam.evaluation.metrics import best_metric_column
 from aam.models import AAMRegressor
 from aam.models.identity import vocabulary as asv_vocabulary
@@ -27,7 +28,10 @@ from aam.runtime.checkpoint import LAST_FILE, Checkpoint, set_rng_state
 from aam.runtime.device import compute_dtype, resolve_device
 from aam.training.data_parallel import DataParallel
 from aam.training.param_groups import freeze_encoders
+from aam.errors import UserError
+from aam.models.layout import OutputLayout
 from aam.training.losses import LossPlan, RegressionLoss, plan_loss
+from aam.training.output_loss import OutputLoss, class_weight_tables
 from aam.training.reduction import SingleProcess
 from aam.training.resume import check_resumable
 from aam.training.router_loss import RouterLoss
@@ -43,7 +47,7 @@ class Run:
     device: torch.device
     data: PreparedData
     model: AAMRegressor
-    loss: RegressionLoss
+    loss: OutputLoss
     router_loss: RouterLoss | None  # auxiliary losses of an MoE head; None without one
     train_loader: DataLoader
     val_loader: DataLoader
@@ -105,7 +109,12 @@ def _build(config: RunConfig, device: torch.device | str | None, split, resume_f
         load_encoder_weights(model, config.train.pretrained_encoder)
     if config.train.freeze_encoder:
         freeze_encoders(model)
-    loss = RegressionLoss(plan.columns(), n_quantiles=plan.n_quantiles, use_kernels=config.model.use_kernels)
+    layout = OutputLayout.of(config.model)
+    regression_plan = LossPlan(tuple(plan.targets[t] for t in layout.regression_targets), plan.quantiles)
+    loss = OutputLoss(RegressionLoss(regression_plan.columns(), n_quantiles=plan.n_quantiles,
+                                     use_kernels=config.model.use_kernels), layout,
+                      class_weight_tables(config.loss.class_weights, layout, data.train_set.targets),
+                      config.loss.label_smoothing, config.model.use_kernels)
     weights = category_weight_tables(config.loss.categorical_loss_weights, data.encoder, data.train_set.categories)
     pin = device.type == "cuda"
     if distributed.active():  # --batch-size is the global batch; each rank loads its share
@@ -124,7 +133,8 @@ def _build(config: RunConfig, device: torch.device | str | None, split, resume_f
     reduction = DataParallel(model, device) if distributed.active() else SingleProcess()
     trainer = Trainer(model, loss, config.train, scaler=data.scaler, target_columns=config.data.target_columns,
                       quantiles=config.loss.quantiles, device=device, steps_per_epoch=len(train_loader),
-                      weight_tables=weights, router_loss=router_loss, reduction=reduction)
+                      weight_tables=weights, router_loss=router_loss, reduction=reduction,
+                      classes=ClassLevels.of(config.data.target_columns, data.levels))
     progress = TrainerState()
     if resume_from is not None:
         model.load_state_dict(resume_from.model_state)
@@ -136,10 +146,23 @@ def _build(config: RunConfig, device: torch.device | str | None, split, resume_f
 
 
 def fill_model_fields(config: RunConfig, data: PreparedData, plan: LossPlan, vocabulary: int = 0) -> RunConfig:
-    """The run config with the model's data-dependent (`derived`) fields filled in."""
+    """The run config with the model's data-dependent (`derived`) fields filled in; UserError for a setting
+    the data's classification targets contradict."""
+    targets = config.data.target_columns
+    classes = tuple(len(data.levels.levels[c]) if data.levels and c in data.levels.columns else 0 for c in targets)
+    classified = [c for c, k in zip(targets, classes) if k]
+    named = [c for c in classified if c in (config.loss.loss_config or {})]
+    if named:
+        raise UserError(f"--loss-config names '{named[0]}', a classification target (its loss is cross-entropy; "
+                        "see --class-weights and --label-smoothing)")
+    if config.model.moe_experts and len(classified) == len(targets):
+        raise UserError("--moe-experts mixes regression heads, and every target is classified "
+                        f"({', '.join(classified)}); drop --moe-experts")
     cards = tuple(len(data.encoder.levels[c]) for c in data.encoder.columns) if data.encoder else ()
     routing = config.model.moe_routing
     routing_index = data.encoder.columns.index(routing) if config.model.moe_experts and routing != "learned" else -1
+    best_metric_column(config.train.best_metric, targets, classified)
     return config.with_derived(max_bp=config.data.max_bp, n_targets=len(config.data.target_columns),
                                n_quantiles=plan.n_quantiles, category_cardinalities=cards,
-                               moe_routing_index=routing_index, asv_vocabulary=vocabulary)
+                               moe_routing_index=routing_index, asv_vocabulary=vocabulary,
+                               n_classes=classes if classified else ())

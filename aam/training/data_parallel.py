@@ -32,7 +32,7 @@ from aam.evaluation.inference import ModelOutputs, run_model
 from aam.models import AAMRegressor
 from aam.models.moe import Routing
 from aam.runtime import distributed
-from aam.training.losses import RegressionLoss
+from aam.training.output_loss import OutputLoss
 from aam.training.reduction import StepLoss
 from aam.training.sync_norm import SyncASVBatchNorm
 
@@ -93,11 +93,11 @@ class DataParallel:
         finally:
             self.norm.shard = None
 
-    def step_loss(self, loss_fn: RegressionLoss, pred: torch.Tensor, target: torch.Tensor,
+    def step_loss(self, loss_fn: OutputLoss, pred: torch.Tensor, target: torch.Tensor,
                   weight: torch.Tensor | None, routing: Routing | None, batch: Batch, stop: StopFlag) -> StepLoss:
         """This rank's pieces of the global batch's loss, per-column means and MoE routing counts; one
         all-reduce of [column denominators K, routing counts E, stop flags 2]."""
-        shard, k = batch.shard, loss_fn.under.numel()
+        shard, k = batch.shard, loss_fn.n_columns
         elements, mass = loss_fn.elementwise(pred, target, weight)
         counts = torch.zeros(0, device=pred.device)
         if routing is not None:

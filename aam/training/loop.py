@@ -34,9 +34,11 @@ def fit(run: Run, out: Path, on_epoch_end: Callable[[int, dict], None] | None = 
     """
     config, data, model, trainer, state = run.config, run.data, run.model, run.trainer, run.progress
     target_columns = config.data.target_columns
-    metric_column, higher_better = best_metric_column(config.train.best_metric, target_columns)
+    class_targets = [c for c, k in zip(target_columns, config.model.n_classes) if k]
+    metric_column, higher_better = best_metric_column(config.train.best_metric, target_columns, class_targets)
     common = dict(config=absolute_data_paths(config).to_dict(), target_scaler=data.scaler.to_dict(),
-                  category_encoder=data.encoder.to_dict() if data.encoder else None)
+                  category_encoder=data.encoder.to_dict() if data.encoder else None,
+                  target_levels=data.levels.to_dict() if data.levels else None)
     main = distributed.is_main_process()
     with trainer.stop.installed():
         try:
@@ -46,7 +48,7 @@ def fit(run: Run, out: Path, on_epoch_end: Callable[[int, dict], None] | None = 
                 data.train_set.set_epoch(epoch)
                 result = trainer.run_epoch(run.train_loader, run.val_loader, epoch)
                 row = outputs.history_row(epoch, result, trainer.lr, time.perf_counter() - started, target_columns,
-                                          config.model.n_quantiles)
+                                          run.loss.column_targets)
                 state.history.append(row)
                 state.epoch = epoch
                 if is_better(row[metric_column], state.best_value, higher_better):
@@ -83,7 +85,9 @@ def patience_exhausted(state: TrainerState, patience: int) -> bool:
 def epoch_summary(row: dict, epochs: int, target_columns, metric_column: str, state: TrainerState) -> str:
     parts = [f"epoch {row['epoch']}/{epochs}", f"train_loss {row['train_loss']:.4f}",
              f"val_loss {row['val_loss']:.4f}"]
-    parts += [f"val {t}_mae {row[f'{t}_mae']:.4g}" for t in target_columns]
+    for t in target_columns:
+        metric = "mae" if f"{t}_mae" in row else "log_loss"  # a classification target: log loss
+        parts.append(f"val {t}_{metric} {row[f'{t}_{metric}']:.4g}")
     parts.append(f"best {metric_column} {state.best_value:.4g} (epoch {state.best_epoch})")
     parts.append(f"{row['seconds']:.1f}s")
     return "  ".join(parts)

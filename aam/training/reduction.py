@@ -16,7 +16,7 @@ from aam.data.batch import Batch
 from aam.evaluation.inference import ModelOutputs, run_model
 from aam.models import AAMRegressor
 from aam.models.moe import Routing
-from aam.training.losses import RegressionLoss
+from aam.training.output_loss import OutputLoss
 
 if TYPE_CHECKING:
     from aam.training.trainer import StopFlag
@@ -41,7 +41,7 @@ class Reduction(Protocol):
     def forward(self, model: AAMRegressor, batch: Batch) -> tuple[torch.Tensor, Routing | None]:
         """The training forward of this process's share -> (pred [b, T, Q], Routing or None)."""
 
-    def step_loss(self, loss_fn: RegressionLoss, pred: torch.Tensor, target: torch.Tensor,
+    def step_loss(self, loss_fn: OutputLoss, pred: torch.Tensor, target: torch.Tensor,
                   weight: torch.Tensor | None, routing: Routing | None, batch: Batch, stop: StopFlag) -> StepLoss:
         """The step's loss parts (pred [b, T, Q] fp32, target [b, T] z-scored, weight [b] or None)."""
 
@@ -68,7 +68,7 @@ class SingleProcess:
     def forward(self, model: AAMRegressor, batch: Batch) -> tuple[torch.Tensor, Routing | None]:
         return model.forward_batch(batch, return_routing=True)
 
-    def step_loss(self, loss_fn: RegressionLoss, pred: torch.Tensor, target: torch.Tensor,
+    def step_loss(self, loss_fn: OutputLoss, pred: torch.Tensor, target: torch.Tensor,
                   weight: torch.Tensor | None, routing: Routing | None, batch: Batch, stop: StopFlag) -> StepLoss:
         loss, column_means = loss_fn(pred, target, weight)
         return StepLoss(loss, column_means, routing, 1.0, len(batch))

@@ -20,11 +20,12 @@ from tqdm.auto import tqdm
 from aam.config import TrainConfig
 from aam.data.batch import Batch
 from aam.data.encoders import TargetScaler
+from aam.evaluation.classes import ClassLevels
 from aam.evaluation.inference import Predictions, to_predictions
 from aam.models import AAMRegressor
 from aam.runtime.device import autocast
 from aam.training.averaging import WeightAverage
-from aam.training.losses import RegressionLoss
+from aam.training.output_loss import OutputLoss
 from aam.training.param_groups import parameter_groups
 from aam.training.norm_statistics import recompute_norm_statistics
 from aam.training.reduction import Reduction, SingleProcess
@@ -126,10 +127,11 @@ class TrainerState:
 
 
 class Trainer:
-    def __init__(self, model: AAMRegressor, loss_fn: RegressionLoss, config: TrainConfig, *, scaler: TargetScaler,
+    def __init__(self, model: AAMRegressor, loss_fn: OutputLoss, config: TrainConfig, *, scaler: TargetScaler,
                  target_columns: tuple[str, ...], quantiles: tuple[float, ...], device: torch.device,
                  steps_per_epoch: int, weight_tables: list[torch.Tensor] | None = None,
-                 router_loss: RouterLoss | None = None, reduction: Reduction | None = None):
+                 router_loss: RouterLoss | None = None, reduction: Reduction | None = None,
+                 classes: ClassLevels | None = None):
         self.model, self.loss_fn, self.config, self.scaler = model, loss_fn.to(device), config, scaler
         self.router_loss = router_loss  # added to the loss of an MoE model; None = no auxiliary loss
         self.target_columns, self.device = target_columns, device
@@ -138,6 +140,7 @@ class Trainer:
         # how steps and epochs are summed: one process, or all-reduced across torchrun's ranks
         self.reduction = SingleProcess() if reduction is None else reduction
         self.quantiles = quantiles  # levels of the model's Q outputs, () for a point model
+        self.classes = classes  # the classification targets' levels, None without one
         self.mean = torch.tensor(scaler.mean, dtype=torch.float32, device=device)  # [T]
         self.std = torch.tensor(scaler.std, dtype=torch.float32, device=device)
         assert config.lr is not None, "the run builder resolves the default learning rate"
@@ -165,7 +168,7 @@ class Trainer:
         non-finite, to name the first bad step."""
         self.model.train()
         sums = EpochSums(torch.zeros((), device=self.device),
-                         torch.zeros(self.loss_fn.under.numel(), device=self.device))
+                         torch.zeros(self.loss_fn.n_columns, device=self.device))
         step_objectives = torch.zeros(len(loader), device=self.device)
         bar = tqdm(loader, desc=f"epoch {epoch}/{self.config.epochs}", leave=False, file=sys.stderr,
                    disable=not (self.config.progress and self.reduction.main), unit="batch")
@@ -223,7 +226,8 @@ class Trainer:
             z_targets = self.normalize(out.targets.to(self.device))
             weights = row_weights(self.weight_tables, out.categories.to(self.device))
             loss, column_means = self.loss_fn(out.pred_z.to(self.device), z_targets, weights)
-        return loss.item(), column_means.tolist(), to_predictions(out, self.scaler, self.quantiles)
+        return loss.item(), column_means.tolist(), to_predictions(out, self.scaler, self.quantiles,
+                                                                  classes=self.classes)
 
     def run_epoch(self, train_loader, val_loader, epoch: int) -> EpochResult:
         """Train one epoch, then validate the weights model.pt would keep: with --ema-decay the model holds

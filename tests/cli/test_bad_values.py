@@ -1,7 +1,7 @@
 """Values that would train to garbage or to meaningless numbers: non-finite targets and categories
 (one line, exit 2; `aam inspect` flags them), a non-finite training loss (stops, keeps the last good
-checkpoint), a target typed categorical in `#q2:types`, and the warnings for a constant target or a
-validation part of fewer than 5 samples."""
+checkpoint), a classification target with one level or a level of one sample, and the warnings for a
+constant target or a validation part of fewer than 5 samples."""
 
 import json
 
@@ -74,13 +74,26 @@ def test_non_finite_categorical_value_is_refused(study, tmp_path, capsys):
                    "non-finite")
 
 
-def test_target_typed_categorical_in_q2_types_is_refused(study, tmp_path, capsys):
+def test_target_typed_categorical_in_q2_types_is_classified(study, tmp_path, capsys):
+    """Typed categorical, the numbers of 'ph' are levels: every one of them held by a single sample."""
     columns = pd.read_csv(study / "metadata.tsv", sep="\t", nrows=0).columns[1:]
     row = "\t".join(["#q2:types"] + ["categorical" if c == "ph" else "numeric" if c == "temperature"
                                      else "categorical" for c in columns])
     inputs = with_metadata(study, tmp_path, lambda frame: None, types_row=row)
     one_error_line(capsys, ["train", *inputs, "--metadata-column", "ph", "--output-dir", str(tmp_path / "run"),
-                            *TINY], "'ph'", "#q2:types", "categorical")
+                            *TINY], "level '", "classification target 'ph'", "single sample")
+
+
+def test_classification_target_with_one_level_is_refused(study, tmp_path, capsys):
+    inputs = with_metadata(study, tmp_path, set_cells("location", slice(None), "site_A"))
+    one_error_line(capsys, ["train", *inputs, "--metadata-column", "location", "--output-dir", str(tmp_path / "run"),
+                            *TINY], "classification target 'location'", "only the level 'site_A'")
+
+
+def test_classification_level_with_one_sample_is_refused(study, tmp_path, capsys):
+    inputs = with_metadata(study, tmp_path, set_cells("location", [3], "site_Z"))
+    one_error_line(capsys, ["cv", *inputs, "--metadata-column", "location", "--output-dir", str(tmp_path / "run"),
+                            *TINY], "level 'site_Z'", "classification target 'location'", "single sample")
 
 
 def test_constant_target_and_tiny_validation_part_warn(tmp_path, caplog):

@@ -30,7 +30,7 @@ from aam.run_lock import LOCK_FILE, folder_lock
 from aam.runtime.checkpoint import load_checkpoint
 
 EPOCHS = 3
-FLAGS = ["--metadata-column", "ph,temperature", "--categorical-columns", "location", "--embedding-dim", "16",
+FLAGS = ["--metadata-column", "ph,temperature,ph_class", "--categorical-columns", "location", "--embedding-dim", "16",
          "--attention-heads", "2", "--asv-layers", "1", "--sample-layers", "1", "--dropout", "0",
          "--max-bp", "32", "--token-limit", "24", "--batch-size", "19", "--lr", "3e-3", "--epochs", str(EPOCHS),
          "--patience", "0", "--seed", "5", "--device", "cpu", "--no-progress", "--asv-sampling", "random",
@@ -75,13 +75,17 @@ def assert_same_run(a, b, weights: bool = True) -> None:
     np.testing.assert_allclose(history_a.to_numpy(float), history_b.to_numpy(float), rtol=2e-5, atol=1e-5)
     metrics_a, metrics_b = (json.loads((p / "metrics.json").read_text()) for p in (a, b))
     assert metrics_a.keys() == metrics_b.keys()
-    for target in ("ph", "temperature"):
+    for target in ("ph", "temperature", "ph_class"):
         for name, value in metrics_a[target].items():
-            assert metrics_b[target][name] == pytest.approx(value, rel=2e-5, abs=1e-5), (target, name)
+            if isinstance(value, list):  # the levels and the confusion matrix
+                assert metrics_b[target][name] == value, (target, name)
+            else:
+                assert metrics_b[target][name] == pytest.approx(value, rel=2e-5, abs=1e-5), (target, name)
     pred_a, pred_b = (pd.read_csv(p / "val_predictions.tsv", sep="\t") for p in (a, b))
-    assert list(pred_a["sample_id"]) == list(pred_b["sample_id"])
-    np.testing.assert_allclose(pred_a.drop(columns="sample_id").to_numpy(float),
-                               pred_b.drop(columns="sample_id").to_numpy(float), rtol=2e-5, atol=1e-5)
+    levels = ["sample_id", "ph_class", "ph_class_observed"]  # text columns
+    assert pred_a[levels].equals(pred_b[levels])
+    np.testing.assert_allclose(pred_a.drop(columns=levels).to_numpy(float),
+                               pred_b.drop(columns=levels).to_numpy(float), rtol=2e-5, atol=1e-5)
     if weights:
         state_a, state_b = (load_checkpoint(p / "last.pt")["model_state"] for p in (a, b))
         assert_weights_close(state_a, state_b, GAUGE)

@@ -17,7 +17,7 @@ def test_writes_a_study_that_loads(tmp_path, capsys):
                        categorical_columns=["location"])
     assert study.n_samples == 30
     assert list(pd.read_csv(out / "metadata.tsv", sep="\t").columns) == [
-        "sample_id", "ph", "temperature", "location", "depth"]
+        "sample_id", "ph", "temperature", "location", "depth", "ph_class"]
     assert json.loads((out / "truth.json").read_text())["seed"] == 4
 
 

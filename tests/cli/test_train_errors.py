@@ -14,9 +14,20 @@ def trained(tiny_study_args, tiny_model, tmp_path_factory):
     return out
 
 
-def test_target_not_numeric(tiny_study_args, tiny_model, tmp_path, user_error):
-    user_error(["train", *tiny_study_args, "--metadata-column", "location", "--output-dir", str(tmp_path / "o"),
-               *tiny_model], "location", "not numeric")
+def test_target_typed_numeric_holding_text(tiny_study, tiny_model, tmp_path, user_error):
+    """A column the #q2:types row declares numeric is regressed, so its text levels are an error."""
+    lines = (tiny_study / "metadata.tsv").read_text().splitlines()
+    types = "\t".join(["#q2:types"] + ["numeric"] * (len(lines[0].split("\t")) - 1))
+    (tmp_path / "meta.tsv").write_text("\n".join([lines[0], types, *lines[1:]]) + "\n")
+    user_error(["train", "--table", str(tiny_study / "table.biom"), "--metadata", str(tmp_path / "meta.tsv"),
+                "--metadata-column", "location", "--output-dir", str(tmp_path / "o"), *tiny_model],
+               "location", "not numeric")
+
+
+def test_classification_column_that_is_not_a_target(tiny_study_args, tiny_model, tmp_path, user_error):
+    user_error(["train", *tiny_study_args, "--metadata-column", "ph", "--classification-columns", "location",
+                "--output-dir", str(tmp_path / "o"), *tiny_model], "--classification-columns", "'location'",
+               "not a target")
 
 
 def test_unknown_categorical_column(tiny_study_args, tiny_model, tmp_path, user_error):

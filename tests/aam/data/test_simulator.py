@@ -13,8 +13,10 @@ def test_shapes_lengths_and_determinism():
     assert sim.counts.shape == (40, 64)
     assert len(set(sim.sequences)) == 64
     assert all(150 <= len(s) <= 250 and set(s) <= set("ACGT") for s in sim.sequences)
-    assert list(sim.metadata.columns) == ["ph", "temperature", "location", "depth"]
+    assert list(sim.metadata.columns) == ["ph", "temperature", "location", "depth", "ph_class"]
     assert set(sim.metadata["location"]) <= set(LOCATIONS)
+    for ph, level in zip(sim.metadata["ph"], sim.metadata["ph_class"]):
+        assert level == ("acidic" if ph < 5.5 else "neutral" if ph < 7.5 else "alkaline")
     np.testing.assert_array_equal(sim.counts.sum(axis=1).A1, sim.truth["reads_per_sample"])
     again = simulate(n_samples=40, seed=5, n_features=64)
     assert again.sequences == sim.sequences and (again.counts != sim.counts).nnz == 0
@@ -49,7 +51,7 @@ def test_written_files_read_back_independently(tmp_path):
     assert list(table.ids(axis="observation")) == sim.sequences
     np.testing.assert_array_equal(table.matrix_data.T.toarray(), sim.counts.toarray())
     meta = pd.read_csv(tmp_path / "sim" / "metadata.tsv", sep="\t")
-    assert list(meta.columns) == ["sample_id", "ph", "temperature", "location", "depth"]
+    assert list(meta.columns) == ["sample_id", "ph", "temperature", "location", "depth", "ph_class"]
     assert list(meta["sample_id"]) == list(table.ids())
     truth = json.loads((tmp_path / "sim" / "truth.json").read_text())
     assert truth["seed"] == 2 and len(truth["ph_optimum"]) == 40

@@ -74,7 +74,7 @@ def test_no_overlap_between_table_and_metadata(hashed_study, tmp_path):
 
 @pytest.mark.parametrize("kwargs,message", [
     ({"target_columns": ["depth"]}, "target column 'depth' is not in metadata"),
-    ({"target_columns": ["site"]}, r"column 'site' in metadata .* is not numeric \(sample 's1' has 'A'\)"),
+    ({"target_columns": ["site"]}, r"level 'A' of classification target 'site' has a single sample \('s1'\)"),
     ({"target_columns": ["ph"], "categorical_columns": ["colour"]}, "categorical column 'colour' is not in metadata"),
     ({"target_columns": ["ph"], "group_column": "patient"}, "group column 'patient' is not in metadata"),
 ])
