@@ -30,6 +30,9 @@ def add_parser(subparsers) -> None:
     group.add_argument("--folds", type=int, default=5, help="outer folds; groups are never split (default: 5)")
     group.add_argument("--repeats", type=int, default=1, help="repetitions with new folds (default: 1)")
     group.add_argument("--trees", type=int, default=500, help="random-forest trees (default: 500)")
+    group.add_argument("--ensemble", type=int, default=1,
+                       help="AAM models per fold, each with its own validation split and seed; their predictions "
+                            "are averaged (default: 1)")
     add_switches(group)
     group.add_argument("--no-progress", action="store_true", help="no progress bars")
     group.add_argument("--resume", action="store_true",
@@ -46,13 +49,15 @@ def run(args: argparse.Namespace) -> int:
         raise UserError("give an output folder (--output-dir)")
     if args.trees < 1:
         raise UserError(f"--trees must be >= 1; got {args.trees}")
+    if args.ensemble < 1:
+        raise UserError(f"--ensemble must be >= 1; got {args.ensemble}")
     if args.resume and args.table is None:
         changes = {k: getattr(args, k) for k in ("device", "num_workers") if getattr(args, k) is not None}
         config, cv = resume_settings(args.output_dir, progress=not args.no_progress, **changes)
     else:
         config = config_from_args(args, DATA_FLAGS + MODEL_FLAGS + LOSS_FLAGS + TRAINING_FLAGS)
         config = config.with_output_dir(args.output_dir).resolve()
-        cv = CVConfig(folds=args.folds, repeats=args.repeats, trees=args.trees)
+        cv = CVConfig(folds=args.folds, repeats=args.repeats, trees=args.trees, ensemble=args.ensemble)
     result = cross_validate(config, cv, resume=args.resume)
     if result.interrupted_by is not None:
         print(f"stopped: {result.folds_run} fold(s) finished in this call; continue with "

@@ -26,6 +26,7 @@ from aam.crossval.reference import FOREST, PRIOR
 from aam.crossval.report import (AAM, CLASS_METHODS, METHOD_NAMES, METHODS, cv_metrics, fold_frame, plot_cv,
                                  summary_frame)
 from aam.data.dataset import AAMDataset, make_loader
+from aam.data.encoders import CategoryEncoder
 from aam.data.folds import assign_folds, sample_groups
 from aam.data.prepared import load_training_study, prepare_data
 from aam.data.split import decide_split
@@ -35,7 +36,7 @@ from aam.evaluation import outputs
 from aam.evaluation.abundance import relative_abundance
 from aam.evaluation.forest_classifier import forest_probabilities, level_indices, prior_probabilities, study_levels
 from aam.evaluation.inference import load_model, run_model, to_predictions
-from aam.evaluation.models import CONFIG_FILE, FOLDS_DIR, TEST_FILE
+from aam.evaluation.models import CONFIG_FILE, FOLDS_DIR, MEMBER_PREFIX, TEST_FILE
 from aam.run_folder import FolderRules, run_folder
 from aam.runtime.checkpoint import BEST_FILE, LAST_FILE, Checkpoint
 from aam.runtime.device import resolve_device
@@ -57,6 +58,8 @@ class CVConfig:
     repeats: int = 1  # repetitions of the K-fold split, each with a new shuffle of the groups
     trees: int = 500  # random-forest trees per target
     n_jobs: int = -1  # random-forest parallel jobs; -1 = all cores
+    # models trained per fold, each on its own inner split and seed, their predictions averaged (an ensemble)
+    ensemble: int = 1
 
 
 @dataclass
@@ -135,53 +138,38 @@ def cross_validate_into(out: Path, config: RunConfig, cv: CVConfig, resume: bool
 
 def _run_fold(config: RunConfig, cv: CVConfig, study: Study, fold_of: np.ndarray, repeat: int, fold: int,
               folder: Path, device, on_epoch_end, levels=None, strata: np.ndarray | None = None) -> int | None:
-    """Train (`train_into`, continuing from the fold's last.pt when there is one) and score one fold; the
-    signal number if training was interrupted, else None. `levels`: the study's levels of its classification
-    targets; `strata`: what the inner validation split is stratified by (`Study.strata`)."""
+    """Train the fold's `cv.ensemble` models (`train_into`, each continuing from its last.pt when there is one)
+    and score their mean prediction; the signal number if training was interrupted, else None. `levels`: the
+    study's levels of its classification targets; `strata`: what the inner validation splits are stratified
+    by (`Study.strata`)."""
     test_idx = np.flatnonzero(fold_of == fold)
     train_part = np.flatnonzero(fold_of != fold)
-    seed = config.train.seed
-    last = folder / LAST_FILE
-    resume_from = Checkpoint.load(last) if last.is_file() else None
-    split = decide_split(study, config.data.test_size, (seed, repeat, fold), config.data.group_column,
-                         given=resume_from.split if resume_from is not None else None, within=train_part,
-                         strata=strata)
-    run = build_run(config.with_output_dir(folder), device, data=prepare_data(study, split, config.data, seed),
-                    resume_from=resume_from)
-    hook = None
-    if on_epoch_end is not None:
-        def hook(epoch, row):
-            on_epoch_end(folder.name, epoch, row)
-    try:
-        trained = train_into(folder, run, hook)
-    except NonFiniteLoss as bad:
-        raise UserError(f"fold {folder.name}: {bad}: stopped; lower --lr or clip gradients (--max-grad-norm) "
-                        "and start again in a new folder") from None
-    if trained.interrupted_by is not None:
-        return trained.interrupted_by
-    loaded = load_model(folder / BEST_FILE, device)
-    fold_levels = loaded.classes.levels if loaded.classes is not None else {}
-    dataset = AAMDataset(study, test_idx, max_bp=config.data.max_bp, token_limit=config.data.token_limit,
-                         train=False, encoders=loaded.encoder, levels=run.data.levels)
-    quantiles = loaded.config.loss.quantiles
-    p = to_predictions(run_model(loaded.model, make_loader(dataset, config.train.batch_size, shuffle=False), device),
-                       loaded.scaler, quantiles, loaded.calibration, loaded.classes)
-    predicted = reference_predictions(study, train_part, test_idx, cv.trees, seed, cv.n_jobs)
-    predicted[AAM] = p.point
-    observed = study.targets[test_idx].copy()
     names = {c: levels.levels[c] for c in levels.columns} if levels else {}
+    members, best_epochs = [], []
+    for member in range(cv.ensemble):
+        trained = _train_member(config, study, train_part, repeat, fold, member, folder, device, on_epoch_end, strata)
+        if trained.interrupted_by is not None:
+            return trained.interrupted_by
+        members.append(_member_predictions(trained.output_dir, study, test_idx, config, device, names))
+        best_epochs.append(f"{trained.best_epoch} of {trained.epochs_run}")
+    point = np.mean([p.point for p in members], axis=0)
+    values = np.mean([p.quantile_values for p in members], axis=0) if members[0].quantile_values is not None else None
+    seed = config.train.seed
+    predicted = reference_predictions(study, train_part, test_idx, cv.trees, seed, cv.n_jobs)
+    predicted[AAM] = point
+    observed = study.targets[test_idx].copy()
     probabilities = {AAM: {}, FOREST: {}, PRIOR: {}}
     for column in study.class_columns:
         t = study.target_columns.index(column)
         known = level_indices(study, levels, column)
         observed[:, t] = known[test_idx]
-        probabilities[AAM][t] = aligned_probabilities(p.probabilities[t], fold_levels[column], names[column])
+        probabilities[AAM][t] = np.mean([p.probabilities[t] for p in members], axis=0)
         probabilities[FOREST][t] = forest_probabilities(relative_abundance(study.counts), known, train_part, test_idx,
                                                         len(names[column]), cv.trees, seed, cv.n_jobs)[0]
         probabilities[PRIOR][t] = prior_probabilities(known, train_part, len(test_idx), len(names[column]))
     ids = study.sample_ids
     frame = fold_frame([ids[i] for i in test_idx], repeat + 1, fold + 1, config.data.target_columns,
-                       observed, predicted, p.quantile_values, quantiles, probabilities, names)
+                       observed, predicted, values, config.loss.quantiles, probabilities, names)
     outputs.write_tsv(folder / TEST_FILE, frame)
     scores = []
     for t in config.data.target_columns:
@@ -191,8 +179,58 @@ def _run_fold(config: RunConfig, cv: CVConfig, study: Study, fold_of: np.ndarray
         else:
             scores += [f"{t} MAE {METHOD_NAMES[m]} {np.nanmean(np.abs(frame[f'{t}_{m}'] - frame[f'{t}_observed'])):.4g}"
                        for m in METHODS]
-    tqdm.write(f"{folder.name} (best epoch {trained.best_epoch} of {trained.epochs_run}): test {'  '.join(scores)}")
+    tqdm.write(f"{folder.name} (best epoch {', '.join(best_epochs)}): test {'  '.join(scores)}")
     return None
+
+
+def member_folder(folder: Path, member: int) -> Path:
+    """Where a fold's ensemble member (0-based) trains: the fold folder itself for the first."""
+    return folder if member == 0 else folder / f"{MEMBER_PREFIX}{member + 1}"
+
+
+def _train_member(config: RunConfig, study: Study, train_part: np.ndarray, repeat: int, fold: int, member: int,
+                  folder: Path, device, on_epoch_end, strata: np.ndarray | None):
+    """Train one model of a fold (`train_into`, continuing from its last.pt): member m > 0 draws its own inner
+    validation split and training seed (the cross-validation's seed + m), so the members see different parts
+    of the fold's training samples."""
+    out = member_folder(folder, member)
+    seed = config.train.seed
+    if member:
+        config = dataclasses.replace(config, train=dataclasses.replace(config.train, seed=seed + member)).resolve()
+    last = out / LAST_FILE
+    resume_from = Checkpoint.load(last) if last.is_file() else None
+    split = decide_split(study, config.data.test_size, (seed, repeat, fold, member) if member else (seed, repeat, fold),
+                         config.data.group_column, given=resume_from.split if resume_from is not None else None,
+                         within=train_part, strata=strata)
+    run = build_run(config.with_output_dir(out), device,
+                    data=prepare_data(study, split, config.data, config.train.seed), resume_from=resume_from)
+    hook = None
+    if on_epoch_end is not None:
+        def hook(epoch, row):
+            on_epoch_end(folder.name if not member else f"{folder.name}/{out.name}", epoch, row)
+    try:
+        return train_into(out, run, hook)
+    except NonFiniteLoss as bad:
+        raise UserError(f"fold {folder.name}: {bad}: stopped; lower --lr or clip gradients (--max-grad-norm) "
+                        "and start again in a new folder") from None
+
+
+def _member_predictions(out: Path, study: Study, test_idx: np.ndarray, config: RunConfig, device,
+                        names: dict[str, list[str]]):
+    """The test samples' predictions of the model in `out`, a classification target's probabilities over the
+    study's levels (`names`)."""
+    loaded = load_model(out / BEST_FILE, device)
+    levels = None  # the member's training levels of the classification targets
+    if loaded.classes is not None:
+        levels = CategoryEncoder(tuple(study.class_columns), {c: loaded.classes.levels[c] for c in study.class_columns})
+    dataset = AAMDataset(study, test_idx, max_bp=config.data.max_bp, token_limit=config.data.token_limit,
+                         train=False, encoders=loaded.encoder, levels=levels)
+    p = to_predictions(run_model(loaded.model, make_loader(dataset, config.train.batch_size, shuffle=False), device),
+                       loaded.scaler, config.loss.quantiles, loaded.calibration, loaded.classes)
+    for column in study.class_columns:
+        t = study.target_columns.index(column)
+        p.probabilities[t] = aligned_probabilities(p.probabilities[t], loaded.classes.levels[column], names[column])
+    return p
 
 
 def aligned_probabilities(probabilities: np.ndarray, fold_levels: list[str], levels: list[str]) -> np.ndarray:

@@ -8,23 +8,27 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
 from aam.errors import UserError
 from aam.evaluation.inference import load_model, predict_study, prediction_study
+from aam.evaluation.labels import probability_column
 from aam.runtime.checkpoint import BEST_FILE
 from aam.runtime.device import resolve_device
 
 CONFIG_FILE = "cv_config.json"  # a folder holding it is a cross-validation folder
 FOLDS_DIR = "folds"
 TEST_FILE = "test_predictions.tsv"  # written last in a fold folder: the fold is finished
+MEMBER_PREFIX = "member"  # `aam cv --ensemble`: a fold's models after the first train in <fold>/member<m>
 
 
 def fold_model_paths(output_dir: str | Path) -> list[Path]:
-    """The model.pt of every finished fold of a cross-validation folder (an ensemble); a folder without a
-    finished fold is the user's error (given as --model)."""
+    """The model.pt of every finished fold of a cross-validation folder, and of each of its ensemble members
+    (an ensemble); a folder without a finished fold is the user's error (given as --model)."""
     folder = Path(output_dir) / FOLDS_DIR
-    paths = sorted(p / BEST_FILE for p in folder.glob("repeat*_fold*") if (p / TEST_FILE).is_file())
+    finished = sorted(p for p in folder.glob("repeat*_fold*") if (p / TEST_FILE).is_file())
+    paths = [p / BEST_FILE for fold in finished for p in [fold, *sorted(fold.glob(f"{MEMBER_PREFIX}*"))]]
     if not paths:
         raise UserError(f"--model {output_dir}: no finished fold models in this cross-validation folder")
     return paths
@@ -44,14 +48,27 @@ def predict_ensemble(paths: list[Path], table: str | Path, sequences: str | Path
                      metadata: str | Path | None = None, device: str = "auto", batch_size: int | None = None
                      ) -> pd.DataFrame:
     """Every column of `predict` averaged over the models of `paths` (quantile columns level by level, in
-    original units); one model's predictions as `predict` gives them. The table is read once: the models of
-    one cross-validation were trained with the same data settings (each brings its own category encoder)."""
+    original units; a classification target's probabilities level by level, 0 for a level a model was not
+    trained on, and the predicted level the most probable of the mean); one model's predictions as `predict`
+    gives them. The table is read once: the models of one cross-validation were trained with the same data
+    settings (each brings its own category encoder)."""
     dev = resolve_device(device)
-    first = load_model(paths[0], dev)
-    study = prediction_study(first, table, sequences, metadata)
-    frames = [predict_study(first, study, dev, batch_size)]
-    frames += [predict_study(load_model(p, dev), study, dev, batch_size) for p in paths[1:]]
+    models = [load_model(paths[0], dev)]
+    study = prediction_study(models[0], table, sequences, metadata)
+    models += [load_model(p, dev) for p in paths[1:]]
+    frames = [predict_study(m, study, dev, batch_size) for m in models]
     if len(frames) == 1:
         return frames[0]
-    values = sum(f.drop(columns="sample_id") for f in frames) / len(frames)
-    return pd.concat([frames[0][["sample_id"]], values], axis=1)
+    levels: dict[str, set[str]] = {}
+    for m in models:
+        for target, names in (m.classes.levels if m.classes is not None else {}).items():
+            levels.setdefault(target, set()).update(names)
+    levels = {target: sorted(names) for target, names in levels.items()}
+    columns = [probability_column(target, level) for target, names in levels.items() for level in names]
+    frames = [f.assign(**{c: 0.0 for c in columns if c not in f.columns}) for f in frames]
+    values = sum(f.drop(columns=["sample_id", *levels]) for f in frames) / len(frames)
+    out = pd.concat([frames[0][["sample_id"]], values], axis=1)
+    for target, names in levels.items():
+        p = out[[probability_column(target, level) for level in names]].to_numpy()
+        out.insert(out.columns.get_loc(probability_column(target, names[0])), target, np.asarray(names)[p.argmax(1)])
+    return out

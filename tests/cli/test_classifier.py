@@ -192,3 +192,39 @@ def test_explain_attributes_each_level_log_odds(trained, study, tmp_path):
     for k, level in enumerate(LEVELS):
         odds = np.log(p[:, k] / (1 - p[:, k]))
         np.testing.assert_allclose(samples.loc[predicted.index, f"ph_class={level}"], odds, rtol=1e-4, atol=1e-4)
+
+
+def test_predict_with_the_cv_folder_averages_the_fold_probabilities(cv_run, study, tmp_path):
+    assert main(["predict", "--model", str(cv_run), "--table", str(study / "table.biom"),
+                 "--output", str(tmp_path / "ensemble.tsv")]) == 0
+    folds = sorted((cv_run / "folds").glob("repeat1_fold*"))
+    each = []
+    for k, fold in enumerate(folds):
+        assert main(["predict", "--model", str(fold / "model.pt"), "--table", str(study / "table.biom"),
+                     "--output", str(tmp_path / f"{k}.tsv")]) == 0
+        each.append(probabilities(pd.read_csv(tmp_path / f"{k}.tsv", sep="\t"), "ph_class"))
+    ensemble = pd.read_csv(tmp_path / "ensemble.tsv", sep="\t")
+    mean = np.mean(each, axis=0)
+    np.testing.assert_allclose(probabilities(ensemble, "ph_class"), mean, rtol=1e-6, atol=1e-9)
+    assert (ensemble["ph_class"] == np.asarray(LEVELS)[mean.argmax(axis=1)]).all()
+
+
+def test_cv_ensemble_scores_the_mean_of_its_members_on_each_test_fold(study, tmp_path):
+    out = tmp_path / "cv"
+    assert main(["cv", *data_flags(study), "--metadata-column", "ph_class,ph", "--folds", "3", "--epochs", "2",
+                 "--trees", "5", "--ensemble", "2", *MODEL, "--output-dir", str(out)]) == 0
+    preds = pd.read_csv(out / "cv_predictions.tsv", sep="\t", index_col="sample_id")
+    for fold in (1, 2, 3):
+        folder = out / "folds" / f"repeat1_fold{fold}"
+        members = [folder, folder / "member2"]
+        splits = [(m / "val_samples.txt").read_text() for m in members]
+        assert splits[0] != splits[1]  # each member validates on its own part of the fold's training samples
+        test = preds.index[preds["fold"] == fold]
+        each = []
+        for k, member in enumerate(members):
+            assert main(["predict", "--model", str(member / "model.pt"), "--table", str(study / "table.biom"),
+                         "--output", str(tmp_path / f"{fold}_{k}.tsv")]) == 0
+            each.append(pd.read_csv(tmp_path / f"{fold}_{k}.tsv", sep="\t", index_col="sample_id").loc[test])
+        np.testing.assert_allclose(probabilities(preds.loc[test], "ph_class", "ph_class_aam"),
+                                   np.mean([probabilities(e, "ph_class") for e in each], axis=0), rtol=1e-6, atol=1e-9)
+        np.testing.assert_allclose(preds.loc[test, "ph_aam"], np.mean([e["ph"] for e in each], axis=0), rtol=1e-6)
