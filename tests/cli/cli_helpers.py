@@ -1,9 +1,12 @@
 """The tiny-model flags and the one-line-error check, shared by the CLI tests (through the conftest's
 `tiny_model` and `user_error` fixtures, or imported where a module-level list needs them)."""
 
+import numpy as np
+import scipy.sparse as sp
 import torch
 
 from aam.cli.main import main
+from aam.data.table import read_table
 
 # The smallest model: for flag checks, file formats and error paths; it learns nothing in 1 epoch.
 TINY = ["--embedding-dim", "8", "--attention-heads", "2", "--asv-layers", "1", "--sample-layers", "1",
@@ -32,3 +35,12 @@ def assert_weights_close(state_a, state_b, gauge) -> None:
             value, other = torch.cat([value[:d], value[2 * d:]]), torch.cat([other[:d], other[2 * d:]])
         if not any(name.endswith(g) for g in gauge):
             torch.testing.assert_close(other, value, rtol=1e-4, atol=2e-4, msg=name)
+
+
+def relative_abundances(table_path):
+    """(relative abundances [samples, features] computed here by hand, {sample ID: row}) of a table: what the
+    random forest of `aam cv` is fitted on, for tests that fit it again independently."""
+    table = read_table(table_path)
+    counts = sp.csr_matrix(table.counts)
+    x = sp.diags(1.0 / np.asarray(counts.sum(axis=1)).ravel()) @ counts
+    return x, {s: i for i, s in enumerate(table.sample_ids)}

@@ -7,15 +7,15 @@ import json
 import numpy as np
 import pandas as pd
 import pytest
-import scipy.sparse as sp
 import torch
 from sklearn.ensemble import RandomForestClassifier
 from sklearn.metrics import (accuracy_score, average_precision_score, balanced_accuracy_score, confusion_matrix,
                              log_loss, roc_auc_score)
 
+from cli_helpers import relative_abundances
+
 from aam.cli.main import main
 from aam.data.simulate import PH_CLASSES, write_simulation
-from aam.data.table import read_table
 from aam.runtime.checkpoint import load_checkpoint
 
 MODEL = ["--embedding-dim", "32", "--attention-heads", "2", "--asv-layers", "1", "--sample-layers", "1",
@@ -135,10 +135,7 @@ def test_cv_folds_keep_groups_whole_and_every_class_in_every_test_fold(cv_run, s
 
 def test_cv_forest_and_prior_are_fitted_on_the_same_folds(cv_run, study):
     preds = pd.read_csv(cv_run / "cv_predictions.tsv", sep="\t", index_col="sample_id")
-    table = read_table(study / "table.biom")
-    rows = {s: i for i, s in enumerate(table.sample_ids)}
-    counts = sp.csr_matrix(table.counts)
-    x = sp.diags(1.0 / np.asarray(counts.sum(axis=1)).ravel()) @ counts
+    x, rows = relative_abundances(study / "table.biom")
     for fold in (1, 2, 3):
         test = preds.index[preds["fold"] == fold]
         train = sorted(preds.index[preds["fold"] != fold], key=rows.get)  # the forest sees the table's order

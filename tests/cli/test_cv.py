@@ -9,13 +9,13 @@ import signal
 import numpy as np
 import pandas as pd
 import pytest
-import scipy.sparse as sp
 from sklearn.ensemble import RandomForestRegressor
 from sklearn.metrics import mean_absolute_error, mean_squared_error, r2_score
 
+from cli_helpers import relative_abundances
+
 from aam.cli.main import main
 from aam.crossval import cross_validate
-from aam.data.table import read_table
 from aam.runtime.checkpoint import load_checkpoint
 
 # on top of the tiny model: three epochs, so the inner split has an epoch to choose and a run to interrupt
@@ -86,10 +86,7 @@ def test_the_inner_split_is_outside_the_test_fold_and_picks_the_epoch(cv_run):
 
 def test_forest_and_mean_are_fitted_on_the_same_folds(cv_run, study):
     preds = pd.read_csv(cv_run / "cv_predictions.tsv", sep="\t", index_col="sample_id")
-    table = read_table(study / "table.biom")
-    rows = {s: i for i, s in enumerate(table.sample_ids)}
-    counts = sp.csr_matrix(table.counts)
-    x = sp.diags(1.0 / np.asarray(counts.sum(axis=1)).ravel()) @ counts
+    x, rows = relative_abundances(study / "table.biom")
     for fold in (1, 2, 3):
         test = preds.index[preds["fold"] == fold]
         train = sorted(preds.index[preds["fold"] != fold], key=rows.get)  # the forest sees the table's order
