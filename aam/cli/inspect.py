@@ -17,12 +17,14 @@ def add_parser(subparsers) -> None:
     parser.add_argument("--sequences", help="FASTA or rep-seqs .qza, needed when feature IDs are hashes")
     parser.add_argument("--metadata", help="sample metadata TSV (first column the sample ID)")
     parser.add_argument("--metadata-column", action="append", default=[], metavar="C",
-                        help="column to summarize (repeatable); default: every column")
+                        help="column(s) to summarize, comma-separated as in `aam train` (repeatable); default: every "
+                             "column")
     parser.add_argument("--json", action="store_true", help="print the summary as one JSON object")
     parser.set_defaults(run=run)
 
 
 def run(args: argparse.Namespace) -> int:
-    summary = summarize(args.table, args.sequences, args.metadata, args.metadata_column)
+    columns = [c.strip() for given in args.metadata_column for c in given.split(",") if c.strip()]
+    summary = summarize(args.table, args.sequences, args.metadata, columns)
     print(json.dumps(summary) if args.json else format_summary(summary))
     return 0

@@ -163,3 +163,12 @@ def test_user_errors(tmp_path, capsys):
     partial = tmp_path / "partial.fasta"
     partial.write_text(">x\nACGT\n")
     expect_error(capsys, ["--table", table, "--sequences", partial], "20 of 20 features", "no sequence in")
+
+
+def test_columns_are_comma_separated_as_in_train(tmp_path, capsys):
+    write_simulation(tmp_path, n_samples=8, seed=0, n_features=20)
+    summary = run_json(capsys, "--table", tmp_path / "table.biom", "--metadata", tmp_path / "metadata.tsv",
+                       "--metadata-column", "ph,ph_class", "--metadata-column", "depth")
+    assert list(summary["columns"]) == ["ph", "ph_class", "depth"]
+    levels = pd.read_csv(tmp_path / "metadata.tsv", sep="\t")["ph_class"].value_counts()
+    assert summary["columns"]["ph_class"]["levels"] == levels.to_dict()
