@@ -46,7 +46,7 @@ class AAMDataset(Dataset):
     is only allowed for a training dataset (see `encoder` to reuse it).
     levels: the training levels of the study's classification targets (`aam.data.prepared.fit_levels`); a
     classification target's column of `targets` holds the level's index (0-based), NaN where the level is
-    missing or not among them.
+    missing or not among them (all NaN without `levels`: prediction and explanation read no targets).
     """
 
     def __init__(
@@ -89,9 +89,9 @@ class AAMDataset(Dataset):
         self._totals = np.asarray(counts.sum(axis=1), dtype=np.float64).ravel()  # all reads, not only kept ASVs
         self.tokens = tokenize(study.sequences, max_bp, start_token)  # uint8 [n_features, L]
         self.targets = study.targets[self.indices].astype(np.float32)  # [n, T]
-        if study.class_columns:
-            if levels is None:
-                raise ValueError("a study with classification targets needs their training levels (`levels`)")
+        if study.class_columns and levels is None and train:
+            raise ValueError("a training dataset with classification targets needs their levels (`levels`)")
+        if study.class_columns and levels is not None:
             codes = levels.transform(study.class_labels()[self.indices]).astype(np.float32) - 1  # -1 = unknown
             for i, column in enumerate(study.class_columns):
                 self.targets[:, study.target_columns.index(column)] = np.where(codes[:, i] >= 0, codes[:, i], np.nan)

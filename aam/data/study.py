@@ -134,9 +134,8 @@ def load_study(
         if require_targets:
             _drop(keep, ~in_meta, dropped, "not in metadata")
         frame = meta.frame.reindex(ftable.sample_ids)
-        if require_targets:
-            class_columns = tuple(c for c in target_columns
-                                  if meta.is_class_target(c, named=c in classification_columns))
+        class_columns = tuple(c for c in target_columns if c in meta.frame.columns
+                              and meta.is_class_target(c, named=c in classification_columns))
         labels = np.full((n, len(class_columns)), None, dtype=object)
         for i, column in enumerate(class_columns):
             meta.check_finite(column, "target")
@@ -164,7 +163,7 @@ def load_study(
     kept_table = FeatureTable(counts, [ftable.sample_ids[i] for i in rows],
                               [ftable.feature_ids[j] for j in used], ftable.path)
     labels = labels[rows]
-    for i, column in enumerate(class_columns):
+    for i, column in enumerate(class_columns if require_targets else ()):
         check_levels(column, labels[:, i], kept_table.sample_ids)
     return Study(
         counts=counts, sample_ids=kept_table.sample_ids, feature_ids=kept_table.feature_ids,

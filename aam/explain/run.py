@@ -86,7 +86,8 @@ def explain_into(out: Path, config: ExplainConfig) -> Explanation:
     if categorical and config.metadata is None:
         raise UserError(f"this model uses categorical column(s) {', '.join(categorical)}: pass --metadata with them")
     study = load_study(config.table, config.sequences, config.metadata, target_columns=run.data.target_columns,
-                       categorical_columns=categorical, require_targets=False)
+                       categorical_columns=categorical, require_targets=False,
+                       classification_columns=run.data.classification_columns)
     taxonomy = read_taxonomy(config.taxonomy, study.feature_ids) if config.taxonomy else None
     if config.sample is not None and config.sample not in study.sample_ids:
         raise UserError(f"--sample {config.sample} is not a sample of {config.table} with reads")
@@ -169,12 +170,14 @@ def write_plots(folder: Path, config: ExplainConfig, study: Study, e: Explanatio
                 top_taxa[f"mean_attribution_{name}"].to_numpy(), top_taxa[f"mean_abs_attribution_{name}"].to_numpy(),
                 name, f"taxa ({rank})"))
     column = {f: j for j, f in enumerate(study.feature_ids)}
+    targets = study.target_values()  # a classification target's observed levels as indices, in sorted order
     for t, target in enumerate(study.target_columns):
-        top = plots.top_rows(asvs, e.outputs[t], TOP)
-        observed = study.targets[:, t]
+        k = next(k for k, name in enumerate(e.outputs) if name == target or name.startswith(f"{target}="))
+        top = plots.top_rows(asvs, e.outputs[k], TOP)
+        observed = targets[:, t]
         known = ~np.isnan(observed)
         order_values, order_name = (observed, f"observed {target}") if known.any() else \
-            (e.prediction[:, t], f"predicted {target}")
+            (e.prediction[:, k], f"predicted {e.outputs[k]}")
         rows = known if known.any() else np.ones(len(observed), dtype=bool)
         cols = [column[f] for f in top["feature_id"]]
         paths.append(plots.plot_heatmap(folder / f"heatmap_{safe_name(target)}.png",

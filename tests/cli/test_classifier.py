@@ -182,7 +182,9 @@ def test_baseline_fits_the_forest_classifier(study, tmp_path):
 def test_explain_attributes_each_level_log_odds(trained, study, tmp_path):
     out = tmp_path / "explain"
     assert main(["explain", "--model", str(trained / "model.pt"), "--table", str(study / "table.biom"),
-                 "--method", "integrated-gradients", "--steps", "64", "--no-progress", "--output-dir", str(out)]) == 0
+                 "--metadata", str(study / "metadata.tsv"), "--method", "integrated-gradients", "--steps", "64",
+                 "--no-progress", "--output-dir", str(out)]) == 0
+    assert (out / "plots" / "heatmap_ph_class.png").is_file()
     samples = pd.read_csv(out / "samples.tsv", sep="\t", index_col="sample_id")
     predicted = pd.read_csv(trained / "val_predictions.tsv", sep="\t", index_col="sample_id")
     p = probabilities(predicted, "ph_class")
