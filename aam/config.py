@@ -251,6 +251,10 @@ class RunConfig:
         moved = dataclasses.replace(self, train=dataclasses.replace(self.train, output_dir=str(output_dir)))
         return _resolved_as(moved, self)
 
+    def with_seed(self, seed: int) -> "RunConfig":
+        """The same run with another seed (resolved when this one is: any integer is a valid seed)."""
+        return _resolved_as(dataclasses.replace(self, train=dataclasses.replace(self.train, seed=seed)), self)
+
     def with_derived(self, **model_fields) -> "RunConfig":
         """The model's data-dependent (`derived()`) fields set; resolved when this one is."""
         derived_fields = {f.name for f in dataclasses.fields(ModelConfig) if f.metadata.get("derived")}

@@ -30,9 +30,9 @@ def add_parser(subparsers) -> None:
     group.add_argument("--folds", type=int, default=5, help="outer folds; groups are never split (default: 5)")
     group.add_argument("--repeats", type=int, default=1, help="repetitions with new folds (default: 1)")
     group.add_argument("--trees", type=int, default=500, help="random-forest trees (default: 500)")
-    group.add_argument("--ensemble", type=int, default=1,
+    group.add_argument("--ensemble", type=int, default=5,
                        help="AAM models per fold, each with its own validation split and seed; their predictions "
-                            "are averaged (default: 1)")
+                            "are averaged (default: 5; 1 = one model per fold)")
     add_switches(group)
     group.add_argument("--no-progress", action="store_true", help="no progress bars")
     group.add_argument("--resume", action="store_true",

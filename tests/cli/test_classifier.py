@@ -120,7 +120,7 @@ def cv_run(study, tmp_path_factory):
     """Grouped by location: four groups, so three folds keep whole sites apart."""
     out = tmp_path_factory.mktemp("cv") / "cv"
     assert main(["cv", *data_flags(study), "--metadata-column", "ph_class", "--group-column", "location",
-                 "--folds", "3", "--epochs", "3", "--trees", str(TREES), *MODEL,
+                 "--folds", "3", "--epochs", "3", "--trees", str(TREES), "--ensemble", "1", *MODEL,
                  "--output-dir", str(out)]) == 0
     return out
 

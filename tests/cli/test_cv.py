@@ -22,7 +22,7 @@ from aam.runtime.checkpoint import load_checkpoint
 RUN = ["--metadata-column", "ph", "--batch-size", "16", "--lr", "3e-3", "--epochs", "3", "--patience", "0",
        "--seed", "4"]
 TREES = 30
-CV = ["--folds", "3", "--trees", str(TREES), "--group-column", "subject"]
+CV = ["--folds", "3", "--trees", str(TREES), "--group-column", "subject", "--ensemble", "1"]
 
 
 def data_flags(study):
@@ -141,7 +141,7 @@ def test_an_interrupted_cv_resumes_to_the_same_results(cv_run, study, tiny, tmp_
         if fold == "repeat1_fold2" and epoch == 2:
             signal.raise_signal(signal.SIGTERM)  # caught by the training loop: the run stops after this epoch
 
-    result = cross_validate(config, CVConfig(folds=3, trees=TREES), on_epoch_end=stop_in_second_fold)
+    result = cross_validate(config, CVConfig(folds=3, trees=TREES, ensemble=1), on_epoch_end=stop_in_second_fold)
     assert result.interrupted_by == signal.SIGTERM and result.folds_run == 1
     assert (out / "folds" / "repeat1_fold1" / "test_predictions.tsv").is_file()
     assert load_checkpoint(out / "folds" / "repeat1_fold2" / "last.pt")["epoch"] == 2
@@ -192,3 +192,14 @@ def test_pearson_of_a_constant_prediction_is_undefined():
     # 0.1 * 7 / 7 != 0.1 in floating point: the rounding noise must not become a correlation
     assert np.isnan(regression_metrics(np.full(7, 0.1), np.arange(7.0))["pearson"])
     assert regression_metrics(np.arange(7.0) * 2 + 1, np.arange(7.0))["pearson"] == pytest.approx(1.0)
+
+
+def test_a_cv_folder_from_before_the_ensemble_flag_resumes_with_one_model_per_fold(cv_run, tmp_path):
+    from aam.crossval.run import resume_settings
+
+    saved = json.loads((cv_run / "cv_config.json").read_text())
+    assert saved["cv"]["ensemble"] == 1
+    del saved["cv"]["ensemble"]
+    (tmp_path / "cv_config.json").write_text(json.dumps(saved))
+    _, cv = resume_settings(tmp_path)
+    assert cv.ensemble == 1 and cv.folds == 3

@@ -47,7 +47,7 @@ def cv_run(small_study_args, tmp_path_factory):
     """A 3-fold `aam cv` folder of one-epoch models."""
     out = tmp_path_factory.mktemp("explain_cv") / "cv"
     assert main(["cv", *small_study_args, "--metadata-column", "ph", "--epochs", "1", "--folds", "3", "--trees", "10",
-                 "--output-dir", str(out), *TINY]) == 0
+                 "--ensemble", "1", "--output-dir", str(out), *TINY]) == 0
     return out
 
 

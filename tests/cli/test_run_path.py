@@ -78,7 +78,7 @@ def test_a_resolved_config_is_frozen_and_a_changed_copy_is_resolved_again():
 def test_cv_and_its_ensemble_read_the_study_once(small_study_args, tiny_model, tmp_path, reads, resolutions):
     out = tmp_path / "cv"
     assert main(["cv", *small_study_args, "--metadata-column", "ph", *tiny_model, "--folds", "3", "--trees", "5",
-                 "--output-dir", str(out)]) == 0
+                 "--output-dir", str(out)]) == 0  # five models per fold: still one read
     assert len(reads["table"]) == 1 and len(reads["metadata"]) == 1
     assert len(resolutions) == 1  # at the command line; the folds trust it
     assert len(list((out / "folds").glob("repeat1_fold*/test_predictions.tsv"))) == 3
@@ -92,7 +92,7 @@ def command_args(name, study_args, tiny_model, trained, out):
     targets = ["--metadata-column", "ph"]
     return {
         "train": ["train", *study_args, *targets, *tiny_model, "--output-dir", out],
-        "cv": ["cv", *study_args, *targets, *tiny_model, "--folds", "2", "--output-dir", out],
+        "cv": ["cv", *study_args, *targets, *tiny_model, "--folds", "2", "--ensemble", "1", "--output-dir", out],
         "baseline": ["baseline", *study_args, *targets, "--trees", "2", "--output-dir", out],
         "explain": ["explain", "--model", str(trained / "model.pt"), study_args[0], study_args[1], "--steps", "2",
                     "--output-dir", out],

@@ -186,7 +186,7 @@ def test_explain_refuses_a_folder_in_use(data, trained, tmp_path, capsys):
 
 
 def test_cv_checks_and_locks_its_output_dir(data, a_file, tmp_path, capsys):
-    cv = ["cv", *inputs(data), *TINY, "--folds", "2"]
+    cv = ["cv", *inputs(data), *TINY, "--folds", "2", "--ensemble", "1"]
     one_error_line(capsys, [*cv, "--output-dir", str(a_file / "cv")], "--output-dir", "is a file, not a folder")
     out = tmp_path / "cv"
     with folder_lock(out, "test holder"):
