@@ -34,7 +34,7 @@ from aam.data.study import Study
 from aam.errors import UserError
 from aam.evaluation import outputs
 from aam.evaluation.abundance import relative_abundance
-from aam.evaluation.forest_classifier import forest_probabilities, level_indices, prior_probabilities, study_levels
+from aam.evaluation.forest_classifier import forest_probabilities, prior_probabilities, study_levels
 from aam.evaluation.inference import load_model, run_model, to_predictions
 from aam.evaluation.models import CONFIG_FILE, FOLDS_DIR, MEMBER_PREFIX, TEST_FILE
 from aam.run_folder import FolderRules, run_folder
@@ -160,13 +160,15 @@ def _run_fold(config: RunConfig, cv: CVConfig, study: Study, fold_of: np.ndarray
     predicted[AAM] = point
     observed = study.targets[test_idx].copy()
     probabilities = {AAM: {}, FOREST: {}, PRIOR: {}}
+    targets = study.target_values() if study.class_columns else None  # levels as indices into `names`
+    x = relative_abundance(study.counts) if study.class_columns else None
     for column in study.class_columns:
         t = study.target_columns.index(column)
-        known = level_indices(study, levels, column)
+        known = targets[:, t]
         observed[:, t] = known[test_idx]
         probabilities[AAM][t] = np.mean([p.probabilities[t] for p in members], axis=0)
-        probabilities[FOREST][t] = forest_probabilities(relative_abundance(study.counts), known, train_part, test_idx,
-                                                        len(names[column]), cv.trees, seed, cv.n_jobs)[0]
+        probabilities[FOREST][t] = forest_probabilities(x, known, train_part, test_idx, len(names[column]), cv.trees,
+                                                        seed, cv.n_jobs)[0]
         probabilities[PRIOR][t] = prior_probabilities(known, train_part, len(test_idx), len(names[column]))
     ids = study.sample_ids
     frame = fold_frame([ids[i] for i in test_idx], repeat + 1, fold + 1, config.data.target_columns,

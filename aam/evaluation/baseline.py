@@ -21,7 +21,7 @@ from aam.errors import UserError
 from aam.evaluation import outputs
 from aam.evaluation.abundance import relative_abundance
 from aam.evaluation.forest_importance import forest_columns, importance_table
-from aam.evaluation.forest_classifier import forest_probabilities, level_indices, study_levels
+from aam.evaluation.forest_classifier import forest_probabilities, study_levels
 from aam.evaluation.inference import Predictions, predictions_frame
 from aam.run_folder import run_folder
 
@@ -101,10 +101,11 @@ def _run_baseline(out: Path, data: DataConfig, config: BaselineConfig) -> dict[s
     observed = study.targets[val_idx].copy()
     levels = study_levels(study)
     probabilities, names = {}, {}
+    targets = study.target_values()  # a classification target's levels as indices into `levels`
     for column in study.class_columns:  # the random-forest classifier
         t = study.target_columns.index(column)
         names[t] = levels.levels[column]
-        known = level_indices(study, levels, column)
+        known = targets[:, t]
         probabilities[t], forest = forest_probabilities(x, known, train_idx, val_idx, len(names[t]),
                                                         config.n_estimators, config.seed, config.n_jobs)
         observed[:, t] = known[val_idx]

@@ -12,17 +12,12 @@ from aam.data.study import Study
 
 
 def study_levels(study: Study) -> CategoryEncoder | None:
-    """The levels of every classification target over the whole study (sorted), None without one: the
-    common columns of cross-validation's probabilities, whatever levels a fold's training part holds."""
+    """The levels of every classification target over the whole study (sorted, the order of
+    `Study.target_values`' indices), None without one: the common columns of cross-validation's probabilities,
+    whatever levels a fold's training part holds."""
     if not study.class_columns:
         return None
     return CategoryEncoder.fit(study.class_columns, study.class_labels())
-
-
-def level_indices(study: Study, levels: CategoryEncoder, target: str) -> np.ndarray:
-    """float64 [n_samples]: the index of each sample's level of `target` in `levels`, NaN where missing."""
-    codes = levels.transform(study.class_labels())[:, levels.columns.index(target)] - 1
-    return np.where(codes >= 0, codes, np.nan).astype(np.float64)
 
 
 def forest_probabilities(x: sp.csr_matrix, observed: np.ndarray, train_idx: np.ndarray, test_idx: np.ndarray,
