@@ -102,6 +102,9 @@ class ModelConfig:
     # a learned vector per ASV that at least this many training samples hold, added to its sequence vector
     # (aam.models.identity); 0 = off, each ASV is what its sequence encodes
     asv_identity: int = 0
+    # a linear model on the log relative abundances of the ASVs held by at least this many training samples,
+    # added to the outputs and started from ridge / logistic fits (aam.models.linear); 0 = off
+    asv_linear: int = 2
     use_kernels: bool = False  # --fused-kernels: aam_kernels loss and MoE head (Triton on CUDA, CPU path on CPU)
     # Filled from the data, not by the user: vocabulary of the categorical embeddings and output shape.
     max_bp: int = derived(150)  # positions of the nucleotide embedding (copied from DataConfig)
@@ -110,6 +113,7 @@ class ModelConfig:
     category_cardinalities: tuple[int, ...] = derived(())  # levels per categorical column, code 0 = unknown excluded
     n_classes: tuple[int, ...] = derived(())  # per target: its levels (a classifier output), 0 = regression; () = all 0
     asv_vocabulary: int = derived(0)  # ASVs with a learned identity vector (see asv_identity)
+    linear_vocabulary: int = derived(0)  # ASVs with a learned linear term (see asv_linear)
     moe_routing_index: int = derived(-1)  # position of the moe_routing column among the categorical ones; -1 = learned
 
 
@@ -320,6 +324,8 @@ def _check_settings(config: RunConfig) -> LossConfig:
         raise UserError("layer counts must be >= 0")
     if m.asv_identity < 0:
         raise UserError(f"--asv-identity must be >= 0 (0 = off); got {m.asv_identity}")
+    if m.asv_linear < 0:
+        raise UserError(f"--asv-linear must be >= 0 (0 = off); got {m.asv_linear}")
     if any(h < 1 for h in m.regressor_hidden_dims):
         raise UserError(f"--regressor-hidden-dims must be positive; got {m.regressor_hidden_dims}")
     for name, p in (("--dropout", m.dropout), ("--regressor-dropout", m.regressor_dropout)):
@@ -372,10 +378,12 @@ _PART_TYPES = {"data": DataConfig, "model": ModelConfig, "loss": LossConfig, "tr
 def _upgrade(values: dict[str, Any]) -> dict[str, Any]:
     """A config dict of an earlier version in today's layout: --fused-kernels was train.fused_kernels, the
     model kept a copy of the quantile levels (the same as the resolved loss.quantiles), and runs saved before
-    the conformal interval calibration existed keep their intervals as trained."""
+    the conformal interval calibration existed keep their intervals as trained, and runs saved before the
+    linear model on abundances existed have none."""
     values = {name: dict(part) for name, part in values.items()}
     model, train = values.setdefault("model", {}), values.setdefault("train", {})
     train.setdefault("conformal", False)
+    model.setdefault("asv_linear", 0)
     if "fused_kernels" in train:
         model.setdefault("use_kernels", train.pop("fused_kernels"))
     model.pop("quantiles", None)

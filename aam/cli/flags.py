@@ -71,6 +71,10 @@ MODEL_FLAGS = [
     ("--asv-identity", ModelConfig, "asv_identity", int,
      "a learned vector per ASV held by at least this many training samples, added to the vector its sequence "
      "gives (the forest's view: ASV identities); 0 = off"),
+    ("--asv-linear", ModelConfig, "asv_linear", int,
+     "a linear model on the log relative abundances of the ASVs held by at least this many training samples, "
+     "added to the transformer's outputs and started from a ridge (regression) or logistic (classification) "
+     "fit on the training samples; 0 = off"),
     ("--dropout", ModelConfig, "dropout", float,
      "dropout on the transformer residual branches and feed-forward hidden layers"),
     ("--abundance", ModelConfig, "abundance", str,

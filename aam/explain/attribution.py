@@ -2,11 +2,14 @@
 
 The model reads each (sample, slot) as one input vector, x_i = asv_vector_i + count_embedding(abundance_i)
 (abundance_i = log(1 + reads), or log(1 + reads per 10,000) for `--abundance relative`; see
-`AAMRegressor.abundance_input`), and sees nothing else of the ASV. Integrated gradients along the
-straight line from a reference x_i^0 to x_i gives, for every output y (a target's point prediction, or
-a quantile model's interval width, calibrated as `aam predict` reports it),
+`AAMRegressor.abundance_input`), and, with `--asv-linear`, a second one that the outputs sum:
+l_i = f(relative abundance_i) w_i (`aam.models.linear`). It sees nothing else of the ASV. Integrated
+gradients along the straight line from a reference x_i^0 to x_i (and from l_i^0 = 0, no reads, in either
+reference, to l_i) gives, for every output y (a target's point prediction, or a quantile model's interval
+width, calibrated as `aam predict` reports it),
 
-    attribution_i = sum_d (x_i - x_i^0)_d * integral_0^1 dy/dx_i,d (x^0 + a (x - x^0)) da,
+    attribution_i = sum_d (x_i - x_i^0)_d * integral_0^1 dy/dx_i,d (x^0 + a (x - x^0), a l) da
+                    + sum_o l_i,o * integral_0^1 dy/dl_i,o (x^0 + a (x - x^0), a l) da,
 
 and the attributions of a sample sum to y(x) - y(x^0) (completeness), up to the quadrature error that
 `BatchAttribution.gap` reports. References (`REFERENCES`):
@@ -151,7 +154,8 @@ class BatchAttribution:
 class SlotInputs:
     """Runs `model` with chosen slot input vectors x [B, A, D] (and the batch's categories), through the
     model's own forward: the ASV encoder's output is replaced by the flattened x - count_embedding(0) and
-    every abundance by 0, so the sample encoder's sum asv_vector + count_embedding(abundance) equals x."""
+    every abundance by 0, so the sample encoder's sum asv_vector + count_embedding(abundance) equals x;
+    a model with the linear term on abundances (`model.linear`) takes its slot terms l [B, A, O] too."""
 
     def __init__(self, model: AAMRegressor, batch: Batch):
         self.model, self.batch = model, batch
@@ -173,14 +177,30 @@ class SlotInputs:
         vectors = self.model.asv_encoder(self.batch.asv_tokens)[self.batch.asv_index]
         return vectors + self.count_embedding(self.abundance)
 
-    def __call__(self, x: torch.Tensor) -> torch.Tensor:
-        """x [B, A, D] -> predictions [B, T, Q] (z-scored)."""
+    @torch.no_grad()
+    def linear_real(self) -> torch.Tensor | None:
+        """[B, A, O]: the linear term's slot terms of the batch; None for a model without it."""
+        if self.model.linear is None:
+            return None
+        b = self.batch
+        return self.model.linear.slot_terms(b.asv_tokens, b.asv_index, b.asv_mask, b.rel_abundance)
+
+    def __call__(self, x: torch.Tensor, linear: torch.Tensor | None = None) -> torch.Tensor:
+        """x [B, A, D] (and the linear term's slot terms [B, A, O]) -> predictions [B, T, Q] (z-scored)."""
         flat = (x - self.count_bias).reshape(-1, x.shape[-1])
-        handle = self.model.asv_encoder.register_forward_hook(lambda module, args, output: flat)
+        handles = [self.model.asv_encoder.register_forward_hook(lambda module, args, output: flat)]
+        if linear is not None:  # the linear term runs on the batch's own ASVs, then its output is replaced
+            b = self.batch
+            real = (b.asv_tokens, b.asv_index, b.asv_mask, b.rel_abundance)
+            handles += [self.model.linear.register_forward_pre_hook(lambda module, args: real),
+                        self.model.linear.register_forward_hook(
+                            lambda module, args, output: linear.sum(1) + module.bias)]
         try:
-            return self.model(self.dummy_tokens, self.index, self.batch.asv_mask, self.zeros, self.batch.categories)
+            return self.model(self.dummy_tokens, self.index, self.batch.asv_mask, self.zeros, self.batch.categories,
+                              rel_abundance=self.zeros)
         finally:
-            handle.remove()
+            for handle in handles:
+                handle.remove()
 
 
 def attribute_batch(model: AAMRegressor, batch: Batch, scaler: TargetScaler, quantiles: tuple[float, ...],
@@ -200,16 +220,22 @@ def attribute_batch(model: AAMRegressor, batch: Batch, scaler: TargetScaler, qua
         with torch.no_grad():
             x0 = x1 - run.count_embedding(run.abundance) + run.count_embedding(torch.zeros_like(run.abundance))
     delta = x1 - x0  # [B, A, D]
+    l1 = run.linear_real()  # [B, A, O] or None; its reference is 0
     mask = batch.asv_mask.unsqueeze(-1)
     with torch.no_grad():
-        prediction = output_values(run(x1), scaler, quantiles, calibration, classes).double()
-        baseline = output_values(run(x0), scaler, quantiles, calibration, classes).double()
+        prediction = output_values(run(x1, l1), scaler, quantiles, calibration, classes).double()
+        baseline = output_values(run(x0, None if l1 is None else torch.zeros_like(l1)), scaler, quantiles,
+                                 calibration, classes).double()
     k = prediction.shape[1]
     total = torch.zeros(*x1.shape[:2], k, dtype=torch.float64, device=x1.device)  # [B, A, K]
     for a, w in zip(nodes.tolist(), weights.tolist()):
         x = (x0 + a * delta).requires_grad_(True)
-        y = output_values(run(x), scaler, quantiles, calibration, classes)  # [B, K]
+        inputs = (x,) if l1 is None else (x, (a * l1).requires_grad_(True))
+        y = output_values(run(*inputs), scaler, quantiles, calibration, classes)  # [B, K]
         for j in range(k):
-            (grad,) = torch.autograd.grad(y[:, j].sum(), x, retain_graph=j + 1 < k)
-            total[..., j] += w * (grad * delta * mask).sum(-1).double()
+            grads = torch.autograd.grad(y[:, j].sum(), inputs, retain_graph=j + 1 < k)
+            step = (grads[0] * delta * mask).sum(-1)
+            if l1 is not None:
+                step = step + (grads[1] * l1 * mask).sum(-1)
+            total[..., j] += w * step.double()
     return BatchAttribution(prediction, baseline, total)

@@ -10,6 +10,7 @@ from aam.data.batch import Batch
 from aam.models.encoders import ASVEncoder, SampleEncoder
 from aam.models.heads import ClassifierHead, RegressionHead
 from aam.models.layout import OutputLayout
+from aam.models.linear import ASVLinear
 from aam.models.moe import MoEHead, Routing
 
 
@@ -28,6 +29,10 @@ class AAMRegressor(nn.Module):
         self.categories = nn.ModuleList(nn.Embedding(n + 1, c.embedding_dim) for n in c.category_cardinalities)
         self.layout = OutputLayout.of(c)
         n_regression = len(self.layout.regression_targets)
+        classes = tuple(k for k in self.layout.n_classes if k)
+        # the linear model on abundances (aam.models.linear): one column per regression target, then the
+        # class logits; None = off
+        self.linear = ASVLinear(c.linear_vocabulary, n_regression + sum(classes)) if c.linear_vocabulary else None
         head = dict(n_targets=n_regression, n_quantiles=c.n_quantiles, hidden_dims=c.regressor_hidden_dims,
                     dropout=c.regressor_dropout, residual=c.residual_regression_head)
         if c.moe_experts:
@@ -36,7 +41,6 @@ class AAMRegressor(nn.Module):
                                 routing_index=c.moe_routing_index, routing_levels=levels, use_kernels=c.use_kernels)
         else:
             self.head = RegressionHead(c.embedding_dim, **head) if n_regression else None
-        classes = tuple(k for k in self.layout.n_classes if k)
         # the classification targets' logits come from a head of their own, beside an MoE head's experts
         self.classifier = ClassifierHead(c.embedding_dim, classes=classes, hidden_dims=c.regressor_hidden_dims,
                                          dropout=c.regressor_dropout) if classes else None
@@ -56,7 +60,8 @@ class AAMRegressor(nn.Module):
         return x
 
     def forward(self, asv_tokens: torch.Tensor, asv_index: torch.Tensor, asv_mask: torch.Tensor,
-                log_counts: torch.Tensor, categories: torch.Tensor, return_routing: bool = False):
+                log_counts: torch.Tensor, categories: torch.Tensor, return_routing: bool = False,
+                rel_abundance: torch.Tensor | None = None):
         """Predictions [B, n_targets, S] (`aam.models.layout`): a regression target's Q outputs in z-scored
         units, a classification target's class logits; S = Q without classification targets.
 
@@ -68,8 +73,14 @@ class AAMRegressor(nn.Module):
             pred, routing = self.head(x, categories)
         else:
             pred = self.head(x) if self.head is not None else None
+        logits = self.classifier(x) if self.classifier is not None else None
+        if self.linear is not None:
+            linear = self.linear(asv_tokens, asv_index, asv_mask, rel_abundance)  # [B, R + sum K]
+            r = len(self.layout.regression_targets)
+            pred = pred + linear[:, :r, None] if pred is not None else None  # the same shift for every quantile
+            logits = logits + linear[:, r:] if logits is not None else None
         if self.classifier is not None:
-            pred = self.layout.assemble(pred, self.classifier(x))
+            pred = self.layout.assemble(pred, logits)
         return (pred, routing) if return_routing else pred
 
     def abundance_input(self, batch: Batch) -> torch.Tensor:
@@ -77,7 +88,7 @@ class AAMRegressor(nn.Module):
 
     def forward_batch(self, batch: Batch, return_routing: bool = False):
         return self(batch.asv_tokens, batch.asv_index, batch.asv_mask, self.abundance_input(batch), batch.categories,
-                    return_routing)
+                    return_routing, batch.rel_abundance)
 
 
 def abundance_input(abundance: str, batch: Batch) -> torch.Tensor:

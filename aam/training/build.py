@@ -37,6 +37,7 @@ from aam.training.resume import check_resumable
 from aam.training.router_loss import RouterLoss
 from aam.training.trainer import Trainer, TrainerState
 from aam.training.weights import category_weight_tables
+from aam.training.linear_init import fit_start
 
 
 @dataclass
@@ -98,13 +99,22 @@ def _build(config: RunConfig, device: torch.device | str | None, split, resume_f
         pretrained = encoder_vocabulary(config.train.pretrained_encoder) if config.train.pretrained_encoder else None
         if pretrained is not None:
             vocabulary = torch.unique(torch.cat([vocabulary, pretrained]))
+    linear = None  # the linear model's vocabulary, from the training samples; a resumed run restores it
+    if config.model.asv_linear and resume_from is None:
+        linear = asv_vocabulary(data.study.counts[data.train_idx], data.train_set.tokens, config.model.asv_linear)
     config = fill_model_fields(config, data, plan, config.model.asv_vocabulary if vocabulary is None
                                else vocabulary.numel())
+    if linear is not None:
+        config = config.with_derived(linear_vocabulary=linear.numel())
 
     torch.manual_seed(config.train.seed)  # initialization; shuffles and ASV draws use (seed, epoch)
     model = AAMRegressor(config.model).to(device)
     if vocabulary is not None:
         model.asv_encoder.identity.set_vocabulary(vocabulary.to(device))
+    if linear is not None:
+        model.linear.set_vocabulary(linear.to(device))
+        fit_start(model.linear, data.study.counts[data.train_idx], data.train_set.tokens, data.train_set.targets,
+                  OutputLayout.of(config.model), data.scaler, config.loss.class_weights == "auto", config.train.seed)
     if config.train.pretrained_encoder and resume_from is None:
         load_encoder_weights(model, config.train.pretrained_encoder)
     if config.train.freeze_encoder:

@@ -89,7 +89,7 @@ class DataParallel:
         self.norm.shard = dataclasses.replace(batch.shard, asv_owned=owned)
         try:
             return self.ddp(batch.asv_tokens, batch.asv_index, batch.asv_mask, model.abundance_input(batch),
-                            batch.categories, return_routing=True)
+                            batch.categories, return_routing=True, rel_abundance=batch.rel_abundance)
         finally:
             self.norm.shard = None
 

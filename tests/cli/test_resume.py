@@ -53,7 +53,9 @@ def data(tmp_path_factory):
 
 @pytest.mark.parametrize("extra", [[], ["--ema-decay", "0.7", "--rarefy", "0.3"],
                                    ["--metadata-column", "ph_class,ph", "--class-weights", "auto",
-                                    "--label-smoothing", "0.1"]], ids=["default", "ema-rarefy", "classifier"])
+                                    "--label-smoothing", "0.1"],
+                                   ["--metadata-column", "ph_class,ph", "--asv-linear", "2"]],
+                         ids=["default", "ema-rarefy", "classifier", "asv-linear"])
 def test_sigkill_after_epoch_then_resume_equals_uninterrupted_run(data, tmp_path, extra):
     full, cut = tmp_path / "full", tmp_path / "cut"
     flags = [*FLAGS, *extra]

@@ -1,6 +1,7 @@
 """Helpers for the explain tests: a small simulated study and untrained tiny models (attributions must sum
 to the prediction of any model, trained or not, so no training is needed here)."""
 
+import dataclasses
 from pathlib import Path
 
 import pytest
@@ -8,9 +9,11 @@ import torch
 
 from aam.config import DataConfig, LossConfig, ModelConfig, RunConfig, TrainConfig
 from aam.data.encoders import CategoryEncoder, TargetScaler
+from aam.data.dataset import AAMDataset, make_loader
 from aam.data.simulate import write_simulation
 from aam.data.study import load_study
 from aam.models import AAMRegressor
+from aam.models.identity import vocabulary
 from aam.evaluation.inference import LoadedModel
 
 MAX_BP = 48
@@ -30,8 +33,10 @@ def study(sim_folder):
                       categorical_columns=("location",), require_targets=False)
 
 
-def tiny_model(study, quantiles=(), categorical=True, seed=0, moe_experts=0, abundance="reads") -> LoadedModel:
-    """An untrained model with non-trivial BatchNorm statistics (set from the study's ASVs)."""
+def tiny_model(study, quantiles=(), categorical=True, seed=0, moe_experts=0, abundance="reads",
+               linear: bool = False) -> LoadedModel:
+    """An untrained model with non-trivial BatchNorm statistics (set from the study's ASVs); `linear`: with
+    the linear term on abundances over the ASVs of at least 2 samples, its weights drawn at random."""
     torch.manual_seed(seed)
     columns = ("location",) if categorical else ()
     encoder = CategoryEncoder.fit(columns, study.categories[:, :len(columns)]) if categorical else None
@@ -39,14 +44,18 @@ def tiny_model(study, quantiles=(), categorical=True, seed=0, moe_experts=0, abu
                                max_bp=MAX_BP, n_targets=1, n_quantiles=max(1, len(quantiles)),
                                category_cardinalities=tuple(encoder.cardinalities) if encoder else (),
                                moe_experts=moe_experts, abundance=abundance)
+    dataset = AAMDataset(study, max_bp=MAX_BP, token_limit=TOKEN_LIMIT, encoders=encoder)
+    hashes = vocabulary(study.counts, dataset.tokens, 2) if linear else None
+    if linear:
+        model_config = dataclasses.replace(model_config, linear_vocabulary=hashes.numel())
     config = RunConfig(data=DataConfig(target_columns=("ph",), categorical_columns=columns, max_bp=MAX_BP,
                                        token_limit=TOKEN_LIMIT), model=model_config,
                        loss=LossConfig("quantile", quantiles=tuple(quantiles)) if quantiles else LossConfig(),
                        train=TrainConfig(batch_size=6))
     model = AAMRegressor(model_config)
-    from aam.data.dataset import AAMDataset, make_loader
-
-    dataset = AAMDataset(study, max_bp=MAX_BP, token_limit=TOKEN_LIMIT, encoders=encoder)
+    if linear:
+        model.linear.set_vocabulary(hashes)
+        torch.nn.init.normal_(model.linear.weight, std=0.3)
     batch = next(iter(make_loader(dataset, len(dataset), shuffle=False)))
     with torch.no_grad():
         pooled = model.asv_encoder.pooled(batch.asv_tokens)

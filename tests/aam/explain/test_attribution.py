@@ -77,6 +77,23 @@ def test_a_relative_abundance_model_is_explained_through_its_own_input(study, re
                                atol=2e-3 * max(1.0, spread))
 
 
+@pytest.mark.parametrize("reference", ["empty", "counts"])
+def test_the_linear_term_on_abundances_is_attributed_to_its_asvs(study, reference):
+    loaded = tiny_model(study, linear=True)
+    (batch, *_), _ = _batch(study, loaded, None, 8)
+    result = attribute_batch(loaded.model, batch, loaded.scaler, (), 96, reference)
+    point, _ = _forward_units(loaded, batch)  # forward_batch adds the linear term from the batch's abundances
+    np.testing.assert_allclose(result.prediction[:, 0], point, rtol=1e-5, atol=1e-5)
+    with torch.no_grad():
+        loaded.model.linear.weight.zero_()
+    without, _ = _forward_units(loaded, batch)
+    spread = float(point.max() - point.min())
+    assert (point - without).abs().max().item() > 0.05 * max(1.0, spread)  # the term moves the predictions
+    np.testing.assert_allclose(result.baseline[:, 0] + result.attribution[..., 0].sum(1), point,
+                               atol=2e-3 * max(1.0, spread))
+    assert torch.all(result.attribution[~batch.asv_mask] == 0)
+
+
 def test_empty_reference_baseline_is_the_prediction_for_a_sample_without_reads(study):
     loaded = tiny_model(study)
     (batch, *_), _ = _batch(study, loaded, None, 5)
