@@ -41,6 +41,14 @@ def sequence_hashes(tokens: torch.Tensor) -> torch.Tensor:
     return first * (1 << 31) + second
 
 
+def vocabulary_rows(hashes: torch.Tensor, tokens: torch.Tensor) -> torch.Tensor:
+    """int64 [U]: each ASV's (tokens uint8 [U, L]) position in the sorted vocabulary `hashes` [V], -1 for one
+    outside it."""
+    h = sequence_hashes(tokens)
+    position = torch.searchsorted(hashes, h).clamp_max(hashes.numel() - 1)
+    return torch.where(hashes[position] == h, position, torch.full_like(position, -1))
+
+
 def vocabulary(counts, tokens: np.ndarray, min_samples: int) -> torch.Tensor:
     """Sorted distinct hashes [V] of the features (tokens [F, L]) that at least `min_samples` rows of the
     samples x features `counts` (the training samples) hold."""
@@ -72,7 +80,4 @@ class ASVIdentity(nn.Module):
 
     def forward(self, tokens: torch.Tensor) -> torch.Tensor:
         """uint8 [U, L] -> [U, D]"""
-        h = sequence_hashes(tokens)
-        position = torch.searchsorted(self.hashes, h).clamp_max(self.hashes.numel() - 1)
-        known = self.hashes[position] == h
-        return self.embedding(torch.where(known, position + 1, torch.zeros_like(position)))
+        return self.embedding(vocabulary_rows(self.hashes, tokens) + 1)

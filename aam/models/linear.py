@@ -21,7 +21,7 @@ import math
 import torch
 from torch import nn
 
-from aam.models.identity import sequence_hashes
+from aam.models.identity import vocabulary_rows
 
 EPS = 1e-5  # the relative abundance where the log bends: below about 1 read in 100,000 counts as nearly absent
 
@@ -44,9 +44,7 @@ class ASVLinear(nn.Module):
 
     def rows(self, tokens: torch.Tensor) -> torch.Tensor:
         """int64 [U]: each ASV's row of `weight`, -1 outside the vocabulary (tokens uint8 [U, L])."""
-        h = sequence_hashes(tokens)
-        position = torch.searchsorted(self.hashes, h).clamp_max(self.hashes.numel() - 1)
-        return torch.where(self.hashes[position] == h, position, torch.full_like(position, -1))
+        return vocabulary_rows(self.hashes, tokens)
 
     def slot_terms(self, tokens: torch.Tensor, asv_index: torch.Tensor, asv_mask: torch.Tensor,
                    rel_abundance: torch.Tensor) -> torch.Tensor:
