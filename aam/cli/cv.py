@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 
 from aam.cli.flags import (DATA_FLAGS, LOSS_FLAGS, MODEL_FLAGS, TRAIN_FLAGS, add_flags, add_switches,
-                           config_from_args)
+                           config_from_args, given_changes)
 from aam.errors import UserError
 
 HELP = "grouped k-fold cross-validation of AAM against a random forest and the mean, on the same folds"
@@ -43,7 +43,7 @@ def add_parser(subparsers) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from aam.crossval.report import format_summary
-    from aam.crossval.run import CVConfig, cross_validate, resume_settings
+    from aam.crossval.run import CVConfig, cross_validate, resume_settings, with_saved_defaults
 
     if args.output_dir is None:
         raise UserError("give an output folder (--output-dir)")
@@ -55,8 +55,11 @@ def run(args: argparse.Namespace) -> int:
         changes = {k: getattr(args, k) for k in ("device", "num_workers") if getattr(args, k) is not None}
         config, cv = resume_settings(args.output_dir, progress=not args.no_progress, **changes)
     else:
-        config = config_from_args(args, DATA_FLAGS + MODEL_FLAGS + LOSS_FLAGS + TRAINING_FLAGS)
-        config = config.with_output_dir(args.output_dir).resolve()
+        flags = DATA_FLAGS + MODEL_FLAGS + LOSS_FLAGS + TRAINING_FLAGS
+        config = config_from_args(args, flags).with_output_dir(args.output_dir)
+        if args.resume:
+            config = with_saved_defaults(config, args.output_dir, given_changes(args, flags))
+        config = config.resolve()
         cv = CVConfig(folds=args.folds, repeats=args.repeats, trees=args.trees, ensemble=args.ensemble)
     result = cross_validate(config, cv, resume=args.resume)
     if result.interrupted_by is not None:

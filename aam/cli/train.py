@@ -28,6 +28,7 @@ def add_parser(subparsers) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from aam.training import resume_config, train
+    from aam.training.resume import with_checkpoint_defaults
 
     if args.resume and args.overwrite:
         raise UserError("--resume and --overwrite exclude each other")
@@ -36,7 +37,10 @@ def run(args: argparse.Namespace) -> int:
             raise UserError("--resume needs --output-dir")
         config = resume_config(args.output_dir, given_changes(args), progress=not args.no_progress)
     else:
-        config = config_from_args(args).resolve()
+        config = config_from_args(args)
+        if args.resume:
+            config = with_checkpoint_defaults(config, args.output_dir, given_changes(args))
+        config = config.resolve()
     result = train(config, resume=args.resume, overwrite=args.overwrite)
     if result.interrupted_by is not None:
         return 128 + result.interrupted_by  # shell convention: 130 for SIGINT, 143 for SIGTERM

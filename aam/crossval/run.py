@@ -42,7 +42,7 @@ from aam.runtime.checkpoint import BEST_FILE, LAST_FILE, Checkpoint
 from aam.runtime.device import resolve_device
 from aam.training import build_run
 from aam.training.determinism import repeatable
-from aam.training.resume import check_resumable
+from aam.training.resume import check_resumable, keep_saved_defaults
 from aam.training.run import train_into
 from aam.training.trainer import NonFiniteLoss
 
@@ -268,6 +268,15 @@ def resume_settings(output_dir: str | Path, **train_changes) -> tuple[RunConfig,
     config = RunConfig.from_dict(saved["run"])
     train_part = dataclasses.replace(config.train, output_dir=str(output_dir), **train_changes)
     return dataclasses.replace(config, train=train_part).resolve(), CVConfig(**saved_cv_settings(saved))
+
+
+def with_saved_defaults(config: RunConfig, output_dir: str | Path, given: dict[str, dict]) -> RunConfig:
+    """`config` (a resumed cross-validation's flags) with every setting the command line did not give (`given`)
+    taken from the folder's cv_config.json (`aam.training.resume.keep_saved_defaults`); as it is without one."""
+    path = Path(output_dir) / CONFIG_FILE
+    if not path.is_file():
+        return config
+    return keep_saved_defaults(config, RunConfig.from_dict(json.loads(path.read_text())["run"]), given)
 
 
 def saved_cv_settings(saved: dict) -> dict:

@@ -30,6 +30,7 @@ from aam.training.data_parallel import DataParallel
 from aam.training.param_groups import freeze_encoders
 from aam.errors import UserError
 from aam.models.layout import OutputLayout
+from aam.training.linear_init import fit_start
 from aam.training.losses import LossPlan, RegressionLoss, plan_loss
 from aam.training.output_loss import OutputLoss, class_weight_tables
 from aam.training.reduction import SingleProcess
@@ -37,7 +38,6 @@ from aam.training.resume import check_resumable
 from aam.training.router_loss import RouterLoss
 from aam.training.trainer import Trainer, TrainerState
 from aam.training.weights import category_weight_tables
-from aam.training.linear_init import fit_start
 
 
 @dataclass
@@ -86,8 +86,10 @@ def _build(config: RunConfig, device: torch.device | str | None, split, resume_f
     device = distributed.rank_device(resolve_device(config.train.device) if device is None else torch.device(device))
     compute_dtype(device, config.train.precision, training=True)  # --precision bf16 on a CPU without it fails here
     plan = plan_loss(config.loss, config.data.target_columns)
+    saved = None
     if resume_from is not None:
-        check_resumable(RunConfig.from_dict(resume_from.config), config, resume_from.progress["epoch"])
+        saved = RunConfig.from_dict(resume_from.config)
+        check_resumable(saved, config, resume_from.progress["epoch"])
         split = resume_from.split
     if data is None:
         data = load_prepared(config.data, config.train.seed, split)
@@ -102,10 +104,11 @@ def _build(config: RunConfig, device: torch.device | str | None, split, resume_f
     linear = None  # the linear model's vocabulary, from the training samples; a resumed run restores it
     if config.model.asv_linear and resume_from is None:
         linear = asv_vocabulary(data.study.counts[data.train_idx], data.train_set.tokens, config.model.asv_linear)
-    config = fill_model_fields(config, data, plan, config.model.asv_vocabulary if vocabulary is None
-                               else vocabulary.numel())
-    if linear is not None:
-        config = config.with_derived(linear_vocabulary=linear.numel())
+    # a resumed run's vocabulary sizes are the checkpoint's, whichever way its configuration was given
+    sizes = saved.model if saved is not None else config.model
+    config = fill_model_fields(config, data, plan,
+                               sizes.asv_vocabulary if vocabulary is None else vocabulary.numel(),
+                               sizes.linear_vocabulary if linear is None else linear.numel())
 
     torch.manual_seed(config.train.seed)  # initialization; shuffles and ASV draws use (seed, epoch)
     model = AAMRegressor(config.model).to(device)
@@ -155,7 +158,8 @@ def _build(config: RunConfig, device: torch.device | str | None, split, resume_f
                train_loader=train_loader, val_loader=val_loader, trainer=trainer, progress=progress)
 
 
-def fill_model_fields(config: RunConfig, data: PreparedData, plan: LossPlan, vocabulary: int = 0) -> RunConfig:
+def fill_model_fields(config: RunConfig, data: PreparedData, plan: LossPlan, vocabulary: int = 0,
+                      linear_vocabulary: int = 0) -> RunConfig:
     """The run config with the model's data-dependent (`derived`) fields filled in; UserError for a setting
     the data's classification targets contradict."""
     targets = config.data.target_columns
@@ -175,4 +179,5 @@ def fill_model_fields(config: RunConfig, data: PreparedData, plan: LossPlan, voc
     return config.with_derived(max_bp=config.data.max_bp, n_targets=len(config.data.target_columns),
                                n_quantiles=plan.n_quantiles, category_cardinalities=cards,
                                moe_routing_index=routing_index, asv_vocabulary=vocabulary,
+                               linear_vocabulary=linear_vocabulary,
                                n_classes=classes if classified else ())

@@ -45,3 +45,26 @@ def resume_config(output_dir: str | Path, changes: dict[str, dict] | None = None
     parts = {part: dataclasses.replace(getattr(saved, part), **changes.get(part, {}))
              for part in ("data", "model", "loss", "train")}
     return RunConfig(**parts).resolve()
+
+
+def keep_saved_defaults(config: RunConfig, saved: RunConfig, given: dict[str, dict]) -> RunConfig:
+    """`config` (a resumed run's flags) with every setting its command line did not give (`given`: {part:
+    {field: value}}) taken from the `saved` run, so a run resumes as it was trained even where a default has
+    changed since; the resumable TrainConfig fields and the data-dependent model fields stay `config`'s."""
+    parts = {}
+    for part in ("data", "model", "loss", "train"):
+        current, old = getattr(config, part), getattr(saved, part)
+        kept = {f.name: getattr(old, f.name) for f in dataclasses.fields(current)
+                if f.name not in given.get(part, {}) and not f.metadata.get("derived")
+                and not f.metadata.get("resumable")}
+        parts[part] = dataclasses.replace(current, **kept)
+    return RunConfig(**parts)
+
+
+def with_checkpoint_defaults(config: RunConfig, output_dir: str | Path, given: dict[str, dict]) -> RunConfig:
+    """`keep_saved_defaults` against the run in `output_dir`'s last.pt; `config` as it is when there is none
+    (resuming then fails, naming the missing checkpoint)."""
+    path = Path(output_dir) / LAST_FILE
+    if not path.is_file():
+        return config
+    return keep_saved_defaults(config, RunConfig.from_dict(Checkpoint.load(path).config), given)
