@@ -27,7 +27,7 @@ def test_linear_term_travels_to_predict_and_explain(small_study_args, tiny_model
     explained = tmp_path / "explained"
     assert main(["explain", "--model", str(run / "model.pt"), "--table", small_study_args[1], "--method",
                  "integrated-gradients", "--output-dir", str(explained), "--no-progress"]) == 0
-    samples = pd.read_csv(explained / "samples.tsv", sep="\\t").set_index("sample_id")
+    samples = pd.read_csv(explained / "samples.tsv", sep="\t").set_index("sample_id")
     np.testing.assert_allclose(samples.loc[validation.index, "ph"], validation["ph"], rtol=1e-4)
     spread = np.ptp(samples["ph"])
     assert np.abs(samples["ph_gap"]).max() < 0.01 * spread  # attributions, linear term included, sum up
