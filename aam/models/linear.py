@@ -10,8 +10,8 @@ column o (a regression target's z-scored value, added to each of its quantiles, 
 
 so an absent ASV adds nothing. The vocabulary is the ASVs held by at least `ModelConfig.asv_linear`
 training samples, kept as the sorted sequence hashes of `aam.models.identity`; two features whose kept
-nucleotides are the same share one weight. `aam.training.linear_init` starts the regression columns from
-a closed-form ridge regression on the training samples.
+nucleotides are the same share one weight. `aam.training.linear_init` starts the weights from a ridge
+(regression columns) or logistic (class logits) regression on the training samples.
 """
 
 from __future__ import annotations

@@ -64,6 +64,8 @@ class AAMRegressor(nn.Module):
                 rel_abundance: torch.Tensor | None = None):
         """Predictions [B, n_targets, S] (`aam.models.layout`): a regression target's Q outputs in z-scored
         units, a classification target's class logits; S = Q without classification targets.
+        `rel_abundance` [B, A]: each slot's share of its sample's reads, which the linear model on abundances
+        (`self.linear`) reads; needed when the model has one.
 
         `return_routing=True`: (predictions, Routing of the MoE head, or None for a single head).
         """
