@@ -2,6 +2,7 @@
 `tiny_model` and `user_error` fixtures, or imported where a module-level list needs them)."""
 
 import numpy as np
+import pandas as pd
 import scipy.sparse as sp
 import torch
 
@@ -44,3 +45,15 @@ def relative_abundances(table_path):
     counts = sp.csr_matrix(table.counts)
     x = sp.diags(1.0 / np.asarray(counts.sum(axis=1)).ravel()) @ counts
     return x, {s: i for i, s in enumerate(table.sample_ids)}
+
+
+def cv_fold_parts(cv_run, table_path, folds: int):
+    """For each fold of the `aam cv` folder `cv_run`: (cv_predictions indexed by sample ID, the fold's test
+    IDs, its training IDs in the table's order (the order the forest sees), their relative abundances and the
+    test samples'), for tests that refit the reference methods fold by fold."""
+    preds = pd.read_csv(cv_run / "cv_predictions.tsv", sep="\t", index_col="sample_id")
+    x, rows = relative_abundances(table_path)
+    for fold in range(1, folds + 1):
+        test = preds.index[preds["fold"] == fold]
+        train = sorted(preds.index[preds["fold"] != fold], key=rows.get)
+        yield preds, test, train, x[[rows[s] for s in train]], x[[rows[s] for s in test]]

@@ -12,7 +12,7 @@ from sklearn.ensemble import RandomForestClassifier
 from sklearn.metrics import (accuracy_score, average_precision_score, balanced_accuracy_score, confusion_matrix,
                              log_loss, roc_auc_score)
 
-from cli_helpers import relative_abundances
+from cli_helpers import cv_fold_parts
 
 from aam.cli.main import main
 from aam.data.simulate import PH_CLASSES, write_simulation
@@ -134,19 +134,15 @@ def test_cv_folds_keep_groups_whole_and_every_class_in_every_test_fold(cv_run, s
 
 
 def test_cv_forest_and_prior_are_fitted_on_the_same_folds(cv_run, study):
-    preds = pd.read_csv(cv_run / "cv_predictions.tsv", sep="\t", index_col="sample_id")
-    x, rows = relative_abundances(study / "table.biom")
-    for fold in (1, 2, 3):
-        test = preds.index[preds["fold"] == fold]
-        train = sorted(preds.index[preds["fold"] != fold], key=rows.get)  # the forest sees the table's order
+    for preds, test, train, x_train, x_test in cv_fold_parts(cv_run, study / "table.biom", 3):
         y = preds.loc[train, "ph_class_observed"].map(LEVELS.index).to_numpy()
         shares = np.bincount(y, minlength=3) / len(y)
         np.testing.assert_allclose(probabilities(preds.loc[test], "ph_class", "ph_class_prior"),
                                    np.broadcast_to(shares, (len(test), 3)), rtol=1e-8)
         forest = RandomForestClassifier(n_estimators=TREES, random_state=1, n_jobs=1)
-        forest.fit(x[[rows[s] for s in train]], y)
+        forest.fit(x_train, y)
         np.testing.assert_allclose(probabilities(preds.loc[test], "ph_class", "ph_class_forest"),
-                                   forest.predict_proba(x[[rows[s] for s in test]]), rtol=1e-6, atol=1e-12)
+                                   forest.predict_proba(x_test), rtol=1e-6, atol=1e-12)
 
 
 def test_cv_metrics_equal_scikit_learn_on_the_out_of_fold_predictions(cv_run):

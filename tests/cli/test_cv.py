@@ -12,7 +12,7 @@ import pytest
 from sklearn.ensemble import RandomForestRegressor
 from sklearn.metrics import mean_absolute_error, mean_squared_error, r2_score
 
-from cli_helpers import relative_abundances
+from cli_helpers import cv_fold_parts
 
 from aam.cli.main import main
 from aam.crossval import cross_validate
@@ -85,17 +85,12 @@ def test_the_inner_split_is_outside_the_test_fold_and_picks_the_epoch(cv_run):
 
 
 def test_forest_and_mean_are_fitted_on_the_same_folds(cv_run, study):
-    preds = pd.read_csv(cv_run / "cv_predictions.tsv", sep="\t", index_col="sample_id")
-    x, rows = relative_abundances(study / "table.biom")
-    for fold in (1, 2, 3):
-        test = preds.index[preds["fold"] == fold]
-        train = sorted(preds.index[preds["fold"] != fold], key=rows.get)  # the forest sees the table's order
+    for preds, test, train, x_train, x_test in cv_fold_parts(cv_run, study / "table.biom", 3):
         observed = preds.loc[train, "ph_observed"]
         np.testing.assert_allclose(preds.loc[test, "ph_mean"], observed.mean(), rtol=1e-9)
         forest = RandomForestRegressor(n_estimators=TREES, random_state=4, n_jobs=1)
-        forest.fit(x[[rows[s] for s in train]], observed.to_numpy())
-        np.testing.assert_allclose(preds.loc[test, "ph_forest"], forest.predict(x[[rows[s] for s in test]]),
-                                   rtol=1e-6)
+        forest.fit(x_train, observed.to_numpy())
+        np.testing.assert_allclose(preds.loc[test, "ph_forest"], forest.predict(x_test), rtol=1e-6)
 
 
 def test_pooled_and_per_fold_metrics_equal_those_recomputed_from_the_predictions(cv_run):
