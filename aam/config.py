@@ -30,6 +30,7 @@ from aam.loss_spec import (DEFAULT_QUANTILES, LOSS_TYPES, QUANTILE_LOSSES, Categ
 DEVICES = ("auto", "cpu", "cuda")
 PRECISIONS = ("auto", "fp32", "bf16")  # of a training step; aam.runtime.device.compute_dtype says what each means
 ABUNDANCE_INPUTS = ("reads", "relative")
+ASV_KERNELS = ("auto", "linear")
 CLASS_WEIGHTS = ("none", "auto")
 
 __all__ = ["DEFAULT_QUANTILES", "DEVICES", "LOSS_TYPES", "PRECISIONS", "QUANTILE_LOSSES", "DataConfig",
@@ -105,6 +106,9 @@ class ModelConfig:
     # a linear model on the log relative abundances of the ASVs held by at least this many training samples,
     # added to the outputs and started from ridge / logistic fits (aam.models.linear); 0 = off
     asv_linear: int = 2
+    # "auto": per regression target, the linear model's fit is a ridge regression or, where one scores better
+    # in grouped folds of the training samples, a kernel ridge regression (aam.models.kernel); "linear": ridge
+    asv_kernel: str = "auto"
     use_kernels: bool = False  # --fused-kernels: aam_kernels loss and MoE head (Triton on CUDA, CPU path on CPU)
     # Filled from the data, not by the user: vocabulary of the categorical embeddings and output shape.
     max_bp: int = derived(150)  # positions of the nucleotide embedding (copied from DataConfig)
@@ -114,6 +118,7 @@ class ModelConfig:
     n_classes: tuple[int, ...] = derived(())  # per target: its levels (a classifier output), 0 = regression; () = all 0
     asv_vocabulary: int = derived(0)  # ASVs with a learned identity vector (see asv_identity)
     linear_vocabulary: int = derived(0)  # ASVs with a learned linear term (see asv_linear)
+    kernel_samples: int = derived(0)  # training samples the kernel ridge regressions hold (see asv_kernel)
     moe_routing_index: int = derived(-1)  # position of the moe_routing column among the categorical ones; -1 = learned
 
 
@@ -326,6 +331,8 @@ def _check_settings(config: RunConfig) -> LossConfig:
         raise UserError(f"--asv-identity must be >= 0 (0 = off); got {m.asv_identity}")
     if m.asv_linear < 0:
         raise UserError(f"--asv-linear must be >= 0 (0 = off); got {m.asv_linear}")
+    if m.asv_kernel not in ASV_KERNELS:
+        raise UserError(f"--asv-kernel must be one of {', '.join(ASV_KERNELS)}; got {m.asv_kernel!r}")
     if any(h < 1 for h in m.regressor_hidden_dims):
         raise UserError(f"--regressor-hidden-dims must be positive; got {m.regressor_hidden_dims}")
     for name, p in (("--dropout", m.dropout), ("--regressor-dropout", m.regressor_dropout)):
@@ -378,12 +385,13 @@ _PART_TYPES = {"data": DataConfig, "model": ModelConfig, "loss": LossConfig, "tr
 def _upgrade(values: dict[str, Any]) -> dict[str, Any]:
     """A config dict of an earlier version in today's layout: --fused-kernels was train.fused_kernels, the
     model kept a copy of the quantile levels (the same as the resolved loss.quantiles), and runs saved before
-    the conformal interval calibration existed keep their intervals as trained, and runs saved before the
-    linear model on abundances existed have none."""
+    the conformal interval calibration existed keep their intervals as trained, runs saved before the
+    linear model on abundances existed have none, and those saved before its kernels fitted ridge regressions."""
     values = {name: dict(part) for name, part in values.items()}
     model, train = values.setdefault("model", {}), values.setdefault("train", {})
     train.setdefault("conformal", False)
     model.setdefault("asv_linear", 0)
+    model.setdefault("asv_kernel", "linear")
     if "fused_kernels" in train:
         model.setdefault("use_kernels", train.pop("fused_kernels"))
     model.pop("quantiles", None)

@@ -75,6 +75,9 @@ MODEL_FLAGS = [
      "a linear model on the log relative abundances of the ASVs held by at least this many training samples, "
      "added to the transformer's outputs and started from a ridge (regression) or logistic (classification) "
      "fit on the training samples; 0 = off"),
+    ("--asv-kernel", ModelConfig, "asv_kernel", str,
+     "auto: a regression target's linear model is a kernel ridge regression (RBF or Laplacian kernel) where "
+     "one scores better than the ridge regression in grouped folds of the training samples; linear: ridge only"),
     ("--dropout", ModelConfig, "dropout", float,
      "dropout on the transformer residual branches and feed-forward hidden layers"),
     ("--abundance", ModelConfig, "abundance", str,

@@ -2,14 +2,14 @@
 
 The model reads each (sample, slot) as one input vector, x_i = asv_vector_i + count_embedding(abundance_i)
 (abundance_i = log(1 + reads), or log(1 + reads per 10,000) for `--abundance relative`; see
-`AAMRegressor.abundance_input`), and, with `--asv-linear`, a second one that the outputs sum:
-l_i = f(relative abundance_i) w_i (`aam.models.linear`). It sees nothing else of the ASV. Integrated
-gradients along the straight line from a reference x_i^0 to x_i (and from l_i^0 = 0, no reads, in either
-reference, to l_i) gives, for every output y (a target's point prediction, or a quantile model's interval
-width, calibrated as `aam predict` reports it),
+`AAMRegressor.abundance_input`), and, with `--asv-linear`, a second one, the linear model's (and its
+kernels') input v_i = f(relative abundance_i) (`aam.models.linear`). It sees nothing else of the ASV.
+Integrated gradients along the straight line from a reference x_i^0 to x_i (and from v_i^0 = 0, no reads,
+in either reference, to v_i) gives, for every output y (a target's point prediction, or a quantile model's
+interval width, calibrated as `aam predict` reports it),
 
-    attribution_i = sum_d (x_i - x_i^0)_d * integral_0^1 dy/dx_i,d (x^0 + a (x - x^0), a l) da
-                    + sum_o l_i,o * integral_0^1 dy/dl_i,o (x^0 + a (x - x^0), a l) da,
+    attribution_i = sum_d (x_i - x_i^0)_d * integral_0^1 dy/dx_i,d (x^0 + a (x - x^0), a v) da
+                    + v_i * integral_0^1 dy/dv_i (x^0 + a (x - x^0), a v) da,
 
 and the attributions of a sample sum to y(x) - y(x^0) (completeness), up to the quadrature error that
 `BatchAttribution.gap` reports. References (`REFERENCES`):
@@ -155,7 +155,7 @@ class SlotInputs:
     """Runs `model` with chosen slot input vectors x [B, A, D] (and the batch's categories), through the
     model's own forward: the ASV encoder's output is replaced by the flattened x - count_embedding(0) and
     every abundance by 0, so the sample encoder's sum asv_vector + count_embedding(abundance) equals x;
-    a model with the linear term on abundances (`model.linear`) takes its slot terms l [B, A, O] too."""
+    a model with the linear model on abundances (`model.linear`) takes its slot values v [B, A] too."""
 
     def __init__(self, model: AAMRegressor, batch: Batch):
         self.model, self.batch = model, batch
@@ -179,22 +179,27 @@ class SlotInputs:
 
     @torch.no_grad()
     def linear_real(self) -> torch.Tensor | None:
-        """[B, A, O]: the linear term's slot terms of the batch; None for a model without it."""
+        """[B, A]: the linear model's slot values f(rel) of the batch (`ASVLinear.slot_values`); None for a
+        model without it."""
         if self.model.linear is None:
             return None
+        return self.linear_slots()[1]
+
+    def linear_slots(self) -> tuple[torch.Tensor, torch.Tensor]:
         b = self.batch
-        return self.model.linear.slot_terms(b.asv_tokens, b.asv_index, b.asv_mask, b.rel_abundance)
+        return self.model.linear.slot_values(b.asv_tokens, b.asv_index, b.asv_mask, b.rel_abundance)
 
     def __call__(self, x: torch.Tensor, linear: torch.Tensor | None = None) -> torch.Tensor:
-        """x [B, A, D] (and the linear term's slot terms [B, A, O]) -> predictions [B, T, Q] (z-scored)."""
+        """x [B, A, D] (and the linear model's slot values [B, A]) -> predictions [B, T, Q] (z-scored)."""
         flat = (x - self.count_bias).reshape(-1, x.shape[-1])
         handles = [self.model.asv_encoder.register_forward_hook(lambda module, args, output: flat)]
-        if linear is not None:  # the linear term runs on the batch's own ASVs, then its output is replaced
-            b = self.batch
+        if linear is not None:  # the linear model runs on the batch's own ASVs, then its output is replaced by
+            b = self.batch      # its output for these slot values
             real = (b.asv_tokens, b.asv_index, b.asv_mask, b.rel_abundance)
+            row = self.linear_slots()[0]
             handles += [self.model.linear.register_forward_pre_hook(lambda module, args: real),
                         self.model.linear.register_forward_hook(
-                            lambda module, args, output: linear.sum(1) + module.bias)]
+                            lambda module, args, output: module.from_values(row, linear))]
         try:
             return self.model(self.dummy_tokens, self.index, self.batch.asv_mask, self.zeros, self.batch.categories,
                               rel_abundance=self.zeros)
@@ -220,7 +225,7 @@ def attribute_batch(model: AAMRegressor, batch: Batch, scaler: TargetScaler, qua
         with torch.no_grad():
             x0 = x1 - run.count_embedding(run.abundance) + run.count_embedding(torch.zeros_like(run.abundance))
     delta = x1 - x0  # [B, A, D]
-    l1 = run.linear_real()  # [B, A, O] or None; its reference is 0
+    l1 = run.linear_real()  # [B, A] or None; its reference is 0
     mask = batch.asv_mask.unsqueeze(-1)
     with torch.no_grad():
         prediction = output_values(run(x1, l1), scaler, quantiles, calibration, classes).double()
@@ -236,6 +241,6 @@ def attribute_batch(model: AAMRegressor, batch: Batch, scaler: TargetScaler, qua
             grads = torch.autograd.grad(y[:, j].sum(), inputs, retain_graph=j + 1 < k)
             step = (grads[0] * delta * mask).sum(-1)
             if l1 is not None:
-                step = step + (grads[1] * l1 * mask).sum(-1)
+                step = step + grads[1] * l1 * batch.asv_mask
             total[..., j] += w * step.double()
     return BatchAttribution(prediction, baseline, total)

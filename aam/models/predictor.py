@@ -32,7 +32,8 @@ class AAMRegressor(nn.Module):
         classes = tuple(k for k in self.layout.n_classes if k)
         # the linear model on abundances (aam.models.linear): one column per regression target, then the
         # class logits; None = off
-        self.linear = ASVLinear(c.linear_vocabulary, n_regression + sum(classes)) if c.linear_vocabulary else None
+        self.linear = ASVLinear(c.linear_vocabulary, n_regression + sum(classes), c.kernel_samples) \
+            if c.linear_vocabulary else None
         head = dict(n_targets=n_regression, n_quantiles=c.n_quantiles, hidden_dims=c.regressor_hidden_dims,
                     dropout=c.regressor_dropout, residual=c.residual_regression_head)
         if c.moe_experts:

@@ -18,6 +18,7 @@ from aam.config import RunConfig
 from aam.data.dataset import make_loader
 from aam.data.prepared import PreparedData, load_prepared
 from aam.data.sharding import make_sharded_loader
+from aam.data.split import sample_groups
 from aam.evaluation.classes import ClassLevels
 from aam.evaluation.metrics import best_metric_column
 from aam.models import AAMRegressor
@@ -30,7 +31,7 @@ from aam.training.data_parallel import DataParallel
 from aam.training.param_groups import freeze_encoders
 from aam.errors import UserError
 from aam.models.layout import OutputLayout
-from aam.training.linear_init import fit_start
+from aam.training.linear_init import fit_start, kernel_rows
 from aam.training.losses import LossPlan, RegressionLoss, plan_loss
 from aam.training.output_loss import OutputLoss, class_weight_tables
 from aam.training.reduction import SingleProcess
@@ -108,7 +109,8 @@ def _build(config: RunConfig, device: torch.device | str | None, split, resume_f
     sizes = saved.model if saved is not None else config.model
     config = fill_model_fields(config, data, plan,
                                sizes.asv_vocabulary if vocabulary is None else vocabulary.numel(),
-                               sizes.linear_vocabulary if linear is None else linear.numel())
+                               sizes.linear_vocabulary if linear is None else linear.numel(),
+                               sizes.kernel_samples if linear is None else _kernel_samples(config, data))
 
     torch.manual_seed(config.train.seed)  # initialization; shuffles and ASV draws use (seed, epoch)
     model = AAMRegressor(config.model).to(device)
@@ -117,7 +119,8 @@ def _build(config: RunConfig, device: torch.device | str | None, split, resume_f
     if linear is not None:
         model.linear.set_vocabulary(linear.to(device))
         fit_start(model.linear, data.study.counts[data.train_idx], data.train_set.tokens, data.train_set.targets,
-                  OutputLayout.of(config.model), data.scaler, config.loss.class_weights == "auto", config.train.seed)
+                  OutputLayout.of(config.model), data.scaler, config.loss.class_weights == "auto", config.train.seed,
+                  sample_groups(data.study, config.data.group_column)[data.train_idx])
     if config.train.pretrained_encoder and resume_from is None:
         load_encoder_weights(model, config.train.pretrained_encoder)
     if config.train.freeze_encoder:
@@ -158,8 +161,17 @@ def _build(config: RunConfig, device: torch.device | str | None, split, resume_f
                train_loader=train_loader, val_loader=val_loader, trainer=trainer, progress=progress)
 
 
+def _kernel_samples(config: RunConfig, data: PreparedData) -> int:
+    """How many training samples the kernel regressions of a new run's linear model hold: 0 without them
+    (`--asv-kernel linear`, or no regression target)."""
+    regression = any(not (data.levels and c in data.levels.columns) for c in config.data.target_columns)
+    if config.model.asv_kernel != "auto" or not regression:
+        return 0
+    return len(kernel_rows(len(data.train_idx), config.train.seed))
+
+
 def fill_model_fields(config: RunConfig, data: PreparedData, plan: LossPlan, vocabulary: int = 0,
-                      linear_vocabulary: int = 0) -> RunConfig:
+                      linear_vocabulary: int = 0, kernel_samples: int = 0) -> RunConfig:
     """The run config with the model's data-dependent (`derived`) fields filled in; UserError for a setting
     the data's classification targets contradict."""
     targets = config.data.target_columns
@@ -179,5 +191,5 @@ def fill_model_fields(config: RunConfig, data: PreparedData, plan: LossPlan, voc
     return config.with_derived(max_bp=config.data.max_bp, n_targets=len(config.data.target_columns),
                                n_quantiles=plan.n_quantiles, category_cardinalities=cards,
                                moe_routing_index=routing_index, asv_vocabulary=vocabulary,
-                               linear_vocabulary=linear_vocabulary,
+                               linear_vocabulary=linear_vocabulary, kernel_samples=kernel_samples,
                                n_classes=classes if classified else ())

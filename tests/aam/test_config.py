@@ -65,6 +65,15 @@ def test_a_config_written_before_use_kernels_and_resolved_quantiles_loads():
     assert quantile.loss.categorical_loss_weights == "auto"
 
 
+def test_a_config_written_before_the_kernel_regressions_fits_ridge_regressions():
+    saved = config().to_dict()
+    saved["model"].pop("asv_kernel")
+    saved["model"].pop("kernel_samples")
+    loaded = RunConfig.from_dict(json.loads(json.dumps(saved)))
+    assert loaded.model.asv_kernel == "linear" and loaded.model.kernel_samples == 0
+    assert config().model.asv_kernel == "auto"  # today's default
+
+
 def test_resume_compares_what_the_user_set_only():
     saved = dataclasses.replace(config(), model=ModelConfig(n_targets=2, max_bp=60, category_cardinalities=(4,)),
                                 train=TrainConfig(output_dir="a", device="cpu", num_workers=2))

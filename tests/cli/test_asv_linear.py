@@ -2,22 +2,31 @@
 
 import numpy as np
 import pandas as pd
+import pytest
 import torch
 
 from aam.cli.main import main
 from aam.runtime.checkpoint import load_checkpoint
 
 
-def test_linear_term_travels_to_predict_and_explain(small_study_args, tiny_model, tmp_path):
+@pytest.mark.parametrize("kernel", ["auto", "linear"])
+def test_linear_term_travels_to_predict_and_explain(small_study_args, tiny_model, tmp_path, kernel):
     run = tmp_path / "run"
     flags = [*small_study_args, "--metadata-column", "ph,ph_class", *tiny_model, "--asv-linear", "2",
-             "--epochs", "2", "--patience", "0", "--output-dir", str(run)]
+             "--asv-kernel", kernel, "--epochs", "2", "--patience", "0", "--output-dir", str(run)]
     assert main(["train", *flags]) == 0
     saved = load_checkpoint(run / "model.pt")
-    hashes = saved["model_state"]["linear.hashes"]
+    state = saved["model_state"]
+    hashes = state["linear.hashes"]
     assert saved["config"]["model"]["linear_vocabulary"] == hashes.numel() > 0
     assert torch.equal(hashes, hashes.sort().values)
-    assert saved["model_state"]["linear.weight"].shape == (hashes.numel(), 1 + 3)  # ph, then 3 ph_class logits
+    assert state["linear.weight"].shape == (hashes.numel(), 1 + 3)  # ph, then 3 ph_class logits
+    samples = saved["config"]["model"]["kernel_samples"]
+    if kernel == "auto":  # ph responds along Gaussian niches: a kernel regression holds its column
+        assert samples > 0 and state["linear.kernel.landmarks"].shape == (samples, hashes.numel())
+        assert state["linear.kernel.kind"][0] > 0 and state["linear.kernel.kind"][1:].tolist() == [0, 0, 0]
+    else:
+        assert samples == 0 and "linear.kernel.dual" not in state
     out = tmp_path / "p.tsv"
     assert main(["predict", "--model", str(run / "model.pt"), "--table", small_study_args[1], "--output",
                  str(out)]) == 0
@@ -36,3 +45,8 @@ def test_linear_term_travels_to_predict_and_explain(small_study_args, tiny_model
 def test_a_negative_vocabulary_threshold_is_one_line(small_study_args, user_error, tmp_path):
     user_error(["train", *small_study_args, "--metadata-column", "ph", "--asv-linear", "-1", "--output-dir",
                 str(tmp_path / "r")], "--asv-linear", ">= 0")
+
+
+def test_an_unknown_kernel_choice_is_one_line(small_study_args, user_error, tmp_path):
+    user_error(["train", *small_study_args, "--metadata-column", "ph", "--asv-kernel", "poly", "--output-dir",
+                str(tmp_path / "r")], "--asv-kernel", "auto, linear")

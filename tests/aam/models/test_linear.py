@@ -125,7 +125,8 @@ def test_a_run_starts_its_linear_term_from_its_training_samples_only(tmp_path):
     config = RunConfig(
         DataConfig(table=str(tmp_path / "table.biom"), metadata=str(tmp_path / "metadata.tsv"),
                    target_columns=("ph", "ph_class", "temperature"), max_bp=20, token_limit=16),
-        ModelConfig(embedding_dim=8, attention_heads=2, asv_layers=0, sample_layers=1, asv_linear=3),
+        ModelConfig(embedding_dim=8, attention_heads=2, asv_layers=0, sample_layers=1, asv_linear=3,
+                    asv_kernel="linear"),
         LossConfig(loss_type="quantile", quantiles=(0.1, 0.5, 0.9)),
         TrainConfig(epochs=1, batch_size=8, device="cpu", progress=False))
     ids = [f"sample_{i:02d}" for i in range(30)]
