@@ -10,11 +10,12 @@ from aam.runtime.checkpoint import load_checkpoint
 
 
 @pytest.mark.parametrize("kernel", ["auto", "linear"])
-def test_linear_term_travels_to_predict_and_explain(small_study_args, tiny_model, tmp_path, kernel):
+def test_linear_term_travels_to_predict_and_explain(small_study_args, tiny_model, tmp_path, kernel, capsys):
     run = tmp_path / "run"
     flags = [*small_study_args, "--metadata-column", "ph,ph_class", *tiny_model, "--asv-linear", "2",
              "--asv-kernel", kernel, "--epochs", "2", "--patience", "0", "--output-dir", str(run)]
     assert main(["train", *flags]) == 0
+    said = [line for line in capsys.readouterr().out.splitlines() if line.startswith("model on abundances")]
     saved = load_checkpoint(run / "model.pt")
     state = saved["model_state"]
     hashes = state["linear.hashes"]
@@ -25,8 +26,10 @@ def test_linear_term_travels_to_predict_and_explain(small_study_args, tiny_model
     if kernel == "auto":  # ph responds along Gaussian niches: a kernel regression holds its column
         assert samples > 0 and state["linear.kernel.landmarks"].shape == (samples, hashes.numel())
         assert state["linear.kernel.kind"][0] > 0 and state["linear.kernel.kind"][1:].tolist() == [0, 0, 0]
+        kind = ["RBF", "Laplacian"][int(state["linear.kernel.kind"][0]) - 1]
+        assert said == [f"model on abundances: ph by {kind} kernel ridge regression"]  # the class keeps its logistic fit
     else:
-        assert samples == 0 and "linear.kernel.dual" not in state
+        assert samples == 0 and "linear.kernel.dual" not in state and said == []
     out = tmp_path / "p.tsv"
     assert main(["predict", "--model", str(run / "model.pt"), "--table", small_study_args[1], "--output",
                  str(out)]) == 0
