@@ -189,8 +189,9 @@ class SlotInputs:
         b = self.batch
         return self.model.linear.slot_values(b.asv_tokens, b.asv_index, b.asv_mask, b.rel_abundance)
 
-    def __call__(self, x: torch.Tensor, linear: torch.Tensor | None = None) -> torch.Tensor:
-        """x [B, A, D] (and the linear model's slot values [B, A]) -> predictions [B, T, Q] (z-scored)."""
+    def __call__(self, x: torch.Tensor, linear: torch.Tensor | None = None, with_kernel: bool = True) -> torch.Tensor:
+        """x [B, A, D] (and the linear model's slot values [B, A]) -> predictions [B, T, Q] (z-scored);
+        `with_kernel=False`: without the linear model's kernel regressions."""
         flat = (x - self.count_bias).reshape(-1, x.shape[-1])
         handles = [self.model.asv_encoder.register_forward_hook(lambda module, args, output: flat)]
         if linear is not None:  # the linear model runs on the batch's own ASVs, then its output is replaced by
@@ -199,13 +200,17 @@ class SlotInputs:
             row = self.linear_slots()[0]
             handles += [self.model.linear.register_forward_pre_hook(lambda module, args: real),
                         self.model.linear.register_forward_hook(
-                            lambda module, args, output: module.from_values(row, linear))]
+                            lambda module, args, output: module.from_values(row, linear, with_kernel))]
         try:
             return self.model(self.dummy_tokens, self.index, self.batch.asv_mask, self.zeros, self.batch.categories,
                               rel_abundance=self.zeros)
         finally:
             for handle in handles:
                 handle.remove()
+
+
+KERNEL_STEPS = 8  # the kernel regressions' share of the integral takes this many times the steps: the Laplacian
+# kernel bends where a feature passes a training sample's, and these steps cost no transformer pass
 
 
 def attribute_batch(model: AAMRegressor, batch: Batch, scaler: TargetScaler, quantiles: tuple[float, ...],
@@ -233,14 +238,48 @@ def attribute_batch(model: AAMRegressor, batch: Batch, scaler: TargetScaler, qua
                                  calibration, classes).double()
     k = prediction.shape[1]
     total = torch.zeros(*x1.shape[:2], k, dtype=torch.float64, device=x1.device)  # [B, A, K]
+    kernel = l1 is not None and model.linear.kernel is not None and any(model.linear.kernel.kinds)
     for a, w in zip(nodes.tolist(), weights.tolist()):
         x = (x0 + a * delta).requires_grad_(True)
         inputs = (x,) if l1 is None else (x, (a * l1).requires_grad_(True))
-        y = output_values(run(*inputs), scaler, quantiles, calibration, classes)  # [B, K]
+        y = output_values(run(*inputs, with_kernel=not kernel), scaler, quantiles, calibration, classes)  # [B, K]
         for j in range(k):
             grads = torch.autograd.grad(y[:, j].sum(), inputs, retain_graph=j + 1 < k)
             step = (grads[0] * delta * mask).sum(-1)
             if l1 is not None:
                 step = step + grads[1] * l1 * batch.asv_mask
             total[..., j] += w * step.double()
+    if kernel:
+        with torch.no_grad():
+            pred = run(x1, l1)
+        total += _kernel_attribution(model, run.linear_slots()[0], l1, batch.asv_mask, pred,
+                                     quadrature(steps * KERNEL_STEPS, reference),
+                                     lambda p: output_values(p, scaler, quantiles, calibration, classes))
     return BatchAttribution(prediction, baseline, total)
+
+
+def _kernel_attribution(model: AAMRegressor, row: torch.Tensor, v1: torch.Tensor, mask: torch.Tensor,
+                        pred: torch.Tensor, quadrature_rule, outputs) -> torch.Tensor:
+    """[B, A, K] float64: integrated gradients of the outputs' kernel part along v = a v1 (row, v1, mask
+    [B, A]), on the finer `quadrature_rule`; the rest of the model is left out of these steps. It adds to
+    the rest's attributions because every output moves by a fixed multiple of a regression target's common
+    shift (`output_values` is affine in it; class logits have no kernel part): outputs(pred + shift) -
+    outputs(pred) is the kernel part's contribution whatever `pred` [B, T, S] is."""
+    linear, layout = model.linear, model.layout
+    r = len(layout.regression_targets)
+    with torch.no_grad():
+        anchor = outputs(pred)
+    nodes, weights = quadrature_rule
+    total = None
+    for a, w in zip(nodes.tolist(), weights.tolist()):
+        v = (a * v1).requires_grad_(True)
+        shift = linear.kernel(linear.features(row, v))  # [B, O]: the regression columns, then zeros
+        regression = shift[:, :r, None].expand(-1, -1, layout.n_quantiles) if r else None
+        logits = shift[:, r:] if layout.class_targets else None
+        y = outputs(pred + layout.assemble(regression, logits)) - anchor
+        if total is None:
+            total = torch.zeros(*v1.shape, y.shape[1], dtype=torch.float64, device=v1.device)
+        for j in range(y.shape[1]):
+            (grad,) = torch.autograd.grad(y[:, j].sum(), v, retain_graph=j + 1 < y.shape[1])
+            total[..., j] += w * (grad * v1 * mask).double()
+    return total

@@ -67,10 +67,10 @@ class ASVLinear(nn.Module):
         out = value.new_zeros(value.shape[0], self.hashes.numel())
         return out.scatter_add(1, row, value)
 
-    def from_values(self, row: torch.Tensor, value: torch.Tensor) -> torch.Tensor:
-        """[B, O]: the bias, plus the sum of value * w over the slots, plus the kernel columns."""
+    def from_values(self, row: torch.Tensor, value: torch.Tensor, with_kernel: bool = True) -> torch.Tensor:
+        """[B, O]: the bias, plus the sum of value * w over the slots, plus (`with_kernel`) the kernel columns."""
         out = (value.unsqueeze(-1) * self.weight[row]).sum(1) + self.bias
-        if self.kernel is not None:
+        if self.kernel is not None and with_kernel:
             out = out + self.kernel(self.features(row, value))
         return out
 

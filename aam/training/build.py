@@ -123,7 +123,8 @@ def _build(config: RunConfig, device: torch.device | str | None, split, resume_f
                   OutputLayout.of(config.model), data.scaler, config.loss.class_weights == "auto", config.train.seed,
                   sample_groups(data.study, config.data.group_column)[data.train_idx])
         if model.linear.kernel is not None and distributed.is_main_process():
-            tqdm.write(kernel_summary(model.linear.kernel.kinds, config.data.target_columns, OutputLayout.of(config.model)))
+            tqdm.write(kernel_summary(model.linear.kernel.kinds, config.data.target_columns,
+                                      OutputLayout.of(config.model)))
     if config.train.pretrained_encoder and resume_from is None:
         load_encoder_weights(model, config.train.pretrained_encoder)
     if config.train.freeze_encoder:
@@ -167,7 +168,7 @@ def _build(config: RunConfig, device: torch.device | str | None, split, resume_f
 def kernel_summary(kinds: list[int], target_columns, layout: OutputLayout) -> str:
     """One line: which fit each regression target's linear model on abundances holds (`kinds`: per output
     column of the linear model, regression targets first, an index into `aam.models.kernel.KINDS`)."""
-    names = {0: "ridge regression", 1: "RBF kernel ridge regression", 2: "Laplacian kernel ridge regression"}
+    names = dict(enumerate(("ridge regression", "RBF kernel ridge regression", "Laplacian kernel ridge regression")))
     fits = [f"{target_columns[t]} by {names[kind]}" for t, kind in zip(layout.regression_targets, kinds)]
     return "model on abundances: " + ", ".join(fits)
 

@@ -27,7 +27,8 @@ def test_linear_term_travels_to_predict_and_explain(small_study_args, tiny_model
         assert samples > 0 and state["linear.kernel.landmarks"].shape == (samples, hashes.numel())
         assert state["linear.kernel.kind"][0] > 0 and state["linear.kernel.kind"][1:].tolist() == [0, 0, 0]
         kind = ["RBF", "Laplacian"][int(state["linear.kernel.kind"][0]) - 1]
-        assert said == [f"model on abundances: ph by {kind} kernel ridge regression"]  # the class keeps its logistic fit
+        # the class keeps its logistic regression: only the regression target is named
+        assert said == [f"model on abundances: ph by {kind} kernel ridge regression"]
     else:
         assert samples == 0 and "linear.kernel.dual" not in state and said == []
     out = tmp_path / "p.tsv"
