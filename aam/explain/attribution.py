@@ -166,6 +166,9 @@ class SlotInputs:
         self.dummy_tokens = torch.zeros(1, 1, dtype=torch.uint8, device=batch.asv_mask.device)
         with torch.no_grad():
             self.count_bias = self.count_embedding(torch.zeros(1, 1, device=batch.asv_mask.device))[0, 0]  # [D]
+            # the linear model's (row, value) per slot (`ASVLinear.slot_values`), looked up once; None without it
+            self.linear_slots = None if model.linear is None else model.linear.slot_values(
+                batch.asv_tokens, batch.asv_index, batch.asv_mask, batch.rel_abundance)
 
     def count_embedding(self, abundance: torch.Tensor) -> torch.Tensor:
         """[B, A] -> [B, A, D]: what the sample encoder adds to each ASV vector."""
@@ -177,17 +180,9 @@ class SlotInputs:
         vectors = self.model.asv_encoder(self.batch.asv_tokens)[self.batch.asv_index]
         return vectors + self.count_embedding(self.abundance)
 
-    @torch.no_grad()
     def linear_real(self) -> torch.Tensor | None:
-        """[B, A]: the linear model's slot values f(rel) of the batch (`ASVLinear.slot_values`); None for a
-        model without it."""
-        if self.model.linear is None:
-            return None
-        return self.linear_slots()[1]
-
-    def linear_slots(self) -> tuple[torch.Tensor, torch.Tensor]:
-        b = self.batch
-        return self.model.linear.slot_values(b.asv_tokens, b.asv_index, b.asv_mask, b.rel_abundance)
+        """[B, A]: the linear model's slot values f(rel) of the batch; None for a model without it."""
+        return None if self.linear_slots is None else self.linear_slots[1]
 
     def __call__(self, x: torch.Tensor, linear: torch.Tensor | None = None, with_kernel: bool = True) -> torch.Tensor:
         """x [B, A, D] (and the linear model's slot values [B, A]) -> predictions [B, T, Q] (z-scored);
@@ -197,7 +192,7 @@ class SlotInputs:
         if linear is not None:  # the linear model runs on the batch's own ASVs, then its output is replaced by
             b = self.batch      # its output for these slot values
             real = (b.asv_tokens, b.asv_index, b.asv_mask, b.rel_abundance)
-            row = self.linear_slots()[0]
+            row = self.linear_slots[0]
             handles += [self.model.linear.register_forward_pre_hook(lambda module, args: real),
                         self.model.linear.register_forward_hook(
                             lambda module, args, output: module.from_values(row, linear, with_kernel))]
@@ -233,7 +228,8 @@ def attribute_batch(model: AAMRegressor, batch: Batch, scaler: TargetScaler, qua
     l1 = run.linear_real()  # [B, A] or None; its reference is 0
     mask = batch.asv_mask.unsqueeze(-1)
     with torch.no_grad():
-        prediction = output_values(run(x1, l1), scaler, quantiles, calibration, classes).double()
+        pred = run(x1, l1)  # [B, T, S]
+        prediction = output_values(pred, scaler, quantiles, calibration, classes).double()
         baseline = output_values(run(x0, None if l1 is None else torch.zeros_like(l1)), scaler, quantiles,
                                  calibration, classes).double()
     k = prediction.shape[1]
@@ -250,9 +246,7 @@ def attribute_batch(model: AAMRegressor, batch: Batch, scaler: TargetScaler, qua
                 step = step + grads[1] * l1 * batch.asv_mask
             total[..., j] += w * step.double()
     if kernel:
-        with torch.no_grad():
-            pred = run(x1, l1)
-        total += _kernel_attribution(model, run.linear_slots()[0], l1, batch.asv_mask, pred,
+        total += _kernel_attribution(model, run.linear_slots[0], l1, batch.asv_mask, pred,
                                      quadrature(steps * KERNEL_STEPS, reference),
                                      lambda p: output_values(p, scaler, quantiles, calibration, classes))
     return BatchAttribution(prediction, baseline, total)

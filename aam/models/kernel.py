@@ -18,6 +18,7 @@ import torch
 from torch import nn
 
 KINDS = ("linear", "rbf", "laplacian")  # index = the `kind` buffer's value
+FITS = ("ridge regression", "RBF kernel ridge regression", "Laplacian kernel ridge regression")  # what each names
 
 
 class ASVKernel(nn.Module):

@@ -24,6 +24,7 @@ from aam.evaluation.classes import ClassLevels
 from aam.evaluation.metrics import best_metric_column
 from aam.models import AAMRegressor
 from aam.models.identity import vocabulary as asv_vocabulary
+from aam.models.kernel import FITS
 from aam.pretrain.encoder_file import encoder_vocabulary, load_encoder_weights
 from aam.runtime import distributed
 from aam.runtime.checkpoint import LAST_FILE, Checkpoint, set_rng_state
@@ -168,8 +169,7 @@ def _build(config: RunConfig, device: torch.device | str | None, split, resume_f
 def kernel_summary(kinds: list[int], target_columns, layout: OutputLayout) -> str:
     """One line: which fit each regression target's linear model on abundances holds (`kinds`: per output
     column of the linear model, regression targets first, an index into `aam.models.kernel.KINDS`)."""
-    names = dict(enumerate(("ridge regression", "RBF kernel ridge regression", "Laplacian kernel ridge regression")))
-    fits = [f"{target_columns[t]} by {names[kind]}" for t, kind in zip(layout.regression_targets, kinds)]
+    fits = [f"{target_columns[t]} by {FITS[kind]}" for t, kind in zip(layout.regression_targets, kinds)]
     return "model on abundances: " + ", ".join(fits)
 
 
