@@ -12,7 +12,7 @@ from sklearn.linear_model import Ridge, RidgeCV
 from aam.data.encoders import TargetScaler
 from aam.data.tokenizer import tokenize
 from aam.models.identity import vocabulary
-from aam.models.kernel import KINDS, ASVKernel
+from aam.models.kernel import KINDS, ASVKernel, dense_distances, sparse_distances
 from aam.models.layout import OutputLayout
 from aam.models.linear import ASVLinear
 from aam.training.linear_init import (ALPHAS, KERNEL_ALPHAS, KERNEL_GAMMAS, choose_kernel, fit_start, group_folds,
@@ -37,6 +37,48 @@ def test_forward_is_the_dual_weighted_sum_of_rbf_and_laplacian_kernels():
             expected[b, 1] += dual[j, 1] * np.exp(-0.7 * np.sum((u[b] - landmarks[j]) ** 2))
             expected[b, 2] += dual[j, 2] * np.exp(-0.3 * np.sum(np.abs(u[b] - landmarks[j])))
     np.testing.assert_allclose(out, expected, rtol=1e-5, atol=1e-5)
+
+
+def _sparse_batch(rng, samples: int, vocabulary: int, landmarks: np.ndarray) -> np.ndarray:
+    """[samples, vocabulary] features, a fifth of them nonzero; row 0 empty, row 1 equal to landmark 2."""
+    u = rng.random((samples, vocabulary)) * (rng.random((samples, vocabulary)) < 0.2)
+    u[0] = 0
+    u[1] = landmarks[2]
+    return u
+
+
+@pytest.mark.parametrize("kind, metric", [(1, "sqeuclidean"), (2, "cityblock")])
+def test_sparse_distances_match_scipy_and_the_dense_form_with_their_gradients(kind, metric):
+    rng = np.random.default_rng(7)
+    landmarks = rng.random((9, 30)) * (rng.random((9, 30)) < 0.3)
+    u = _sparse_batch(rng, 6, 30, landmarks)
+    expected = cdist(u, landmarks, metric)  # float64
+    features = torch.tensor(u, dtype=torch.float32, requires_grad=True)
+    sparse = sparse_distances(features, torch.tensor(landmarks, dtype=torch.float32), [kind])[kind]
+    dense_features = features.detach().clone().requires_grad_(True)
+    dense = dense_distances(dense_features, torch.tensor(landmarks, dtype=torch.float32), [kind])[kind]
+    np.testing.assert_allclose(sparse.detach().numpy(), expected, rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(dense.detach().numpy(), expected, rtol=1e-5, atol=1e-5)
+    assert sparse[1, 2] >= 0 and sparse[1, 2] < 1e-5  # a sample that is a landmark: zero, never below
+    weights = torch.from_numpy(rng.normal(size=(6, 9))).float()
+    (grad_sparse,) = torch.autograd.grad((sparse * weights).sum(), features)
+    (grad_dense,) = torch.autograd.grad((dense * weights).sum(), dense_features)
+    present = u != 0  # at an absent feature the sparse form has no gradient; every path the explanations
+    # integrate keeps an absent feature at 0, where that gradient is multiplied by 0
+    np.testing.assert_allclose(grad_sparse.numpy()[present], grad_dense.numpy()[present], rtol=1e-4, atol=1e-5)
+
+
+def test_a_samples_kernel_outputs_do_not_depend_on_the_rest_of_its_batch():
+    rng = np.random.default_rng(8)
+    landmarks = rng.random((40, 50)) * (rng.random((40, 50)) < 0.3)
+    kernel = ASVKernel(40, 50, 2)
+    kernel.set_landmarks(torch.from_numpy(landmarks))
+    kernel.set_column(0, 1, 0.2, torch.from_numpy(rng.normal(size=40)))
+    kernel.set_column(1, 2, 0.1, torch.from_numpy(rng.normal(size=40)))
+    u = torch.from_numpy(_sparse_batch(rng, 8, 50, landmarks)).float()
+    whole = kernel(u)
+    assert torch.equal(torch.cat([kernel(u[:3]), kernel(u[3:])]), whole)
+    assert all(torch.equal(kernel(u[b:b + 1])[0], whole[b]) for b in range(8))
 
 
 def test_group_folds_keep_each_group_whole_and_need_two_groups():
