@@ -82,6 +82,8 @@ def dense_distances(features: torch.Tensor, landmarks: torch.Tensor, kinds: list
 def sparse_distances(features: torch.Tensor, landmarks: torch.Tensor, kinds: list[int]) -> dict[int, torch.Tensor]:
     """`dense_distances`, summed over each sample's nonzero features (the module's docstring); a loop over the
     samples that reads each one's nonzero count, for the CPU."""
+    if not len(features):
+        return {kind: features.new_zeros(0, landmarks.shape[0]) for kind in kinds}
     g = {1: torch.square, 2: torch.abs}
     totals = {kind: g[kind](landmarks).sum(1) for kind in kinds}  # [m]: the distance from an empty sample
     rows = {kind: [] for kind in kinds}
@@ -90,7 +92,5 @@ def sparse_distances(features: torch.Tensor, landmarks: torch.Tensor, kinds: lis
         values, columns = u[present], landmarks.index_select(1, present)  # [k], [m, k]
         for kind in kinds:
             rows[kind].append((g[kind](values - columns) - g[kind](columns)).sum(1))
-    if not len(features):
-        return {kind: features.new_zeros(0, landmarks.shape[0]) for kind in kinds}
     # the two sums cancel to rounding where a sample is a landmark; a distance is never below 0
     return {kind: (torch.stack(rows[kind]) + totals[kind]).clamp_min(0) for kind in kinds}
